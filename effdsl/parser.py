@@ -1,0 +1,212 @@
+"""Stage 1: source text -> raw statements (the only module that imports Lark).
+
+The grammar (``grammars/effdsl.lark``) fixes the shape of statements only; this module
+turns Lark's tree into small positioned records (:class:`RawNetwork`) and Lark's
+exceptions into effdsl diagnostics. Meaning is given to the words by ``analyze``.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import lark
+from lark import Lark, Token, Tree
+
+from effdsl.diagnostics import Diagnostic, EffdslError, Span
+from effdsl.resources import grammar_text
+
+
+@dataclass(frozen=True, slots=True)
+class Tok:
+    """A word or a number as the user wrote it, with its span."""
+
+    text: str
+    is_number: bool
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class RawSetting:
+    """``name item item ...`` inside a ``{ }`` block."""
+
+    name: Tok
+    items: tuple[Tok, ...]
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class RawStatement:
+    """One statement of the network body.
+
+    ``keyword`` is the leading word (``stage``, ``preset``, ``input`` ...); ``name`` the
+    word after it for ``stem/stage/head`` (the block type) and ``preset`` (its name);
+    ``items`` the rest of the line; ``settings`` the body of a ``{ }`` block.
+    """
+
+    keyword: Tok
+    name: Tok | None
+    items: tuple[Tok, ...]
+    settings: tuple[RawSetting, ...] | None
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class RawNetwork:
+    name: Tok
+    statements: tuple[RawStatement, ...]
+    span: Span
+    end: Span  # the closing brace
+
+
+# Terminal names as users would write them; never show '$END' or 'SEMICOLON'.
+_TERMINAL_WORDS = {
+    "LBRACE": "'{'",
+    "RBRACE": "'}'",
+    "SEMICOLON": "';'",
+    "_NL": "end of line",
+    "WORD": "a name",
+    "NUMBER": "a number",
+    "SETTINGS_KW": "'scaling', 'defaults' or 'preset'",
+    "BLOCK_KW": "'stem', 'stage' or 'head'",
+    "LAYER_KW": "'pool', 'dropout' or 'linear'",
+    "NETWORK": "'network'",
+    "INPUT": "'input'",
+    "CLASSES": "'classes'",
+    "X": "'x'",
+    "$END": "end of file",
+}
+
+
+@functools.lru_cache(maxsize=1)
+def _parser() -> Lark:
+    return Lark(
+        grammar_text(),
+        parser="lalr",
+        lexer="contextual",
+        propagate_positions=True,
+        maybe_placeholders=False,
+    )
+
+
+def normalize(text: str) -> str:
+    """Drop a UTF-8 byte-order mark and turn CRLF / CR line ends into LF."""
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def parse(text: str) -> RawNetwork:
+    """Parse normalized ``.eff`` text; raise :class:`EffdslError` at the first syntax error."""
+    if not text.strip():
+        raise EffdslError(
+            Diagnostic(
+                "E003",
+                "the file is empty; expected 'network NAME { ... }'",
+                Span(1, 1, 1, 2),
+                help="start from a built-in spec: effdsl compile efficientnet_b0 --emit ir",
+            )
+        )
+    try:
+        tree = _parser().parse(text)
+    except lark.exceptions.UnexpectedInput as exc:
+        raise EffdslError(_syntax_diagnostic(exc, text)) from None
+    return _network(tree.children[0])
+
+
+def _span(meta_or_tok: Token | lark.tree.Meta) -> Span:
+    return Span(meta_or_tok.line, meta_or_tok.column, meta_or_tok.end_line, meta_or_tok.end_column)
+
+
+def _tok(token: Token) -> Tok:
+    return Tok(str(token), token.type == "NUMBER", _span(token))
+
+
+def _network(tree: Tree) -> RawNetwork:
+    name, *stmts = tree.children
+    return RawNetwork(
+        name=_tok(name),
+        statements=tuple(_statement(s) for s in stmts),
+        span=_span(tree.meta),
+        end=Span(tree.meta.end_line, tree.meta.end_column - 1, tree.meta.end_line, tree.meta.end_column),
+    )
+
+
+def _keyword_tok(tree: Tree, word: str) -> Tok:
+    meta = tree.meta
+    return Tok(word, False, Span(meta.line, meta.column, meta.line, meta.column + len(word)))
+
+
+def _statement(tree: Tree) -> RawStatement:
+    kids = list(tree.children)
+    span = _span(tree.meta)
+    if tree.data in ("input", "classes"):
+        return RawStatement(_keyword_tok(tree, str(tree.data)), None, tuple(_tok(k) for k in kids), None, span)
+    keyword = _tok(kids.pop(0))
+    if tree.data == "settings_stmt":
+        name = _tok(kids.pop(0)) if kids and isinstance(kids[0], Token) else None
+        settings = tuple(_setting(k) for k in kids)
+        return RawStatement(keyword, name, (), settings, span)
+    if tree.data == "block_stmt":
+        name = _tok(kids.pop(0))
+        return RawStatement(keyword, name, tuple(_tok(k) for k in kids), None, span)
+    return RawStatement(keyword, None, tuple(_tok(k) for k in kids), None, span)
+
+
+def _setting(tree: Tree) -> RawSetting:
+    name, *items = (_tok(k) for k in tree.children)
+    return RawSetting(name, tuple(items), _span(tree.meta))
+
+
+def _describe_expected(expected: set[str]) -> str:
+    words = sorted({_TERMINAL_WORDS.get(t, f"'{t.lower()}'") for t in expected if not t.startswith("__")})
+    if not words:
+        return ""
+    if len(words) == 1:
+        return words[0]
+    return ", ".join(words[:-1]) + " or " + words[-1]
+
+
+def _end_of_text(text: str) -> Span:
+    lines = text.split("\n")
+    while len(lines) > 1 and not lines[-1].strip():
+        lines.pop()
+    line = len(lines)
+    col = len(lines[-1].rstrip()) + 1
+    return Span(line, col, line, col + 1)
+
+
+def _syntax_diagnostic(exc: lark.exceptions.UnexpectedInput, text: str) -> Diagnostic:
+    if isinstance(exc, lark.exceptions.UnexpectedCharacters):
+        char = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else ""
+        shown = repr(char) if not char.isprintable() or char in " '" else f"'{char}'"
+        return Diagnostic(
+            "E002",
+            f"unexpected character {shown}",
+            Span(exc.line, exc.column, exc.line, exc.column + 1),
+            help="names start with a letter; numbers look like 3, 0.25 or 1e-3; comments start with '#'",
+        )
+    if isinstance(exc, (lark.exceptions.UnexpectedToken, lark.exceptions.UnexpectedEOF)):
+        expected = _describe_expected(set(getattr(exc, "expected", ()) or ()))
+        token = getattr(exc, "token", None)
+        if token is None or token.type == "$END":
+            return Diagnostic(
+                "E003",
+                "unexpected end of file" + (f"; expected {expected}" if expected else ""),
+                _end_of_text(text),
+                help="every '{' needs a matching '}'" if "RBRACE" in (exc.expected or ()) else None,
+            )
+        shown = "end of line" if token.type == "_NL" else f"'{token}'"
+        return Diagnostic(
+            "E001",
+            f"unexpected {shown}" + (f"; expected {expected}" if expected else ""),
+            _token_span(token),
+        )
+    return Diagnostic("E001", str(exc).splitlines()[0], None)  # pragma: no cover - Lark adds kinds rarely
+
+
+def _token_span(token: Token) -> Span:
+    if token.type == "_NL":
+        # Point just after the last good token, where the missing item belongs.
+        return Span(token.line, token.column, token.line, token.column + 1)
+    return _span(token)

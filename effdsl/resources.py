@@ -1,0 +1,32 @@
+"""Files shipped with effdsl: the grammar and the built-in specs.
+
+In an installed wheel they live inside the package (``effdsl/grammars``,
+``effdsl/specs``); in a source checkout they are the top-level ``grammars/`` and
+``specs/`` folders. Both layouts are looked up, package first.
+"""
+
+from __future__ import annotations
+
+import functools
+from importlib import resources
+from pathlib import Path
+
+_CHECKOUT = Path(__file__).resolve().parent.parent
+
+
+def _folder(name: str) -> Path:
+    packaged = resources.files("effdsl") / name
+    if packaged.is_dir():
+        return Path(str(packaged))
+    return _CHECKOUT / name
+
+
+@functools.lru_cache(maxsize=1)
+def grammar_text() -> str:
+    return (_folder("grammars") / "effdsl.lark").read_text(encoding="utf-8")
+
+
+def builtin_specs() -> dict[str, Path]:
+    """Built-in spec names (file stem) and their paths."""
+    folder = _folder("specs")
+    return {p.stem: p for p in sorted(folder.glob("*.eff"))}

@@ -1,0 +1,122 @@
+"""Stage 2 data: the spec AST, frozen pydantic models with source spans.
+
+A :class:`Network` is exactly what the user wrote, checked but not yet resolved: a
+stage's ``act`` is ``None`` when the stage does not override the default. ``spans``
+maps a field name to where the user wrote it, so a later stage can point at the value
+(``stage.span_of("kernel")``) rather than the whole line.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from effdsl.diagnostics import Span
+
+RoundingMode = Literal["ceil", "floor", "half_up", "half_even"]
+BlockType = Literal["mbconv", "fused_mbconv", "conv"]
+Role = Literal["stem", "stage", "head"]
+
+ROUNDING_MODES: tuple[str, ...] = ("ceil", "floor", "half_up", "half_even")
+BLOCK_TYPES: tuple[str, ...] = ("mbconv", "fused_mbconv", "conv")
+ACTIVATIONS: tuple[str, ...] = ("relu", "relu6", "silu", "hardswish", "gelu", "sigmoid", "none")
+POOLS: tuple[str, ...] = ("avg", "max")
+
+
+class SpecNode(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    span: Span
+    spans: dict[str, Span] = {}
+
+    def span_of(self, name: str) -> Span:
+        """Where ``name`` was written, or the whole node when it was not written."""
+        return self.spans.get(name, self.span)
+
+
+class BatchNorm(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    eps: float | None = None
+    momentum: float | None = None
+
+    def over(self, base: "BatchNorm") -> "BatchNorm":
+        """These settings where given, ``base``'s elsewhere."""
+        return BatchNorm(
+            eps=self.eps if self.eps is not None else base.eps,
+            momentum=self.momentum if self.momentum is not None else base.momentum,
+        )
+
+
+class Scaling(SpecNode):
+    """The compound-scaling policy: coefficients and every rounding rule."""
+
+    alpha: float = 1.0
+    beta: float = 1.0
+    gamma: float = 1.0
+    divisor: int = 8
+    min_ch: int | None = None  # None: the divisor
+    guard: float = 0.9  # round-down guard: never below guard * ideal channels; 0 disables
+    depth_rounding: RoundingMode = "ceil"
+    resolution_rounding: RoundingMode = "half_up"
+    resolution_multiple: int = 1
+    fixed_width: tuple[Literal["stem", "head"], ...] = ()
+    fixed_depth: tuple[int, ...] = ()  # 0-based stage indices whose repeats never scale
+
+
+class Defaults(SpecNode):
+    act: str = "silu"
+    se: float = 0.0
+    bn: BatchNorm = BatchNorm(eps=1e-5, momentum=0.1)
+    drop_path: float = 0.0
+    dropout: float = 0.0
+
+
+class Preset(SpecNode):
+    name: str
+    width: float
+    depth: float
+    resolution: int
+    dropout: float | None = None
+    drop_path: float | None = None
+    bn: BatchNorm = BatchNorm()
+
+
+class Block(SpecNode):
+    """A stem, a stage (``repeats`` blocks) or the head's conv."""
+
+    role: Role
+    block: BlockType
+    kernel: int
+    stride: int = 1
+    expand: float = 1.0
+    out_ch: int
+    repeats: int = 1
+    se: float | None = None
+    act: str | None = None
+    skip: bool | None = None
+    bn: BatchNorm = BatchNorm()
+
+
+class Head(SpecNode):
+    conv: Block | None = None
+    pool: Literal["avg", "max"] = "avg"
+    dropout: float | None = None  # None: the preset's, else the defaults'
+    linear: bool = True
+
+
+class Network(SpecNode):
+    name: str
+    in_ch: int
+    resolution: int
+    classes: int
+    scaling: Scaling
+    defaults: Defaults
+    presets: tuple[Preset, ...] = ()
+    stem: Block
+    stages: tuple[Block, ...]
+    head: Head
+
+    def preset(self, name: str) -> Preset | None:
+        return next((p for p in self.presets if p.name == name), None)
