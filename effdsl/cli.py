@@ -1,0 +1,161 @@
+"""The ``effdsl`` command line: the only place that prints, writes files and exits.
+
+Exit status: 0 success, 2 a mistake in the spec or the arguments (rendered with the
+source line and a caret on stderr), 70 an internal error (a bug in effdsl).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from enum import Enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from effdsl.api import compile_spec
+from effdsl.diagnostics import EffdslError, InternalError
+from effdsl.resources import builtin_specs
+from effdsl.summary import Summary
+
+app = typer.Typer(
+    name="effdsl",
+    help="Compile .eff network specs: compound scaling, exact cost, PyTorch modules.",
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+EXIT_USER = 2
+EXIT_BUG = 70
+
+
+class Emit(str, Enum):
+    summary = "summary"
+    json = "json"
+    ir = "ir"
+
+
+SpecArg = typer.Argument(..., help="A .eff file, or the name of a built-in spec (see 'effdsl list').")
+
+
+def _fail(err: EffdslError) -> None:
+    typer.echo(err.render(), err=True)
+    raise typer.Exit(EXIT_USER)
+
+
+def _bug(err: InternalError) -> None:
+    typer.echo(str(err), err=True)
+    raise typer.Exit(EXIT_BUG)
+
+
+@app.command("compile")
+def compile_cmd(
+    spec: str = SpecArg,
+    phi: Optional[float] = typer.Option(None, "--phi", help="Compound coefficient: depth alpha^phi, "
+                                        "width beta^phi, resolution gamma^phi."),
+    preset: Optional[str] = typer.Option(None, "--preset", help="A named member from the spec's preset table."),
+    width: Optional[float] = typer.Option(None, "--width", help="Width multiplier (with --depth, --resolution)."),
+    depth: Optional[float] = typer.Option(None, "--depth", help="Depth multiplier."),
+    resolution: Optional[int] = typer.Option(None, "--resolution", help="Input resolution in pixels."),
+    num_classes: Optional[int] = typer.Option(None, "--num-classes", help="Classifier outputs (default: the spec's)."),
+    emit: Emit = typer.Option(Emit.summary, "--emit", help="What to print: a stage table, JSON, or the IR."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write to FILE instead of stdout."),
+) -> None:
+    """Scale a spec to one member of its family and report its stage table and exact cost."""
+    start = time.perf_counter()
+    try:
+        compiled = compile_spec(spec, phi=phi, preset=preset, width=width, depth=depth,
+                                resolution=resolution, num_classes=num_classes)
+    except EffdslError as err:
+        _fail(err)
+    except InternalError as err:
+        _bug(err)
+    elapsed = time.perf_counter() - start
+    if emit is Emit.json:
+        text = json.dumps(compiled.summary.to_json(), indent=2) + "\n"
+    elif emit is Emit.ir:
+        text = compiled.ir()
+    else:
+        text = render_summary(compiled.summary, elapsed)
+    if output is None:
+        sys.stdout.write(text)
+    else:
+        output.write_text(text, encoding="utf-8")
+        typer.echo(f"wrote {output}", err=True)
+
+
+@app.command("check")
+def check_cmd(spec: str = SpecArg) -> None:
+    """Validate a spec (syntax, names, values, and the baseline's shapes)."""
+    try:
+        net = compile_spec(spec).spec  # the baseline must also pass shape inference
+    except EffdslError as err:
+        _fail(err)
+    except InternalError as err:
+        _bug(err)
+    presets = ", ".join(p.name for p in net.presets) or "none"
+    typer.echo(f"{spec}: ok ({net.name}: {len(net.stages)} stages, presets: {presets})")
+
+
+@app.command("list")
+def list_cmd() -> None:
+    """List the built-in specs."""
+    for name, path in builtin_specs().items():
+        typer.echo(f"{name}\t{path}")
+
+
+def _num(value: float) -> str:
+    return f"{value:g}"
+
+
+def render_summary(summary: Summary, elapsed: float | None = None) -> str:
+    """The stage table and totals as plain text (what ``effdsl compile`` prints)."""
+    console = Console(record=True, width=100, force_terminal=False, color_system=None, file=_Null())
+    which = (f"preset {summary.preset}" if summary.preset else
+             f"phi {_num(summary.phi)}" if summary.phi is not None else "explicit multipliers")
+    table = Table(title=f"{summary.name} ({which})", title_justify="left")
+    for column in ("stage", "block", "k", "s", "e", "in -> out", "repeats", "res", "params", "MACs"):
+        table.add_column(column, justify="left" if column in ("stage", "block", "in -> out") else "right")
+    for row in summary.rows:
+        table.add_row(row.name, row.block, str(row.kernel), str(row.stride), _num(row.expand),
+                      f"{row.in_ch} -> {row.out_ch}", str(row.repeats), str(row.out_res),
+                      f"{row.params:,}", f"{row.macs:,}")
+    console.print(table)
+    totals = [
+        f"params      {summary.params:,}",
+        f"MACs        {summary.macs:,}",
+        f"FLOPs       {summary.flops:,}  (2 x MACs)",
+        f"resolution  {summary.resolution}",
+        f"width_mult  {summary.width_mult:.6g}",
+        f"depth_mult  {summary.depth_mult:.6g}",
+        f"blocks      {summary.num_blocks}",
+        f"classes     {summary.num_classes}",
+    ]
+    if elapsed is not None:
+        totals.append(f"elapsed     {elapsed * 1000:.1f} ms")
+    for line in totals:
+        console.print(line)
+    return console.export_text()
+
+
+class _Null:
+    """A sink for the recording console (the text is taken with export_text)."""
+
+    def write(self, _: str) -> int:
+        return 0
+
+    def flush(self) -> None:
+        pass
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
