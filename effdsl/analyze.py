@@ -30,6 +30,7 @@ from effdsl.spec import (
 # k3 s2 e6 c24 x2 se0.25: a one- or two-letter field glued to its number.
 _FIELD = re.compile(r"^(se|k|s|e|c|x)([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)$")
 _FIELD_NAMES = {"k": "kernel", "s": "stride", "e": "expand", "c": "out_ch", "x": "repeats", "se": "se"}
+_ACT_ALIASES = {"swish": "silu", "hswish": "hardswish", "hard_swish": "hardswish", "identity": "none"}
 _STAGE_WORDS = ("k<kernel>", "s<stride>", "e<expand>", "c<channels>", "x<repeats>", "se<ratio>",
                 "act", "bn", "skip", "noskip")
 
@@ -388,7 +389,9 @@ def _preset(stmt: RawStatement, errors: Collector) -> Preset | None:
 def _check_act(tok: Tok, errors: Collector) -> bool:
     if tok.text in ACTIVATIONS:
         return True
-    errors.error("E102", f"unknown activation '{tok.text}'", tok.span, did_you_mean(tok.text, ACTIVATIONS))
+    alias = _ACT_ALIASES.get(tok.text.lower())
+    hint = f"did you mean '{alias}'?" if alias else did_you_mean(tok.text, ACTIVATIONS)
+    errors.error("E102", f"unknown activation '{tok.text}'", tok.span, hint)
     return False
 
 
@@ -460,6 +463,12 @@ def _block(stmt: RawStatement, errors: Collector) -> Block | None:
         for field in ("repeats", "expand", "se", "skip"):
             if field in values:
                 errors.error("E103", f"a {role} takes no {field}", spans[field])
+                ok = False
+    elif kind.text == "conv":
+        for field in ("expand", "se"):
+            if field in values:
+                errors.error("E103", f"a conv stage takes no {field}", spans[field],
+                             "expansion and squeeze-excite belong to mbconv and fused_mbconv")
                 ok = False
     if not ok:
         return None
