@@ -11,7 +11,7 @@ expanded from; passes that change the architecture rewrite the plan and re-expan
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Iterator
 
 import networkx as nx
@@ -149,16 +149,33 @@ def ops(graph: nx.DiGraph) -> Iterator[Op]:
 
 def operands(graph: nx.DiGraph, name: str) -> list[str]:
     """The node ids feeding ``name``, in operand order."""
-    preds = graph.pred[name]
+    preds = graph._pred[name]
+    if len(preds) < 2:
+        return list(preds)
     return sorted(preds, key=lambda src: preds[src]["arg"])
+
+
+_OP_FIELDS = tuple(f.name for f in fields(Op))
+_set = object.__setattr__
+
+
+def evolve(op: Op, **changes) -> Op:
+    """``dataclasses.replace`` for :class:`Op`, without its per-call introspection."""
+    new = object.__new__(Op)
+    for name in _OP_FIELDS:
+        _set(new, name, getattr(op, name))
+    for name, value in changes.items():
+        if name not in _OP_FIELDS:
+            raise TypeError(f"Op has no field {name!r}")
+        _set(new, name, value)
+    return new
 
 
 def replace_ops(graph: nx.DiGraph, new: dict[str, Op]) -> nx.DiGraph:
     """A copy of ``graph`` with the ops of some nodes replaced (structure unchanged)."""
     out = nx.DiGraph()
     out.graph.update(graph.graph)
-    for name, data in graph.nodes(data=True):
-        out.add_node(name, op=new.get(name, data["op"]))
+    out.add_nodes_from((name, {"op": new.get(name, data["op"])}) for name, data in graph._node.items())
     out.add_edges_from(graph.edges(data=True))
     return out
 

@@ -20,7 +20,7 @@ import networkx as nx
 
 from effdsl.costs import bn_params, conv_macs, conv_params, linear_macs, linear_params
 from effdsl.diagnostics import Diagnostic, EffdslError, InternalError
-from effdsl.ir import OP_KINDS, Op, Plan, operands, ops, plan_of, replace_ops
+from effdsl.ir import OP_KINDS, Op, Plan, evolve, operands, ops, plan_of, replace_ops
 from effdsl.lower import expand, lower
 from effdsl.rounding import conv_out_size, round_channels, round_repeats
 from effdsl.scaling import Scale
@@ -98,7 +98,7 @@ def infer_shapes(graph: nx.DiGraph, resolution_source: str = "the input line") -
             in_shape = shapes[args[0]]
         out_shape = _out_shape(op, in_shape)
         shapes[op.name] = out_shape
-        new[op.name] = replace(op, in_shape=in_shape, out_shape=out_shape)
+        new[op.name] = evolve(op, in_shape=in_shape, out_shape=out_shape)
     return replace_ops(graph, new)
 
 
@@ -131,7 +131,7 @@ def count_cost(graph: nx.DiGraph) -> nx.DiGraph:
         elif op.kind == "linear":
             params = linear_params(op.in_ch, op.out_ch, op.bias)
             macs = linear_macs(op.in_ch, op.out_ch)
-        new[op.name] = replace(op, params=params, macs=macs)
+        new[op.name] = evolve(op, params=params, macs=macs)
     return replace_ops(graph, new)
 
 
