@@ -7,6 +7,7 @@ a file together, in source order, each with the span of the offending word.
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 from typing import Any, Callable
@@ -174,8 +175,10 @@ def _check(field: str, value: float | None, span: Span, errors: Collector, label
 class _Settings:
     """Reads a ``{ }`` block: each setting name maps to a reader function."""
 
-    def __init__(self, block: str, handlers: dict[str, Callable[[_Reader, RawSetting], None]], errors: Collector):
+    def __init__(self, block: str, handlers: dict[str, Callable[[_Reader, RawSetting], None]], errors: Collector,
+                 qualified: tuple[str, ...] = ()):
         self.block, self.handlers, self.errors = block, handlers, errors
+        self.qualified = qualified  # settings named by their first two words ('fixed width', 'fixed depth')
         self.seen: dict[str, Span] = {}
 
     def run(self, settings: tuple[RawSetting, ...]) -> None:
@@ -188,13 +191,16 @@ class _Settings:
                     did_you_mean(name, self.handlers),
                 )
                 continue
-            if name in self.seen:
+            key = name
+            if name in self.qualified and setting.items and not setting.items[0].is_number:
+                key = f"{name} {setting.items[0].text}"
+            if key in self.seen:
                 self.errors.error(
-                    "E105", f"'{name}' is set twice in {self.block}", setting.name.span,
-                    f"first set at line {self.seen[name].line}",
+                    "E105", f"'{key}' is set twice in {self.block}", setting.name.span,
+                    f"first set at line {self.seen[key].line}",
                 )
                 continue
-            self.seen[name] = setting.name.span
+            self.seen[key] = setting.name.span
             reader = _Reader(setting.items, self.errors, setting.name.span)
             handler(reader, setting)
             reader.rest_unexpected(f"'{name}'")
@@ -210,8 +216,12 @@ def _bn_pairs(reader: _Reader, values: dict[str, Any], spans: dict[str, Span]) -
             return
         reader.take()
         value, span = reader.number(f"bn {tok.text}")
-        values[f"bn_{tok.text}"] = _check(tok.text, value, span, reader.errors)
-        spans[f"bn_{tok.text}"] = span
+        key = f"bn_{tok.text}"
+        if key in spans:
+            reader.errors.error("E105", f"bn {tok.text} is given twice", span, f"first given at {spans[key]}")
+            continue
+        values[key] = _check(tok.text, value, span, reader.errors)
+        spans[key] = span
 
 
 def _number_setting(values: dict, spans: dict, key: str, field: str | None = None) -> Callable:
@@ -320,7 +330,7 @@ def _scaling(stmt: RawStatement, n_stages_hint: list[RawStatement], errors: Coll
         "resolution": rounding("resolution_rounding"),
         "fixed": fixed,
     }
-    _Settings("scaling", handlers, errors).run(stmt.settings or ())
+    _Settings("scaling", handlers, errors, qualified=("fixed",)).run(stmt.settings or ())
     raw_fixed = values.pop("fixed_depth_raw", None) or []
     n = len(n_stages_hint)
     depth_fixed = []
@@ -390,6 +400,9 @@ def _check_act(tok: Tok, errors: Collector) -> bool:
     if tok.text in ACTIVATIONS:
         return True
     alias = _ACT_ALIASES.get(tok.text.lower())
+    if alias is None:  # a misspelled alias ('swishh') means the aliased name ('silu')
+        close = difflib.get_close_matches(tok.text.lower(), (*ACTIVATIONS, *_ACT_ALIASES), n=1, cutoff=0.6)
+        alias = _ACT_ALIASES.get(close[0], close[0]) if close else None
     hint = f"did you mean '{alias}'?" if alias else did_you_mean(tok.text, ACTIVATIONS)
     errors.error("E102", f"unknown activation '{tok.text}'", tok.span, hint)
     return False
@@ -426,7 +439,10 @@ def _block(stmt: RawStatement, errors: Collector) -> Block | None:
             tok = Tok(tok.text, False, Span.cover(tok.span, reader.items[reader.pos - 1].span))
         elif tok.text == "act":
             name = reader.word("an activation name after 'act'")
-            if name is not None and _check_act(name, errors):
+            if name is not None and "act" in spans:
+                errors.error("E105", "act is given twice", name.span, f"first given at {spans['act']}")
+                ok = False
+            elif name is not None and _check_act(name, errors):
                 values["act"], spans["act"] = name.text, name.span
             continue
         elif tok.text in ("skip", "noskip"):
@@ -499,14 +515,15 @@ def analyze(raw: RawNetwork) -> Network:
             first[key] = stmt
         if key in ("scaling", "defaults") and stmt.name is not None:
             errors.error("E103", f"'{key}' takes no name, got '{stmt.name.text}'", stmt.name.span)
+        late_stage = key == "stage" and ("head" in first or "pool" in first or "linear" in first)
         if key == "stage":
-            if "head" in first or "pool" in first or "linear" in first:
+            if late_stage:
                 errors.error("E107", "a stage after the head; stages come between the stem and the head",
-                             stmt.keyword.span)
+                             stmt.keyword.span, "the order is: stem, stages, head, pool, dropout, linear")
             stages.append(stmt)
         elif key == "preset":
             presets.append(stmt)
-        if key in ("stem", "stage") + _HEAD_ORDER:
+        if key in ("stem", "stage") + _HEAD_ORDER and not late_stage:  # one error per statement
             last_role = _order_check(key, last_role, stmt, errors)
 
     in_ch, resolution, classes = _input(first.get("input"), first.get("classes"), raw, errors)
@@ -642,4 +659,14 @@ def _check_divisible(net: Network, errors: Collector) -> None:
                 block.span_of("out_ch"),
                 f"use c{lower} or c{lower + div}, or change 'channels divisor' in scaling",
             )
+    # Likewise the resolution: phi = 0 rounds it to the multiple (x 2 would become 4).
+    multiple = net.scaling.resolution_multiple
+    if net.resolution % multiple:
+        lower = max(multiple, net.resolution // multiple * multiple)
+        errors.error(
+            "E212",
+            f"resolution {net.resolution} is not a multiple of the resolution multiple {multiple}",
+            net.span_of("resolution"),
+            f"use {lower} or {lower + multiple}, or change 'resolution ... multiple' in scaling",
+        )
 

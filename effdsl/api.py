@@ -76,20 +76,27 @@ def decode(data: bytes, filename: str) -> str:
     """UTF-8 text with a BOM dropped and line ends normalized; binary input is an error."""
     if b"\x00" in data:
         offset = data.index(b"\x00")
-        raise _not_text(data, offset, "the file is binary (it contains NUL bytes), not .eff text")
+        raise _not_text(data, offset, "the file is binary (it contains NUL bytes), not .eff text", filename)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise _not_text(data, exc.start, "the file is not UTF-8 text") from None
+        raise _not_text(data, exc.start, "the file is not UTF-8 text", filename) from None
     return normalize(text)
 
 
-def _not_text(data: bytes, offset: int, message: str) -> EffdslError:
+def _not_text(data: bytes, offset: int, message: str, filename: str) -> EffdslError:
     before = data[:offset]
     line = before.count(b"\n") + 1
-    column = offset - (before.rfind(b"\n") + 1) + 1
-    return EffdslError(Diagnostic("E004", message, Span(line, column, line, column + 1),
-                                  "save the spec as UTF-8 text"))
+    line_start = before.rfind(b"\n") + 1
+    # Columns count characters, like every other span: decode what precedes the bad byte.
+    prefix = data[line_start:offset].decode("utf-8", errors="replace")
+    if line_start == 0:
+        prefix = prefix.removeprefix("\ufeff")  # a BOM is not a column
+    column = len(prefix) + 1
+    err = EffdslError(Diagnostic("E004", message, Span(line, column, line, column + 1),
+                                 "save the spec as UTF-8 text"))
+    shown = normalize(data.decode("utf-8", errors="replace").replace("\x00", "\ufffd"))
+    return err.with_source(shown, filename)
 
 
 def parse_spec(spec: str | Path) -> Network:

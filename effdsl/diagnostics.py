@@ -110,7 +110,8 @@ class Collector:
 def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
     """A 'did you mean' hint for a misspelled name, or a list of the valid names."""
     choices = sorted(set(choices))
-    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    same_but_case = [c for c in choices if c.lower() == word.lower()]
+    close = same_but_case or difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
     if close:
         return f"did you mean '{close[0]}'?"
     if choices:
@@ -123,7 +124,8 @@ def render(diag: Diagnostic, source: str | None, filename: str | None) -> str:
     where = filename or "<input>"
     code = f"{diag.severity}[{diag.code}]"
     if diag.span is None:
-        lines = [f"{where}: {code}: {diag.message}"]
+        # No file involved (a missing spec file, a bad flag): no '<input>:' prefix.
+        lines = [f"{where}: {code}: {diag.message}" if filename else f"{code}: {diag.message}"]
     else:
         lines = [f"{where}:{diag.span.line}:{diag.span.column}: {code}: {diag.message}"]
         text_lines = source.splitlines() if source is not None else []

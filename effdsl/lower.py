@@ -124,6 +124,7 @@ def _block(b: _Builder, x: str, stage: StagePlan, prefix: str, index: int, in_ch
         x = b.conv_bn_act(x, f"{prefix}.conv", in_ch, out_ch, stage.kernel, stride, act, stage.bn, where("conv"))
     else:
         mid = expanded_channels(in_ch, stage.expand, b.plan.divisor)
+        width = mid  # channels of the features squeeze-excite sees
         if stage.block == "mbconv":
             if mid != in_ch:
                 x = b.conv_bn_act(x, f"{prefix}.expand", in_ch, mid, 1, 1, act, stage.bn, where("expand"))
@@ -131,10 +132,11 @@ def _block(b: _Builder, x: str, stage: StagePlan, prefix: str, index: int, in_ch
                               depthwise=True)
         else:  # fused_mbconv: a full kxk conv does the expansion (and the block when e = 1)
             fused_out = mid if mid != in_ch else out_ch
+            width = fused_out
             x = b.conv_bn_act(x, f"{prefix}.fused", in_ch, fused_out, stage.kernel, stride, act, stage.bn,
                               where("fused"))
         if stage.se > 0:
-            x = _squeeze_excite(b, x, prefix, in_ch, mid, stage, where("se"))
+            x = _squeeze_excite(b, x, prefix, in_ch, width, stage, where("se"))
         if stage.block == "mbconv" or mid != in_ch:
             x = b.conv_bn_act(x, f"{prefix}.project", mid, out_ch, 1, 1, None, stage.bn, where("project"))
     if stage.skip and stride == 1 and in_ch == out_ch:

@@ -98,11 +98,12 @@ def normalize(text: str) -> str:
 
 def parse(text: str) -> RawNetwork:
     """Parse normalized ``.eff`` text; raise :class:`EffdslError` at the first syntax error."""
-    if not text.strip():
+    if not any(_code_of(line).strip() for line in text.split("\n")):
+        what = "is empty" if not text.strip() else "has only comments"
         raise EffdslError(
             Diagnostic(
                 "E003",
-                "the file is empty; expected 'network NAME { ... }'",
+                f"the file {what}; expected 'network NAME {{ ... }}'",
                 Span(1, 1, 1, 2),
                 help="start from a built-in spec: effdsl compile efficientnet_b0 --emit ir",
             )
@@ -158,8 +159,16 @@ def _setting(tree: Tree) -> RawSetting:
     return RawSetting(name, tuple(items), _span(tree.meta))
 
 
+_STATEMENT_STARTS = {"INPUT", "CLASSES", "SETTINGS_KW", "BLOCK_KW", "LAYER_KW"}
+
+
 def _describe_expected(expected: set[str]) -> str:
-    words = sorted({_TERMINAL_WORDS.get(t, f"'{t.lower()}'") for t in expected if not t.startswith("__")})
+    expected = {t for t in expected if not t.startswith("__")}
+    words = set()
+    if _STATEMENT_STARTS <= expected:  # anywhere a statement may start: say so, not 9 keywords
+        expected -= _STATEMENT_STARTS
+        words.add("a statement")
+    words = sorted(words | {_TERMINAL_WORDS.get(t, f"'{t.lower()}'") for t in expected})
     if not words:
         return ""
     if len(words) == 1:
@@ -167,13 +176,33 @@ def _describe_expected(expected: set[str]) -> str:
     return ", ".join(words[:-1]) + " or " + words[-1]
 
 
+def _code_of(line: str) -> str:
+    """``line`` without its comment (there are no strings, so '#' always starts one)."""
+    return line.split("#", 1)[0]
+
+
 def _end_of_text(text: str) -> Span:
-    lines = text.split("\n")
+    """Just after the last token of the file (trailing comments and blank lines skipped)."""
+    lines = [_code_of(x) for x in text.split("\n")]
     while len(lines) > 1 and not lines[-1].strip():
         lines.pop()
     line = len(lines)
     col = len(lines[-1].rstrip()) + 1
     return Span(line, col, line, col + 1)
+
+
+def _unclosed_brace(text: str) -> tuple[int, str] | None:
+    """The line of the last '{' left open, and the words before it (``network tiny``)."""
+    stack: list[tuple[int, str]] = []
+    for number, line in enumerate(text.split("\n"), start=1):
+        code = _code_of(line)
+        for i, char in enumerate(code):
+            if char == "{":
+                head = code[:i].replace(";", "\n").split("\n")[-1].split("}")[-1].strip()
+                stack.append((number, head))
+            elif char == "}" and stack:
+                stack.pop()
+    return stack[-1] if stack else None
 
 
 def _syntax_diagnostic(exc: lark.exceptions.UnexpectedInput, text: str) -> Diagnostic:
@@ -190,23 +219,38 @@ def _syntax_diagnostic(exc: lark.exceptions.UnexpectedInput, text: str) -> Diagn
         expected = _describe_expected(set(getattr(exc, "expected", ()) or ()))
         token = getattr(exc, "token", None)
         if token is None or token.type == "$END":
+            help = None
+            if "RBRACE" in (exc.expected or ()):
+                # Only a '}' can finish the file here; the statements that could also
+                # come next are no help.
+                expected = "'}'"
+                opened = _unclosed_brace(text)
+                if opened is None:
+                    help = "every '{' needs a matching '}'"
+                else:
+                    line, before = opened
+                    which = f"'{{' of '{before}'" if before else "'{'"
+                    help = f"the {which} at line {line} is never closed"
             return Diagnostic(
                 "E003",
                 "unexpected end of file" + (f"; expected {expected}" if expected else ""),
                 _end_of_text(text),
-                help="every '{' needs a matching '}'" if "RBRACE" in (exc.expected or ()) else None,
+                help=help,
             )
         shown = "end of line" if token.type == "_NL" else f"'{token}'"
         return Diagnostic(
             "E001",
             f"unexpected {shown}" + (f"; expected {expected}" if expected else ""),
-            _token_span(token),
+            _token_span(token, text),
         )
     return Diagnostic("E001", str(exc).splitlines()[0], None)  # pragma: no cover - Lark adds kinds rarely
 
 
-def _token_span(token: Token) -> Span:
+def _token_span(token: Token, text: str) -> Span:
     if token.type == "_NL":
-        # Point just after the last good token, where the missing item belongs.
-        return Span(token.line, token.column, token.line, token.column + 1)
+        # Point just after the last good token, where the missing item belongs: the
+        # newline token starts after any comment, so skip back over it and the blanks.
+        line_text = text.split("\n")[token.line - 1][: token.column - 1]
+        col = len(_code_of(line_text).rstrip()) + 1
+        return Span(token.line, col, token.line, col + 1)
     return _span(token)

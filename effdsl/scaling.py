@@ -50,6 +50,8 @@ def resolve_scale(net: Network, *, phi: float | None = None, preset: str | None 
         if entry is None:
             names = [p.name for p in net.presets]
             hint = did_you_mean(preset, names) if names else f"'{net.name}' defines no presets"
+            if names and hint.startswith("expected"):  # nothing close: list what there is
+                hint = f"'{net.name}' defines the presets " + ", ".join(names)
             raise EffdslError(Diagnostic("E104", f"unknown preset '{preset}'", None, hint))
         return Scale(
             width_mult=entry.width, depth_mult=entry.depth, resolution=entry.resolution,
@@ -61,7 +63,7 @@ def resolve_scale(net: Network, *, phi: float | None = None, preset: str | None 
     if explicit:
         for flag, value in (("--width", width), ("--depth", depth), ("--resolution", resolution)):
             if value is not None and not value > 0:
-                raise EffdslError(Diagnostic("E402", f"{flag} must be greater than 0, got {value}"))
+                raise EffdslError(Diagnostic("E402", f"{flag} must be greater than 0, got {value:g}"))
         return Scale(
             width_mult=1.0 if width is None else width,
             depth_mult=1.0 if depth is None else depth,
@@ -72,7 +74,7 @@ def resolve_scale(net: Network, *, phi: float | None = None, preset: str | None 
         )
     phi = 0.0 if phi is None else phi
     if not -20 <= phi <= 20:
-        raise EffdslError(Diagnostic("E402", f"--phi must be between -20 and 20, got {phi}"))
+        raise EffdslError(Diagnostic("E402", f"--phi must be between -20 and 20, got {phi:g}"))
     policy = net.scaling
     d, w, r = compound_multipliers(phi, policy.alpha, policy.beta, policy.gamma)
     res = round_resolution(net.resolution, r, policy.resolution_rounding, policy.resolution_multiple)
