@@ -17,6 +17,7 @@ from effdsl.parser import RawNetwork, RawSetting, RawStatement, Tok
 from effdsl.spec import (
     ACTIVATIONS,
     BLOCK_TYPES,
+    PADDINGS,
     POOLS,
     ROUNDING_MODES,
     BatchNorm,
@@ -147,6 +148,7 @@ _CHECKS: dict[str, tuple[str, str, Callable[[float], str | None], str | None]] =
     "min_ch": ("E210", "minimum channels", _positive_int, None),
     "guard": ("E210", "round-down guard", _ratio, "0.9 keeps every width within 10% of its ideal value"),
     "multiple": ("E210", "resolution multiple", _positive_int, None),
+    "head_ratio": ("E210", "head width ratio", _positive, "torchvision's EfficientNet uses 'head_width last 4'"),
     "width": ("E211", "width multiplier", _positive, None),
     "depth": ("E211", "depth multiplier", _positive, None),
     "resolution": ("E212", "resolution", _positive_int, None),
@@ -321,7 +323,21 @@ def _scaling(stmt: RawStatement, n_stages_hint: list[RawStatement], errors: Coll
         else:
             errors.error("E103", f"expected 'width' or 'depth' after 'fixed', got '{dim.text}'", dim.span)
 
+    def head_width(reader: _Reader, setting: RawSetting) -> None:
+        tok = reader.word("'scaled' or 'last N' after 'head_width'")
+        if tok is None:
+            return
+        if tok.text == "scaled":
+            values["head_from_last"], spans["head_from_last"] = None, tok.span
+        elif tok.text == "last":
+            value, span = reader.number("head_width last")
+            values["head_from_last"] = _check("head_ratio", value, span, errors)
+            spans["head_from_last"] = Span.cover(tok.span, span)
+        else:
+            errors.error("E103", f"expected 'scaled' or 'last N' after 'head_width', got '{tok.text}'", tok.span)
+
     handlers = {
+        "head_width": head_width,
         "alpha": _number_setting(values, spans, "alpha", "coefficient"),
         "beta": _number_setting(values, spans, "beta", "coefficient"),
         "gamma": _number_setting(values, spans, "gamma", "coefficient"),
@@ -356,8 +372,18 @@ def _defaults(stmt: RawStatement, errors: Collector) -> Defaults:
         if tok is not None and _check_act(tok, errors):
             values["act"], spans["act"] = tok.text, tok.span
 
+    def padding(reader: _Reader, setting: RawSetting) -> None:
+        tok = reader.word("'symmetric' or 'same' after 'padding'")
+        if tok is None:
+            return
+        if tok.text in PADDINGS:
+            values["padding"], spans["padding"] = tok.text, tok.span
+        else:
+            errors.error("E104", f"unknown padding '{tok.text}'", tok.span, did_you_mean(tok.text, PADDINGS))
+
     handlers = {
         "act": act,
+        "padding": padding,
         "se": _number_setting(values, spans, "se"),
         "bn": _bn_handler(values, spans),
         "drop_path": _number_setting(values, spans, "drop_path"),
@@ -566,6 +592,7 @@ def analyze(raw: RawNetwork) -> Network:
         head=head,
     )
     _check_divisible(network, errors)
+    _check_head_width(network, errors)
     errors.raise_if_any()
     return network
 
@@ -648,7 +675,8 @@ def _check_divisible(net: Network, errors: Collector) -> None:
     parts: list[Block] = list(net.stages)
     if "stem" not in net.scaling.fixed_width:
         parts.insert(0, net.stem)
-    if net.head.conv is not None and "head" not in net.scaling.fixed_width:
+    if net.head.conv is not None and "head" not in net.scaling.fixed_width \
+            and net.scaling.head_from_last is None:
         parts.append(net.head.conv)
     for block in parts:
         if block.out_ch % div:
@@ -670,3 +698,22 @@ def _check_divisible(net: Network, errors: Collector) -> None:
             f"use {lower} or {lower + multiple}, or change 'resolution ... multiple' in scaling",
         )
 
+
+def _check_head_width(net: Network, errors: Collector) -> None:
+    """``head_width last N`` derives the head from the last stage; the spec must agree at phi = 0."""
+    ratio = net.scaling.head_from_last
+    if ratio is None:
+        return
+    where = net.scaling.span_of("head_from_last")
+    if net.head.conv is None:
+        errors.error("E214", "'head_width last' needs a head conv", where, "add a line like: head conv k1 c1280")
+        return
+    derived = int(net.stages[-1].out_ch * ratio)
+    if net.head.conv.out_ch != derived:
+        errors.error(
+            "E214",
+            f"head channels {net.head.conv.out_ch} disagree with 'head_width last {ratio:g}' "
+            f"({ratio:g} x {net.stages[-1].out_ch} = {derived})",
+            net.head.conv.span_of("out_ch"),
+            f"write c{derived}, or use 'head_width scaled'",
+        )

@@ -7,7 +7,7 @@ source attached, so ``str(err)`` renders the diagnostics with carets.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -46,10 +46,24 @@ class Compiled:
         """The readable one-line-per-node IR dump."""
         return dump(self.graph)
 
-    def build(self, device: str = "cpu") -> "nn.Module":
+    def build(self, device: str = "cpu", weights: str | Path | None = None, strict: bool = True,
+              features_only: bool = False) -> "nn.Module":
+        """The PyTorch module; see :func:`build`."""
         from effdsl.backends.torch import build_module
 
-        return build_module(self.graph, device=device)
+        module = build_module(self.graph, device=device, features_only=features_only)
+        if weights is not None:
+            self.load_weights(module, weights, strict=strict)
+        return module
+
+    def load_weights(self, module: "nn.Module", weights: str | Path, strict: bool = True):
+        """Load a checkpoint into ``module`` (built from this network); returns a report."""
+        from effdsl.backends.checkpoint import load_weights
+
+        try:
+            return load_weights(module, weights, self.graph, strict=strict)
+        except EffdslError as err:
+            raise err.with_source(self.source.text, self.source.filename)
 
 
 def load_source(spec: str | Path) -> Source:
@@ -108,18 +122,38 @@ def parse_spec(spec: str | Path) -> Network:
         raise err.with_source(source.text, source.filename)
 
 
+def _usage(flag: str, value: object, expected: str) -> EffdslError:
+    return EffdslError(Diagnostic("E402", f"{flag} must be {expected}, got {value}"))
+
+
 def compile_spec(spec: str | Path, *, phi: float | None = None, preset: str | None = None,
                  width: float | None = None, depth: float | None = None, resolution: int | None = None,
-                 num_classes: int | None = None) -> Compiled:
-    """Parse, check, scale and analyse; no weight is allocated."""
+                 num_classes: int | None = None, in_chans: int | None = None,
+                 drop_rate: float | None = None, drop_path_rate: float | None = None) -> Compiled:
+    """Parse, check, scale and analyse; no weight is allocated.
+
+    ``num_classes`` and ``in_chans`` replace the spec's classes and input channels;
+    ``drop_rate`` (dropout before the classifier) and ``drop_path_rate`` (stochastic depth,
+    scheduled as rate * i / N over the blocks) replace the spec's or the preset's.
+    """
     source = load_source(spec)
     try:
         net = analyze(parse(source.text))
         if num_classes is not None:
             if num_classes < 1:
-                raise EffdslError(Diagnostic("E402", f"--num-classes must be at least 1, got {num_classes}"))
+                raise _usage("--num-classes", num_classes, "at least 1")
             net = net.model_copy(update={"classes": num_classes})
+        if in_chans is not None:
+            if in_chans < 1:
+                raise _usage("--in-chans", in_chans, "at least 1")
+            net = net.model_copy(update={"in_ch": in_chans})
         target = resolve_scale(net, phi=phi, preset=preset, width=width, depth=depth, resolution=resolution)
+        for flag, rate, key in (("--drop-rate", drop_rate, "dropout"), ("--drop-path-rate", drop_path_rate,
+                                                                         "drop_path")):
+            if rate is not None:
+                if not 0 <= rate < 1:
+                    raise _usage(flag, rate, "at least 0 and below 1")
+                target = replace(target, **{key: rate})
         graph = run_pipeline(net, target)
     except EffdslError as err:
         raise err.with_source(source.text, source.filename)
@@ -128,8 +162,16 @@ def compile_spec(spec: str | Path, *, phi: float | None = None, preset: str | No
 
 def build(spec: str | Path, phi: float | None = None, preset: str | None = None,
           num_classes: int | None = None, *, width: float | None = None, depth: float | None = None,
-          resolution: int | None = None, device: str = "cpu") -> "nn.Module":
-    """The PyTorch module of one member of a spec's family (randomly initialized)."""
+          resolution: int | None = None, in_chans: int | None = None, drop_rate: float | None = None,
+          drop_path_rate: float | None = None, weights: str | Path | None = None, strict: bool = True,
+          features_only: bool = False, device: str = "cpu") -> "nn.Module":
+    """The PyTorch module of one member of a spec's family.
+
+    Randomly initialized, or loaded from ``weights`` (a torchvision, timm or effdsl
+    checkpoint; ``strict=False`` loads the tensors that fit and skips the others).
+    ``features_only=True`` returns a module whose forward gives the output of every stage.
+    """
     compiled = compile_spec(spec, phi=phi, preset=preset, width=width, depth=depth, resolution=resolution,
-                            num_classes=num_classes)
-    return compiled.build(device=device)
+                            num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
+                            drop_path_rate=drop_path_rate)
+    return compiled.build(device=device, weights=weights, strict=strict, features_only=features_only)

@@ -112,6 +112,8 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str | None:
     choices = sorted(set(choices))
     same_but_case = [c for c in choices if c.lower() == word.lower()]
     close = same_but_case or difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    if not close and len(word) >= 3:  # 'activation' for 'act', 'divisor' for 'div'
+        close = [c for c in choices if len(c) >= 3 and (word.startswith(c) or c.startswith(word))][:1]
     if close:
         return f"did you mean '{close[0]}'?"
     if choices:

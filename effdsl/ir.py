@@ -56,6 +56,7 @@ class Op:
     momentum: float | None = None
     rate: float = 0.0        # dropout / drop_path probability
     flatten: bool = False    # pool: flatten to a vector (head) or keep 1x1 (squeeze-excite)
+    padding: str = "symmetric"  # conv: (k-1)//2 on every side, or TensorFlow 'same'
     in_shape: tuple[int, ...] | None = None
     out_shape: tuple[int, ...] | None = None
     params: int | None = None
@@ -111,6 +112,7 @@ class Plan:
     policy: Scaling
     divisor: int
     bn: BatchNorm            # network-wide batch-norm settings (defaults, then the preset's)
+    padding: str = "symmetric"
     width_mult: float = 1.0
     depth_mult: float = 1.0
     phi: float | None = None
@@ -211,6 +213,8 @@ def _attrs(op: Op) -> str:
         parts += [f"k={op.kernel}", f"s={op.stride}", f"{op.in_ch}->{op.out_ch}"]
         if op.groups != 1:
             parts.append(f"groups={op.groups}")
+        if op.padding != "symmetric":
+            parts.append(f"padding={op.padding}")
         if op.bias:
             parts.append("bias")
     elif op.kind == "linear":

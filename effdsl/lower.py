@@ -48,6 +48,7 @@ def plan_from_spec(net: Network) -> Plan:
         policy=net.scaling,
         divisor=net.scaling.divisor,
         bn=defaults.bn,
+        padding=defaults.padding,
         resolution_span=net.span_of("resolution"),
     )
 
@@ -71,7 +72,7 @@ class _Builder:
                     act: str | None, bn: BatchNorm, where: dict, depthwise: bool = False) -> str:
         kind = "dwconv" if depthwise else "conv"
         x = self.op(kind, f"{prefix}.conv", (x,), in_ch=in_ch, out_ch=out_ch, kernel=kernel, stride=stride,
-                    groups=in_ch if depthwise else 1, **where)
+                    groups=in_ch if depthwise else 1, padding=self.plan.padding, **where)
         bn = bn.over(self.plan.bn)
         x = self.op("bn", f"{prefix}.bn", (x,), in_ch=out_ch, out_ch=out_ch, eps=bn.eps, momentum=bn.momentum,
                     **where)

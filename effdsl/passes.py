@@ -22,7 +22,7 @@ from effdsl.costs import bn_params, conv_macs, conv_params, linear_macs, linear_
 from effdsl.diagnostics import Diagnostic, EffdslError, InternalError
 from effdsl.ir import OP_KINDS, Op, Plan, evolve, operands, ops, plan_of, replace_ops
 from effdsl.lower import expand, lower
-from effdsl.rounding import conv_out_size, round_channels, round_repeats
+from effdsl.rounding import conv_out_size, head_from_last, round_channels, round_repeats
 from effdsl.scaling import Scale
 from effdsl.spec import Network
 
@@ -52,7 +52,9 @@ def scale_plan(plan: Plan, scale: Scale) -> Plan:
         stages.append(replace(stage, in_ch=in_ch, out_ch=out_ch, repeats=repeats))
         in_ch = out_ch
     head = plan.head
-    if head is not None and "head" not in policy.fixed_width:
+    if head is not None and policy.head_from_last is not None:
+        head = replace(head, out_ch=head_from_last(stages[-1].out_ch, policy.head_from_last))
+    elif head is not None and "head" not in policy.fixed_width:
         head = replace(head, out_ch=width(head.out_ch))
     return replace(
         plan, stem=stem, stages=tuple(stages), head=head, resolution=scale.resolution,

@@ -104,7 +104,20 @@ def drop_path_rate(rate: float, block_index: int, num_blocks: int) -> float:
     return rate * block_index / num_blocks
 
 
+def head_from_last(last_ch: int, ratio: float) -> int:
+    """torchvision's head width: ``ratio`` x the last stage's channels (``4 * 320 = 1280``).
+
+    TF instead scales 1280 by the width with the channel rule; the two agree for the
+    official widths only (at width 1.21: 1552 vs 1536).
+    """
+    return int(last_ch * ratio)
+
+
 def conv_out_size(size: int, kernel: int, stride: int) -> int:
-    """Output size of a conv padded symmetrically by ``(kernel - 1) // 2`` (PyTorch style)."""
+    """Output size of a conv padded symmetrically by ``(kernel - 1) // 2`` (PyTorch style).
+
+    For the odd kernels effdsl allows this is ``ceil(size / stride)``, the same as
+    TensorFlow's 'same' padding, which only places the padding differently.
+    """
     pad = (kernel - 1) // 2
     return (size + 2 * pad - kernel) // stride + 1

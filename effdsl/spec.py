@@ -22,6 +22,7 @@ ROUNDING_MODES: tuple[str, ...] = ("ceil", "floor", "half_up", "half_even")
 BLOCK_TYPES: tuple[str, ...] = ("mbconv", "fused_mbconv", "conv")
 ACTIVATIONS: tuple[str, ...] = ("relu", "relu6", "silu", "hardswish", "gelu", "sigmoid", "none")
 POOLS: tuple[str, ...] = ("avg", "max")
+PADDINGS: tuple[str, ...] = ("symmetric", "same")
 
 
 class SpecNode(BaseModel):
@@ -63,6 +64,7 @@ class Scaling(SpecNode):
     resolution_multiple: int = 1
     fixed_width: tuple[Literal["stem", "head"], ...] = ()
     fixed_depth: tuple[int, ...] = ()  # 0-based stage indices whose repeats never scale
+    head_from_last: float | None = None  # head channels = this x the last stage's (torchvision); None: scaled
 
 
 class Defaults(SpecNode):
@@ -71,6 +73,7 @@ class Defaults(SpecNode):
     bn: BatchNorm = BatchNorm(eps=1e-5, momentum=0.1)
     drop_path: float = 0.0
     dropout: float = 0.0
+    padding: Literal["symmetric", "same"] = "symmetric"
 
 
 class Preset(SpecNode):

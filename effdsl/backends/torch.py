@@ -56,7 +56,28 @@ class StochasticDepth(nn.Module):
         return f"p={self.p}"
 
 
+class Conv2dSame(nn.Conv2d):
+    """Conv2d with TensorFlow's 'same' padding, for weights trained in TensorFlow.
+
+    The total padding along a side of size ``x`` is ``max((ceil(x/s) - 1)*s + k - x, 0)``,
+    with the smaller half on top/left. For stride 1 and odd kernels this equals the
+    symmetric ``(k-1)//2``, so only strided convs need this class.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, padding=0, **kwargs)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pads = []
+        for size, k, s in zip(reversed(x.shape[-2:]), reversed(self.kernel_size), reversed(self.stride)):
+            total = max((-(-size // s) - 1) * s + k - size, 0)
+            pads += [total // 2, total - total // 2]
+        return super().forward(nn.functional.pad(x, pads))
+
+
 def _module(op: Op, device: torch.device | str) -> nn.Module:
+    if op.kind in ("conv", "dwconv") and op.padding == "same" and op.stride > 1:
+        return Conv2dSame(op.in_ch, op.out_ch, op.kernel, op.stride, groups=op.groups, bias=op.bias, device=device)
     if op.kind in ("conv", "dwconv"):
         return nn.Conv2d(op.in_ch, op.out_ch, op.kernel, op.stride, padding=(op.kernel - 1) // 2,
                          groups=op.groups, bias=op.bias, device=device)
@@ -75,9 +96,10 @@ def _module(op: Op, device: torch.device | str) -> nn.Module:
     raise KeyError(op.kind)
 
 
-def _fx_graph(graph: nx.DiGraph, modules: dict[str, nn.Module]) -> fx.Graph:
+def _fx_graph(graph: nx.DiGraph, features_only: bool = False) -> fx.Graph:
     g = fx.Graph()
     values: dict[str, fx.Node] = {}
+    stage_out: dict[int, fx.Node] = {}
     for op in ops(graph):
         args = [values[src] for src in operands(graph, op.name)]
         if op.kind == "input":
@@ -91,18 +113,24 @@ def _fx_graph(graph: nx.DiGraph, modules: dict[str, nn.Module]) -> fx.Graph:
             if op.kind == "pool" and op.flatten:
                 node = g.call_function(torch.flatten, (node, 1))
         values[op.name] = node
-    g.output(node)
+        if 0 <= op.stage < len(plan_of(graph).stages):
+            stage_out[op.stage] = node
+    if features_only:
+        g.output([stage_out[i] for i in sorted(stage_out)])
+        for unused in [n for n in reversed(g.nodes) if n.op not in ("output", "placeholder")]:
+            if not unused.users:  # the head: not part of a backbone
+                g.erase_node(unused)
+    else:
+        g.output(node)
     return g
 
 
-def _root(graph: nx.DiGraph, device: torch.device | str) -> tuple[nn.Module, dict[str, nn.Module]]:
+def _root(graph: nx.DiGraph, device: torch.device | str) -> nn.Module:
     root = nn.Module()
-    modules: dict[str, nn.Module] = {}
     for op in ops(graph):
         if op.kind in ("input", "mul", "add"):
             continue
         module = _module(op, device)
-        modules[op.name] = module
         *path, leaf = op.name.split(".")
         parent = root
         for part in path:
@@ -112,7 +140,7 @@ def _root(graph: nx.DiGraph, device: torch.device | str) -> tuple[nn.Module, dic
                 parent.add_module(part, child)
             parent = child
         parent.add_module(leaf, module)
-    return root, modules
+    return root
 
 
 @torch.no_grad()
@@ -134,14 +162,15 @@ def init_weights(model: nn.Module) -> None:
                 nn.init.zeros_(m.bias)
 
 
-def build_module(graph: nx.DiGraph, device: torch.device | str = "cpu") -> fx.GraphModule:
+def build_module(graph: nx.DiGraph, device: torch.device | str = "cpu", features_only: bool = False) -> fx.GraphModule:
     """The PyTorch module of a compiled IR graph.
 
     ``device="meta"`` builds the module without allocating weights (for shape and
-    FLOP checks of very large members of a family).
+    FLOP checks of very large members of a family). ``features_only``: the forward
+    returns the list of every stage's output instead of the logits.
     """
-    root, modules = _root(graph, "meta")
-    module = fx.GraphModule(root, _fx_graph(graph, modules), class_name=_class_name(plan_of(graph).name))
+    root = _root(graph, "meta")
+    module = fx.GraphModule(root, _fx_graph(graph, features_only), class_name=_class_name(plan_of(graph).name))
     if str(device) != "meta":
         module = module.to_empty(device=device)
         init_weights(module)
