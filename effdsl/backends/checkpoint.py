@@ -2,11 +2,10 @@
 
 A checkpoint is a ``state_dict`` saved with ``torch.save`` (read with
 ``weights_only=True``) or a ``.safetensors`` file. Its origin is recognized from its
-keys. torchvision's ``efficientnet_b*``, timm's ``efficientnet_b*`` / ``tf_efficientnet_b*``
-and effdsl's own modules hold the same tensors in the same order, so tensors are paired
-by position and each pair must agree in kind (weight, bias, running mean ...) and shape.
-The first pair that does not is reported with the spec line of the layer it belongs to;
-nothing is loaded then, unless a partial load is asked for.
+keys, and its tensor names are translated to effdsl's from that origin's naming scheme
+(torchvision ``features.2.0.block.1.0.weight``, timm ``blocks.1.0.conv_dw.weight``).
+Every layer must get a tensor of its shape; the first that does not is reported with
+the spec line of the layer; nothing is loaded then, unless a partial load is asked for.
 """
 
 from __future__ import annotations
@@ -80,53 +79,136 @@ def _layer_span(graph: nx.DiGraph, key: str):
     return graph.nodes[node]["op"].span if node in graph else None
 
 
+def _block_parts(ours: dict) -> dict[tuple[str, str], list[str]]:
+    """The parametric parts of each block in order: ('0', '1') -> ['expand', 'dw', 'se', 'project']."""
+    parts: dict[tuple[str, str], list[str]] = {}
+    for key in ours:
+        bits = key.split(".")
+        if bits[0] == "stages":
+            names = parts.setdefault((bits[1], bits[2]), [])
+            if bits[3] not in names and bits[3] != "drop_path":
+                names.append(bits[3])
+    return parts
+
+
+_CONV_BN = {"0": "conv", "1": "bn"}
+_TV_SE = {"fc1": "reduce", "fc2": "expand"}
+_TIMM_TOP = {"conv_stem": "stem.conv", "bn1": "stem.bn", "conv_head": "head.conv", "bn2": "head.bn",
+             "classifier": "classifier"}
+_TIMM_INVERTED = {"conv_pw": "expand.conv", "bn1": "expand.bn", "conv_dw": "dw.conv", "bn2": "dw.bn",
+                  "conv_pwl": "project.conv", "bn3": "project.bn"}
+_TIMM_SEPARABLE = {"conv_dw": "dw.conv", "bn1": "dw.bn", "conv_pw": "project.conv", "bn2": "project.bn"}
+_TIMM_SE = {"conv_reduce": "reduce", "conv_expand": "expand"}
+
+
+def _torchvision_name(key: str, parts: dict, num_stages: int) -> str:
+    bits = key.split(".")
+    if bits[0] == "classifier":
+        return "classifier." + bits[-1]
+    index = int(bits[1])
+    if index == 0:
+        return f"stem.{_CONV_BN[bits[2]]}.{bits[-1]}"
+    if index == num_stages + 1:
+        return f"head.{_CONV_BN[bits[2]]}.{bits[-1]}"
+    stage, block = str(index - 1), bits[2]
+    part = parts[(stage, block)][int(bits[4])]
+    sub = _TV_SE[bits[5]] if part == "se" else _CONV_BN[bits[5]]
+    return f"stages.{stage}.{block}.{part}.{sub}.{bits[-1]}"
+
+
+def _timm_name(key: str, inverted: set[tuple[str, str]]) -> str:
+    bits = key.split(".")
+    if bits[0] != "blocks":
+        return f"{_TIMM_TOP[bits[0]]}.{bits[-1]}"
+    stage, block = bits[1], bits[2]
+    if bits[3] == "se":
+        return f"stages.{stage}.{block}.se.{_TIMM_SE[bits[4]]}.{bits[-1]}"
+    table = _TIMM_INVERTED if (stage, block) in inverted else _TIMM_SEPARABLE
+    return f"stages.{stage}.{block}.{table[bits[3]]}.{bits[-1]}"
+
+
+class _Namer:
+    """Translates checkpoint keys of one origin to effdsl's names (order-free, so checkpoints
+    whose keys were re-sorted, as safetensors does, load too)."""
+
+    def __init__(self, theirs: dict[str, torch.Tensor], origin: str, ours: dict):
+        self.origin = origin
+        self.parts = _block_parts(ours)
+        self.num_stages = len({stage for stage, _ in self.parts})
+        self.inverted = {tuple(k.split(".")[1:3]) for k in theirs if ".conv_pwl." in k}
+
+    def name(self, key: str) -> str | None:
+        if self.origin == "effdsl":
+            return key
+        try:
+            if self.origin == "torchvision":
+                return _torchvision_name(key, self.parts, self.num_stages)
+            return _timm_name(key, self.inverted)
+        except (KeyError, IndexError, ValueError):
+            return None
+
+    def stage(self, key: str) -> int | None:
+        """The stage a checkpoint key belongs to, when its name says so."""
+        bits = key.split(".")
+        try:
+            if self.origin == "torchvision" and bits[0] == "features":
+                return int(bits[1]) - 1
+            if bits[0] in ("blocks", "stages"):
+                return int(bits[1])
+        except (IndexError, ValueError):
+            return None
+        return None
+
+
+def _stage_span(graph: nx.DiGraph, stage: int | None):
+    if stage is None:
+        return None
+    for _, data in graph.nodes(data=True):
+        if data["op"].stage == stage:
+            return data["op"].span
+    return None
+
+
 def load_weights(module: nn.Module, path: str | Path, graph: nx.DiGraph, strict: bool = True) -> LoadReport:
     """Copy a checkpoint's tensors into ``module`` (built from ``graph``).
 
-    ``strict``: every tensor must pair up; otherwise the first disagreement is an error
-    (E503) and nothing is loaded. With ``strict=False`` the pairs that agree are loaded
-    and the others are listed in the report.
+    ``strict``: every checkpoint tensor must have a layer of its shape and every layer a
+    tensor; otherwise the first disagreement is an error (E503) pointing at the spec line
+    of the layer, and nothing is loaded. With ``strict=False`` the tensors that fit are
+    loaded and the layers left out are listed in the report.
     """
     theirs = read_state_dict(path)
     origin = origin_of(list(theirs))
     ours = module.state_dict()
-    if origin == "effdsl":
-        pairs = [(key, key if key in theirs else None) for key in ours]
-    else:
-        their_keys = list(theirs)
-        pairs = [(key, their_keys[i] if i < len(their_keys) else None) for i, key in enumerate(ours)]
+    namer = _Namer(theirs, origin, ours)
     accepted: dict[str, torch.Tensor] = {}
-    skipped: list[str] = []
-    for mine, other in pairs:
-        problem = _disagreement(mine, other, ours, theirs)
-        if problem is None:
-            accepted[mine] = theirs[other]
-            continue
-        if strict:
-            raise EffdslError(Diagnostic("E503", problem, _layer_span(graph, mine),
-                                         "build the preset the checkpoint was trained as, or load partially"))
-        skipped.append(mine)
-    extra = len(theirs) - len(ours)
-    if strict and extra > 0:
-        key = list(theirs)[len(ours)]
-        raise EffdslError(Diagnostic("E503", f"the checkpoint has {extra} more tensors than the network, "
-                                             f"from '{key}' on", None))
+    problems: list[Diagnostic] = []
+    for key, tensor in theirs.items():
+        mine = namer.name(key)
+        if mine is None or mine not in ours:
+            problems.append(Diagnostic(
+                "E503", f"checkpoint tensor '{key}' has no layer in this network",
+                _stage_span(graph, namer.stage(key)),
+                "build the preset the checkpoint was trained as (its depth or block types differ)"))
+        elif tuple(tensor.shape) != tuple(ours[mine].shape):
+            problems.append(Diagnostic(
+                "E503", f"checkpoint tensor '{key}' has shape {tuple(tensor.shape)}, "
+                        f"but layer '{mine}' expects {tuple(ours[mine].shape)}",
+                _layer_span(graph, mine), "build the preset the checkpoint was trained as, or load partially"))
+            accepted[mine] = None  # reported; not also missing
+        else:
+            accepted[mine] = tensor
+    for mine in ours:
+        if mine not in accepted:
+            problems.append(Diagnostic("E503", f"the checkpoint has no tensor for layer '{mine}' "
+                                               f"{tuple(ours[mine].shape)}", _layer_span(graph, mine)))
+    if strict and problems:
+        raise EffdslError(problems[0])
+    loadable = {k: v for k, v in accepted.items() if v is not None}
     with torch.no_grad():
-        for key, value in accepted.items():
+        for key, value in loadable.items():
             ours[key].copy_(value)
-    return LoadReport(origin, len(accepted), skipped)
-
-
-def _disagreement(mine: str, other: str | None, ours: dict, theirs: dict) -> str | None:
-    expected = tuple(ours[mine].shape)
-    if other is None:
-        return f"the checkpoint has no tensor for layer '{mine}' {expected}"
-    got = tuple(theirs[other].shape)
-    if _kind(other) != _kind(mine):
-        return f"checkpoint tensor '{other}' is a {_kind(other)}, but '{mine}' expects a {_kind(mine)}"
-    if got != expected:
-        return f"checkpoint tensor '{other}' has shape {got}, but '{mine}' expects {expected}"
-    return None
+    return LoadReport(origin, len(loadable), [k for k in ours if k not in loadable])
 
 
 def num_parameters(path: str | Path) -> int:
