@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from effdsl.api import compile_spec
-from effdsl.diagnostics import EffdslError, InternalError
+from effdsl.diagnostics import Diagnostic, EffdslError, InternalError
 from effdsl.resources import builtin_specs
 from effdsl.summary import Summary
 
@@ -38,6 +38,14 @@ class Emit(str, Enum):
     summary = "summary"
     json = "json"
     ir = "ir"
+    py = "py"
+    pt2 = "pt2"
+    onnx = "onnx"
+    weights = "weights"
+
+
+TEXT_EMITS = (Emit.summary, Emit.json, Emit.ir, Emit.py)
+MODULE_EMITS = (Emit.pt2, Emit.onnx, Emit.weights)
 
 
 SpecArg = typer.Argument(..., help="A .eff file, or the name of a built-in spec (see 'effdsl list').")
@@ -63,23 +71,49 @@ def compile_cmd(
     depth: Optional[float] = typer.Option(None, "--depth", help="Depth multiplier."),
     resolution: Optional[int] = typer.Option(None, "--resolution", help="Input resolution in pixels."),
     num_classes: Optional[int] = typer.Option(None, "--num-classes", help="Classifier outputs (default: the spec's)."),
-    emit: Emit = typer.Option(Emit.summary, "--emit", help="What to print: a stage table, JSON, or the IR."),
+    in_chans: Optional[int] = typer.Option(None, "--in-chans", help="Input channels (default: the spec's)."),
+    drop_rate: Optional[float] = typer.Option(None, "--drop-rate", help="Dropout before the classifier."),
+    drop_path_rate: Optional[float] = typer.Option(None, "--drop-path-rate",
+                                                   help="Stochastic depth rate (scheduled rate * i / N)."),
+    weights: Optional[Path] = typer.Option(None, "--weights", help="Load a torchvision, timm or effdsl "
+                                           "checkpoint (.pt state_dict or .safetensors) into the module."),
+    partial: bool = typer.Option(False, "--partial", help="With --weights: load the tensors that fit, "
+                                 "list the layers left out."),
+    emit: Emit = typer.Option(Emit.summary, "--emit", help="summary (stage table), json, ir (one line per "
+                              "operator), py (PyTorch source), pt2 (torch.export), onnx, weights (safetensors)."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write to FILE instead of stdout."),
 ) -> None:
-    """Scale a spec to one member of its family and report its stage table and exact cost."""
+    """Scale a spec to one member of its family: its stage table and exact cost, or an export."""
     start = time.perf_counter()
+    if emit in MODULE_EMITS and output is None:
+        _fail(EffdslError(Diagnostic("E403", f"--emit {emit.value} writes a binary file; give -o FILE")))
     try:
         compiled = compile_spec(spec, phi=phi, preset=preset, width=width, depth=depth,
-                                resolution=resolution, num_classes=num_classes)
+                                resolution=resolution, num_classes=num_classes, in_chans=in_chans,
+                                drop_rate=drop_rate, drop_path_rate=drop_path_rate)
+        elapsed = time.perf_counter() - start
+        module = None
+        if weights is not None or emit in MODULE_EMITS:
+            module = compiled.build()
+            if weights is not None:
+                report = compiled.load_weights(module, weights, strict=not partial)
+                skipped = f"; left out: {', '.join(report.skipped)}" if report.skipped else ""
+                typer.echo(f"loaded {report.loaded} tensors from a {report.origin} checkpoint{skipped}", err=True)
+        if emit in MODULE_EMITS:
+            _export(compiled, module, emit, output)
+            return
     except EffdslError as err:
         _fail(err)
     except InternalError as err:
         _bug(err)
-    elapsed = time.perf_counter() - start
     if emit is Emit.json:
         text = json.dumps(compiled.summary.to_json(), indent=2) + "\n"
     elif emit is Emit.ir:
         text = compiled.ir()
+    elif emit is Emit.py:
+        from effdsl.backends.export import python_source
+
+        text = python_source(compiled.graph)
     else:
         text = render_summary(compiled.summary, elapsed)
     if output is None:
@@ -87,6 +121,22 @@ def compile_cmd(
     else:
         output.write_text(text, encoding="utf-8")
         typer.echo(f"wrote {output}", err=True)
+
+
+def _export(compiled, module, emit: Emit, output: Path) -> None:
+    """Write a module export (pt2, onnx, weights) to ``output``."""
+    from effdsl.backends import export
+    from effdsl.backends.torch import example_input
+
+    example = example_input(compiled.graph)
+    module.eval()
+    if emit is Emit.pt2:
+        export.save_pt2(module, example, output)
+    elif emit is Emit.onnx:
+        export.save_onnx(module, example, output)
+    else:
+        export.save_weights(module, output)
+    typer.echo(f"wrote {output}", err=True)
 
 
 @app.command("check")

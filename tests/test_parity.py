@@ -111,3 +111,23 @@ def test_unreadable_and_unknown_checkpoints(tmp_path):
     with pytest.raises(EffdslError) as info:
         effdsl.build("efficientnet_b0", weights=other)
     assert info.value.diagnostics[0].code == "E502"
+
+
+def test_cli_weights_flag(tmp_path):
+    from typer.testing import CliRunner
+
+    from effdsl.cli import app
+
+    path = tmp_path / "b0.pt"
+    torch.save(reference_model("torchvision", "b0").state_dict(), path)
+    runner = CliRunner()
+    ok = runner.invoke(app, ["compile", "efficientnet_b0", "--preset", "b0", "--weights", str(path)])
+    assert ok.exit_code == 0, ok.output
+    assert "loaded 360 tensors from a torchvision checkpoint" in ok.stderr
+    bad = runner.invoke(app, ["compile", "efficientnet_b0", "--preset", "b1", "--weights", str(path)])
+    assert bad.exit_code == 2
+    assert "error[E503]" in bad.stderr and "Traceback" not in bad.output
+    partial = runner.invoke(app, ["compile", "efficientnet_b0", "--num-classes", "10", "--weights", str(path),
+                                  "--partial"])
+    assert partial.exit_code == 0
+    assert "loaded 358 tensors" in partial.stderr and "left out: classifier.weight, classifier.bias" in partial.stderr

@@ -180,3 +180,9 @@ def build_module(graph: nx.DiGraph, device: torch.device | str = "cpu", features
 def _class_name(name: str) -> str:
     cleaned = "".join(part.capitalize() for part in name.replace("-", "_").split("_") if part)
     return cleaned if cleaned.isidentifier() else "EffdslNetwork"
+
+
+def example_input(graph: nx.DiGraph, batch: int = 1) -> torch.Tensor:
+    """A random image batch of the network's input channels and resolution."""
+    plan = plan_of(graph)
+    return torch.randn(batch, plan.in_ch, plan.resolution, plan.resolution)
