@@ -20,7 +20,7 @@ STAGES = [
     {"lower"},
     {"passes"},
     {"summary"},
-    {"backends", "backends.torch", "backends.checkpoint"},
+    {"backends", "backends.torch", "backends.checkpoint", "backends.export"},
     {"api"},
     {"cli", "__init__", "__main__"},
 ]
