@@ -1,0 +1,210 @@
+"""Every example in docs/*.md runs, and says what it shows.
+
+A page is read as a sequence of fenced blocks, classified by the fence's language tag:
+
+``eff``
+    A complete spec. It must compile at its baseline (``effdsl.api.compile_spec``),
+    which is what ``effdsl check`` does.
+``eff-error``
+    A spec that must fail. A leading comment ``# expect: E201`` lists the codes of the
+    diagnostics it must produce (several codes separated by spaces or commas); the set
+    of codes produced must equal the set listed.
+``console``
+    Lines starting with ``$ effdsl`` are commands; the lines up to the next ``$`` line
+    are the command's exact output (stdout and stderr together, as a terminal shows
+    them). Commands run in-process with ``typer.testing.CliRunner`` on
+    ``effdsl.cli.app``. Comparison ignores trailing spaces on each line and trailing
+    blank lines. The wall-clock line is the one line that varies from run to run: the
+    doc writes it as ``elapsed     ...``, and the test rewrites the real
+    ``elapsed     12.3 ms`` line the same way before comparing. A command whose expected
+    output contains a diagnostic (``error[E...]``) must exit with status 2, any other
+    with status 0.
+``python``
+    Run with ``exec``, in page order, in one namespace per page; ``assert`` statements
+    check what the prose claims.
+``text``
+    Not an example (a grammar sketch, a formula); not run.
+
+An ``eff`` or ``eff-error`` block whose leading comments include ``# file: NAME.eff`` is
+also written to ``NAME.eff`` in the page's working directory (a fresh temporary folder,
+the current directory for every console and python block of the page), so that the
+page's commands can name it. A page may also name the built-in spec ``efficientnet_b0``.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from effdsl.api import compile_spec
+from effdsl.cli import app
+from effdsl.diagnostics import EffdslError
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+PAGES = sorted(DOCS.glob("*.md"))
+KINDS = {"eff", "eff-error", "console", "python", "text"}
+CHECKED = KINDS - {"text"}
+
+_OPEN = re.compile(r"^```([A-Za-z0-9_-]*)\s*$")
+_CLOSE = re.compile(r"^```\s*$")
+_EXPECT = re.compile(r"^#\s*expect:\s*(.+?)\s*$")
+_FILE = re.compile(r"^#\s*file:\s*(\S+)\s*$")
+_ELAPSED = re.compile(r"^elapsed +\d+(\.\d+)? ms$", re.MULTILINE)
+ELAPSED_DOC = "elapsed     ..."
+
+
+@dataclass
+class Block:
+    page: str
+    kind: str
+    line: int  # line of the opening fence, 1-based
+    text: str
+
+    @property
+    def where(self) -> str:
+        return f"{self.page}:{self.line}"
+
+    def leading_comments(self) -> list[str]:
+        out = []
+        for line in self.text.splitlines():
+            if not line.startswith("#"):
+                break
+            out.append(line)
+        return out
+
+    def file_name(self) -> str | None:
+        for line in self.leading_comments():
+            m = _FILE.match(line)
+            if m:
+                return m.group(1)
+        return None
+
+    def expected_codes(self) -> set[str]:
+        for line in self.leading_comments():
+            m = _EXPECT.match(line)
+            if m:
+                return set(re.split(r"[\s,]+", m.group(1)))
+        return set()
+
+
+def blocks_of(path: Path) -> list[Block]:
+    blocks: list[Block] = []
+    lines = path.read_text(encoding="utf-8").splitlines()
+    i = 0
+    while i < len(lines):
+        m = _OPEN.match(lines[i])
+        if not m:
+            i += 1
+            continue
+        start = i
+        i += 1
+        body = []
+        while i < len(lines) and not _CLOSE.match(lines[i]):
+            body.append(lines[i])
+            i += 1
+        if i == len(lines):
+            raise AssertionError(f"{path.name}:{start + 1}: fenced block is never closed")
+        blocks.append(Block(path.name, m.group(1), start + 1, "\n".join(body) + "\n"))
+        i += 1
+    return blocks
+
+
+def _normalize(output: str) -> str:
+    output = _ELAPSED.sub(ELAPSED_DOC, output)
+    lines = [line.rstrip() for line in output.splitlines()]
+    while lines and not lines[-1]:
+        lines.pop()
+    return "\n".join(lines)
+
+
+def console_steps(block: Block) -> list[tuple[list[str], str]]:
+    """(argv after 'effdsl', expected output) for each command of a console block."""
+    steps: list[tuple[list[str], list[str]]] = []
+    for line in block.text.splitlines():
+        if line.startswith("$ "):
+            argv = shlex.split(line[2:])
+            assert argv and argv[0] == "effdsl", f"{block.where}: console commands must run effdsl: {line}"
+            steps.append((argv[1:], []))
+        else:
+            assert steps, f"{block.where}: output before the first '$ effdsl' command"
+            steps[-1][1].append(line)
+    return [(argv, "\n".join(out)) for argv, out in steps]
+
+
+CORE_PAGES = ("language.md", "tutorial.md", "scaling.md", "cli.md")
+
+
+@pytest.mark.parametrize("name", CORE_PAGES)
+def test_core_pages_have_checked_examples(name: str):
+    page = DOCS / name
+    assert page.is_file(), f"docs/{name} is missing"
+    assert any(b.kind in CHECKED for b in blocks_of(page)), f"{name} has no checked example"
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_blocks_are_classified(page: Path):
+    """Every fenced block has a known tag, so that no example is skipped by a typo."""
+    for block in blocks_of(page):
+        assert block.kind in KINDS, f"{block.where}: fence tag '{block.kind}' is not one of {sorted(KINDS)}"
+        if block.kind == "eff-error":
+            assert block.expected_codes(), f"{block.where}: an eff-error block starts with '# expect: E...'"
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+def test_page_examples(page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    blocks = blocks_of(page)
+    for block in blocks:
+        name = block.file_name()
+        if name is not None and block.kind in ("eff", "eff-error"):
+            assert not (tmp_path / name).exists(), f"{block.where}: file {name} is defined twice"
+            (tmp_path / name).write_text(block.text, encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    namespace: dict = {"__name__": f"docs_{page.stem}"}
+    for block in blocks:
+        if block.kind == "eff":
+            try:
+                compile_spec(block.text)
+            except EffdslError as err:
+                pytest.fail(f"{block.where}: the spec does not check:\n{err}")
+        elif block.kind == "eff-error":
+            with pytest.raises(EffdslError) as info:
+                compile_spec(block.text)
+            got = {d.code for d in info.value.diagnostics}
+            assert got == block.expected_codes(), (
+                f"{block.where}: expected {sorted(block.expected_codes())}, got {sorted(got)}:\n{info.value}")
+        elif block.kind == "console":
+            for argv, expected in console_steps(block):
+                result = runner.invoke(app, argv, catch_exceptions=False)
+                actual = _normalize(result.output)
+                shown = "$ effdsl " + " ".join(argv)
+                assert actual == _normalize(expected), (
+                    f"{block.where}: output of '{shown}' differs\n--- expected\n{expected}\n--- actual\n{actual}")
+                status = 2 if "error[E" in expected else 0
+                assert result.exit_code == status, (
+                    f"{block.where}: '{shown}' exited with {result.exit_code}, expected {status}")
+        elif block.kind == "python":
+            # Padded so that a traceback's line numbers are the page's.
+            code = compile("\n" * block.line + block.text, str(page), "exec")
+            exec(code, namespace)
+
+
+def test_elapsed_rule():
+    """The one varying line is matched by its doc form, and nothing else is."""
+    assert _normalize("params      1\nelapsed     38.8 ms\n") == "params      1\n" + ELAPSED_DOC
+    assert _normalize("elapsed 38.8 s") == "elapsed 38.8 s"
+
+
+def test_error_table_lists_every_code():
+    """The table of language.md names exactly the codes the package can report."""
+    package = Path(__file__).resolve().parent.parent / "effdsl"
+    in_code = set()
+    for source in package.rglob("*.py"):
+        in_code |= set(re.findall(r"""["'](E\d{3})["']""", source.read_text(encoding="utf-8")))
+    table = set(re.findall(r"^\| (E\d{3}) \|", (DOCS / "language.md").read_text(encoding="utf-8"), re.MULTILINE))
+    assert table == in_code, f"missing from the table: {sorted(in_code - table)}; not in the code: {sorted(table - in_code)}"
