@@ -264,6 +264,9 @@ def _scaling(stmt: RawStatement, n_stages_hint: list[RawStatement], errors: Coll
                     reader.take()
                 continue
             key = keys[tok.text]
+            if key in spans:
+                errors.error("E105", f"channels {tok.text} is given twice", tok.span,
+                             f"first given at {spans[key]}")
             nxt = reader.peek()
             if key == "guard" and nxt is not None and nxt.text == "none":
                 reader.take()
@@ -353,7 +356,7 @@ def _scaling(stmt: RawStatement, n_stages_hint: list[RawStatement], errors: Coll
     for what, span in raw_fixed:
         index = {"first": 0, "last": n - 1}.get(what, what - 1 if isinstance(what, int) else None)
         if index is None or not 0 <= index < n:
-            errors.error("E213", f"there is no stage {what}; the network has {n} stages", span)
+            errors.error("E213", f"there is no stage {what}; the network has {n} stage{'s' if n != 1 else ''}", span)
         else:
             depth_fixed.append(index)
     values["fixed_depth"] = tuple(sorted(set(depth_fixed)))

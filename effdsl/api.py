@@ -51,12 +51,19 @@ class Compiled:
         """The PyTorch module; see :func:`build`."""
         from effdsl.backends.torch import build_module
 
+        if weights is not None:  # a missing or unreadable file is reported before any allocation
+            from effdsl.backends.checkpoint import read_state_dict
+
+            try:
+                weights = read_state_dict(weights)
+            except EffdslError as err:
+                raise err.with_source(self.source.text, self.source.filename)
         module = build_module(self.graph, device=device, features_only=features_only)
         if weights is not None:
             self.load_weights(module, weights, strict=strict)
         return module
 
-    def load_weights(self, module: "nn.Module", weights: str | Path, strict: bool = True):
+    def load_weights(self, module: "nn.Module", weights: "str | Path | dict", strict: bool = True):
         """Load a checkpoint into ``module`` (built from this network); returns a report."""
         from effdsl.backends.checkpoint import load_weights
 
@@ -175,3 +182,17 @@ def build(spec: str | Path, phi: float | None = None, preset: str | None = None,
                             num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
                             drop_path_rate=drop_path_rate)
     return compiled.build(device=device, weights=weights, strict=strict, features_only=features_only)
+
+
+def check_spec(spec: str | Path) -> Network:
+    """Validate a spec: the baseline and every preset must compile (all errors together)."""
+    compiled = compile_spec(spec)
+    problems = []
+    for preset in compiled.spec.presets:
+        try:
+            compile_spec(compiled.source.text, preset=preset.name)
+        except EffdslError as err:
+            problems.extend(err.diagnostics)
+    if problems:
+        raise EffdslError(problems).with_source(compiled.source.text, compiled.source.filename)
+    return compiled.spec

@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from effdsl.api import compile_spec
+from effdsl.api import check_spec, compile_spec
 from effdsl.diagnostics import Diagnostic, EffdslError, InternalError
 from effdsl.resources import builtin_specs
 from effdsl.summary import Summary
@@ -141,9 +141,9 @@ def _export(compiled, module, emit: Emit, output: Path) -> None:
 
 @app.command("check")
 def check_cmd(spec: str = SpecArg) -> None:
-    """Validate a spec (syntax, names, values, and the baseline's shapes)."""
+    """Validate a spec: syntax, names, values, and the shapes of the baseline and every preset."""
     try:
-        net = compile_spec(spec).spec  # the baseline must also pass shape inference
+        net = check_spec(spec)
     except EffdslError as err:
         _fail(err)
     except InternalError as err:

@@ -169,7 +169,8 @@ def _stage_span(graph: nx.DiGraph, stage: int | None):
     return None
 
 
-def load_weights(module: nn.Module, path: str | Path, graph: nx.DiGraph, strict: bool = True) -> LoadReport:
+def load_weights(module: nn.Module, path: str | Path | dict[str, torch.Tensor], graph: nx.DiGraph,
+                 strict: bool = True) -> LoadReport:
     """Copy a checkpoint's tensors into ``module`` (built from ``graph``).
 
     ``strict``: every checkpoint tensor must have a layer of its shape and every layer a
@@ -177,7 +178,7 @@ def load_weights(module: nn.Module, path: str | Path, graph: nx.DiGraph, strict:
     of the layer, and nothing is loaded. With ``strict=False`` the tensors that fit are
     loaded and the layers left out are listed in the report.
     """
-    theirs = read_state_dict(path)
+    theirs = path if isinstance(path, dict) else read_state_dict(path)
     origin = origin_of(list(theirs))
     ours = module.state_dict()
     namer = _Namer(theirs, origin, ours)
