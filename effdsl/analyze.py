@@ -661,6 +661,8 @@ def _head(first: dict[str, RawStatement], raw: RawNetwork, errors: Collector) ->
             dropout = _check("dropout", value, span, errors)
             spans["dropout"] = span
             reader.rest_unexpected("'dropout'")
+    if "linear" in first:
+        spans["linear"] = first["linear"].keyword.span
     if "linear" not in first:
         errors.error("E106", "the network has no 'linear' classifier", raw.end, "end the network with 'linear'")
     elif first["linear"].items:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import networkx as nx
 
 from effdsl.analyze import analyze
+from effdsl.format import comments_of, format_spec
 from effdsl.diagnostics import Diagnostic, EffdslError, Span, did_you_mean
 from effdsl.ir import dump
 from effdsl.parser import normalize, parse
@@ -196,3 +197,13 @@ def check_spec(spec: str | Path) -> Network:
     if problems:
         raise EffdslError(problems).with_source(compiled.source.text, compiled.source.filename)
     return compiled.spec
+
+
+def format_source(spec: str | Path) -> str:
+    """The canonical text of a spec, comments kept (``effdsl fmt``)."""
+    source = load_source(spec)
+    try:
+        net = analyze(parse(source.text))
+    except EffdslError as err:
+        raise err.with_source(source.text, source.filename)
+    return format_spec(net, comments_of(source.text))

@@ -17,7 +17,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from effdsl.api import check_spec, compile_spec
+from effdsl.api import check_spec, compile_spec, format_source, load_source
 from effdsl.diagnostics import Diagnostic, EffdslError, InternalError
 from effdsl.resources import builtin_specs
 from effdsl.summary import Summary
@@ -150,6 +150,37 @@ def check_cmd(spec: str = SpecArg) -> None:
         _bug(err)
     presets = ", ".join(p.name for p in net.presets) or "none"
     typer.echo(f"{spec}: ok ({net.name}: {len(net.stages)} stages, presets: {presets})")
+
+
+@app.command("fmt")
+def fmt_cmd(
+    spec: str = SpecArg,
+    check: bool = typer.Option(False, "--check", help="Exit with status 1 if the file is not formatted."),
+    write: bool = typer.Option(False, "--write", help="Rewrite the file in place."),
+) -> None:
+    """Print a spec in canonical form (comments kept)."""
+    try:
+        text = format_source(spec)
+        original = load_source(spec).text
+    except EffdslError as err:
+        _fail(err)
+    except InternalError as err:
+        _bug(err)
+    if check:
+        if text != original:
+            typer.echo(f"{spec}: would be reformatted", err=True)
+            raise typer.Exit(1)
+        typer.echo(f"{spec}: formatted", err=True)
+        return
+    if write:
+        path = Path(spec)
+        if not path.is_file():
+            _fail(EffdslError(Diagnostic("E404", f"--write needs a spec file, not '{spec}'")))
+        if text != original:
+            path.write_text(text, encoding="utf-8")
+            typer.echo(f"reformatted {spec}", err=True)
+        return
+    sys.stdout.write(text)
 
 
 @app.command("list")

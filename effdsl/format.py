@@ -1,19 +1,80 @@
-"""Print a spec AST back as canonical ``.eff`` text.
+"""Print a spec AST back as canonical ``.eff`` text, keeping the user's comments.
 
-``analyze(parse(format_spec(net)))`` describes the same network as ``net``; tests
-generate ASTs, print them with this module and run the whole pipeline on the text.
+``analyze(parse(format_spec(net)))`` describes the same network as ``net``, and
+formatting is idempotent. A value is printed when the user wrote it (it has a span) or
+when it differs from the language default; a stage always shows its block, expansion,
+kernel, stride, channels and repeats. Stage lines are aligned in columns.
+
+Comments are re-attached by source line: a comment at the end of a line stays at the
+end of the statement or setting written on that line; a comment on a line of its own
+stays in front of the statement that followed it.
 """
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
+
 from effdsl.spec import BatchNorm, Block, Defaults, Network, Preset, Scaling
+
+_COMMENT = re.compile(r"#[^\n]*")
+
+
+@dataclass(frozen=True)
+class Comment:
+    line: int
+    text: str
+    own_line: bool  # nothing but whitespace before it on its line
+
+
+@dataclass
+class _Line:
+    text: str
+    source_line: int | None = None
+    indent: int = 2
+    blank_before: bool = False
+
+
+def comments_of(text: str) -> list[Comment]:
+    """Every comment of a normalized ``.eff`` text ('#' always starts one: there are no strings)."""
+    found = []
+    for match in _COMMENT.finditer(text):
+        line_start = text.rfind("\n", 0, match.start()) + 1
+        line = text.count("\n", 0, match.start()) + 1
+        found.append(Comment(line, match.group().rstrip(), not text[line_start:match.start()].strip()))
+    return found
 
 
 def _num(value: float) -> str:
-    """Shortest text that parses back to the same float."""
+    """Shortest text that parses back to the same number: 3, 0.25, 1e-3 (not 0.001 or 1e-03)."""
     if float(value).is_integer() and abs(value) < 1e16:
         return str(int(value))
-    return repr(float(value))
+    plain = repr(float(value))
+    mantissa, _, exponent = f"{float(value):e}".partition("e")
+    for digits in range(0, 17):
+        candidate = f"{float(value):.{digits}e}"
+        if float(candidate) == float(value):
+            mantissa, _, exponent = candidate.partition("e")
+            break
+    scientific = f"{mantissa}e{int(exponent)}"
+    return scientific if len(scientific) < len(plain) else plain
+
+
+def _mult(value: float) -> str:
+    """A multiplier or coefficient keeps its decimal point: 1.0, 2.0, 1.15."""
+    text = _num(value)
+    return text + ".0" if text.lstrip("-").isdigit() else text
+
+
+def _shown(node, name: str, default) -> bool:
+    return name in node.spans or getattr(node, name) != default
+
+
+def _line_of(node, *names: str) -> int | None:
+    for name in names:
+        if name in node.spans:
+            return node.spans[name].line
+    return None
 
 
 def _bn(bn: BatchNorm) -> str:
@@ -25,30 +86,59 @@ def _bn(bn: BatchNorm) -> str:
     return "bn " + " ".join(parts) if parts else ""
 
 
-def _scaling(s: Scaling) -> list[str]:
-    lines = [f"alpha {_num(s.alpha)}; beta {_num(s.beta)}; gamma {_num(s.gamma)}"]
-    channels = f"channels divisor {s.divisor}"
+def _scaling(s: Scaling) -> list[_Line]:
+    base = Scaling.model_fields
+    lines: list[_Line] = []
+    coeffs = [f"{k} {_mult(getattr(s, k))}" for k in ("alpha", "beta", "gamma") if _shown(s, k, base[k].default)]
+    if coeffs:
+        lines.append(_Line("; ".join(coeffs), _line_of(s, "alpha", "beta", "gamma"), 4))
+    channels = []
+    if _shown(s, "divisor", base["divisor"].default):
+        channels.append(f"divisor {s.divisor}")
     if s.min_ch is not None:
-        channels += f" min {s.min_ch}"
-    channels += f" guard {_num(s.guard)}"
-    lines.append(channels)
-    lines.append(f"depth {s.depth_rounding}")
-    lines.append(f"resolution {s.resolution_rounding} multiple {s.resolution_multiple}")
+        channels.append(f"min {s.min_ch}")
+    if _shown(s, "guard", base["guard"].default):
+        channels.append(f"guard {_num(s.guard)}")
+    if channels:
+        lines.append(_Line("channels " + " ".join(channels), _line_of(s, "divisor", "min_ch", "guard"), 4))
+    if _shown(s, "depth_rounding", base["depth_rounding"].default):
+        lines.append(_Line(f"depth {s.depth_rounding}", _line_of(s, "depth_rounding"), 4))
+    if _shown(s, "resolution_rounding", "half_up") or _shown(s, "resolution_multiple", 1):
+        lines.append(_Line(f"resolution {s.resolution_rounding} multiple {s.resolution_multiple}",
+                           _line_of(s, "resolution_rounding", "resolution_multiple"), 4))
     if s.fixed_width:
-        lines.append("fixed width " + " ".join(s.fixed_width))
+        lines.append(_Line("fixed width " + " ".join(s.fixed_width), _line_of(s, "fixed_width"), 4))
     if s.fixed_depth:
-        lines.append("fixed depth " + " ".join(str(i + 1) for i in s.fixed_depth))
+        lines.append(_Line("fixed depth " + " ".join(str(i + 1) for i in s.fixed_depth),
+                           _line_of(s, "fixed_depth"), 4))
+    if s.head_from_last is not None:
+        lines.append(_Line(f"head_width last {_num(s.head_from_last)}", _line_of(s, "head_from_last"), 4))
     return lines
 
 
-def _defaults(d: Defaults) -> str:
-    parts = [f"act {d.act}", f"se {_num(d.se)}", _bn(d.bn), f"drop_path {_num(d.drop_path)}",
-             f"dropout {_num(d.dropout)}"]
-    return "defaults { " + "; ".join(p for p in parts if p) + " }"
+def _defaults(d: Defaults) -> str | None:
+    base = Defaults.model_fields
+    parts = []
+    if _shown(d, "act", base["act"].default):
+        parts.append(f"act {d.act}")
+    if _shown(d, "se", base["se"].default):
+        parts.append(f"se {_num(d.se)}")
+    default_bn = base["bn"].default
+    bn = BatchNorm(eps=d.bn.eps if "bn_eps" in d.spans or d.bn.eps != default_bn.eps else None,
+                   momentum=d.bn.momentum if "bn_momentum" in d.spans or d.bn.momentum != default_bn.momentum
+                   else None)
+    if _bn(bn):
+        parts.append(_bn(bn))
+    for name in ("drop_path", "dropout"):
+        if _shown(d, name, base[name].default):
+            parts.append(f"{name} {_num(getattr(d, name))}")
+    if _shown(d, "padding", base["padding"].default):
+        parts.append(f"padding {d.padding}")
+    return "defaults { " + "; ".join(parts) + " }" if parts else None
 
 
 def _preset(p: Preset) -> str:
-    parts = [f"width {_num(p.width)}", f"depth {_num(p.depth)}", f"resolution {p.resolution}"]
+    parts = [f"width {_mult(p.width)}", f"depth {_mult(p.depth)}", f"resolution {p.resolution}"]
     if p.dropout is not None:
         parts.append(f"dropout {_num(p.dropout)}")
     if p.drop_path is not None:
@@ -58,40 +148,131 @@ def _preset(p: Preset) -> str:
     return f"preset {p.name} {{ " + "; ".join(parts) + " }"
 
 
-def _block(b: Block) -> str:
+def _block_words(b: Block) -> list[str]:
     words = [b.role.ljust(5), b.block]
-    if b.role == "stage" and b.block != "conv":
-        words.append(f"e{_num(b.expand)}")
-    words += [f"k{b.kernel}", f"s{b.stride}", f"c{b.out_ch}"]
     if b.role == "stage":
-        words.append(f"x{b.repeats}")
+        words.append(f"e{_num(b.expand)}" if b.block != "conv" else "")
+        words += [f"k{b.kernel}", f"s{b.stride}", f"c{b.out_ch}", f"x{b.repeats}"]
         if b.se is not None:
             words.append(f"se{_num(b.se)}")
         if b.skip is not None:
             words.append("skip" if b.skip else "noskip")
+    else:
+        words.append(f"k{b.kernel}")
+        if _shown(b, "stride", 1):
+            words.append(f"s{b.stride}")
+        words.append(f"c{b.out_ch}")
     if b.act is not None:
         words.append(f"act {b.act}")
     if _bn(b.bn):
         words.append(_bn(b.bn))
-    return " ".join(words)
+    return words
 
 
-def format_spec(net: Network) -> str:
-    """Canonical text of ``net`` (two-space indent, one statement per line)."""
-    out = [f"network {net.name} {{", f"  input {net.in_ch} x {net.resolution}", f"  classes {net.classes}", ""]
-    out.append("  scaling {")
-    out += [f"    {line}" for line in _scaling(net.scaling)]
-    out.append("  }")
-    out.append("  " + _defaults(net.defaults))
-    out += [f"  {_preset(p)}" for p in net.presets]
-    out.append("")
-    out.append(f"  {_block(net.stem)}")
-    out += [f"  {_block(s)}" for s in net.stages]
-    if net.head.conv is not None:
-        out.append(f"  {_block(net.head.conv)}")
-    out.append(f"  pool {net.head.pool}")
-    out.append("  dropout" + (f" {_num(net.head.dropout)}" if net.head.dropout is not None else ""))
-    if net.head.linear:
-        out.append("  linear")
+def _aligned(rows: list[list[str]]) -> list[str]:
+    """Pad the fields of stage lines into columns (block, e, k, s, c, x); others as they are."""
+    stages = [row for row in rows if row[0] == "stage"]
+    width = {i: max(len(row[i]) for row in stages) for i in range(7)} if stages else {}
+    out = []
+    for row in rows:
+        if row[0] != "stage":
+            out.append(" ".join(row))
+            continue
+        head = [word.ljust(width[i]) for i, word in enumerate(row[:7])]
+        out.append(re.sub(r"  +$", "", " ".join(head + row[7:])))
+    return out
+
+
+def _layout(net: Network) -> list[_Line]:
+    lines = [
+        _Line(f"input {net.in_ch} x {net.resolution}", _line_of(net, "in_ch", "resolution")),
+        _Line(f"classes {net.classes}", _line_of(net, "classes")),
+    ]
+    scaling = _scaling(net.scaling)
+    if scaling:
+        lines.append(_Line("scaling {", net.scaling.span.line if net.scaling.spans else None, blank_before=True))
+        lines += scaling
+        lines.append(_Line("}"))
+    defaults = _defaults(net.defaults)
+    if defaults:
+        lines.append(_Line(defaults, net.defaults.span.line if net.defaults.spans else None,
+                           blank_before=not scaling))
+    for i, preset in enumerate(net.presets):
+        lines.append(_Line(_preset(preset), preset.span.line, blank_before=i == 0))
+    blocks = [net.stem, *net.stages] + ([net.head.conv] if net.head.conv is not None else [])
+    for i, (block, text) in enumerate(zip(blocks, _aligned([_block_words(b) for b in blocks]))):
+        lines.append(_Line(text, block.span.line if block.spans else None, blank_before=i == 0))
+    head = net.head
+    lines.append(_Line(f"pool {head.pool}", _line_of(head, "pool")))
+    if head.dropout is not None or "dropout" in head.spans:
+        rate = f" {_num(head.dropout)}" if head.dropout is not None else ""
+        lines.append(_Line(f"dropout{rate}", _line_of(head, "dropout")))
+    if head.linear:
+        lines.append(_Line("linear", _line_of(head, "linear")))
+    return lines
+
+
+def format_spec(net: Network, comments: list[Comment] | tuple[Comment, ...] = ()) -> str:
+    """Canonical text of ``net`` (two-space indent, one statement per line), with ``comments``."""
+    body = _layout(net)
+    name_line = net.spans["name"].line if "name" in net.spans else None
+    pending = sorted(comments, key=lambda c: c.line)
+    trailing = {c.line: c for c in pending if not c.own_line}
+    used_trailing: set[int] = set()
+    out: list[str] = []
+    leading = [c for c in pending if c.own_line]
+
+    def flush_before(limit: int | None, indent: int) -> None:
+        while leading and (limit is None or leading[0].line < limit):
+            out.append(" " * indent + leading.pop(0).text)
+
+    # Comments above the network line stay above it.
+    if name_line is not None:
+        flush_before(name_line, 0)
+    # An end-of-line comment goes with the last statement written on its line.
+    owner = {entry.source_line: i for i, entry in enumerate(body) if entry.source_line is not None}
+    header = f"network {net.name} {{"
+    if name_line in trailing and name_line not in owner:
+        header += "  " + trailing[name_line].text
+        used_trailing.add(name_line)
+    out.append(header)
+    for index, entry in enumerate(body):
+        if entry.blank_before and out[-1] != "":
+            out.append("")
+        if entry.source_line is not None:
+            flush_before(entry.source_line, entry.indent)
+        text = " " * entry.indent + entry.text
+        line = entry.source_line
+        if line is not None and line in trailing and owner[line] == index:
+            text += "  " + trailing[line].text
+            used_trailing.add(line)
+        out.append(text)
+    end_line = net.span.end_line
+    flush_before(end_line, 2)
+    # Trailing comments whose line printed nothing keep their place as comments of their own.
+    orphans = [c for line, c in sorted(trailing.items()) if line not in used_trailing and line != name_line]
+    out += ["  " + c.text for c in orphans if c.line < end_line]
     out.append("}")
-    return "\n".join(out) + "\n"
+    out += [c.text for c in orphans if c.line >= end_line]
+    flush_before(None, 0)
+    return "\n".join(_align_comments(out)) + "\n"
+
+
+def _align_comments(lines: list[str]) -> list[str]:
+    """Line up the end-of-line comments of consecutive lines at one column."""
+    marker = "  #"
+    out = list(lines)
+    i = 0
+    while i < len(out):
+        if marker not in out[i] or out[i].lstrip().startswith("#"):
+            i += 1
+            continue
+        j = i
+        while j < len(out) and marker in out[j] and not out[j].lstrip().startswith("#"):
+            j += 1
+        split = [out[k].split(marker, 1) for k in range(i, j)]
+        column = max(len(code.rstrip()) for code, _ in split) + 2
+        for k, (code, comment) in zip(range(i, j), split):
+            out[k] = code.rstrip().ljust(column) + "#" + comment
+        i = j
+    return out

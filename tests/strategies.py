@@ -1,0 +1,240 @@
+"""Hypothesis strategies for valid spec ASTs (:class:`effdsl.spec.Network`).
+
+Tests print a generated AST with :func:`effdsl.format.format_spec` and run the whole
+pipeline on the text, so spans are a dummy value here. Every network drawn is one that
+``analyze`` accepts: channel counts are multiples of the divisor (except a fixed-width
+stem or head), conv stages carry no expansion and no squeeze-excite, the total stride
+is at most 32 and the base resolution is a multiple of it and of the resolution multiple.
+
+The size bounds are keyword arguments so that tests that run the network (forward
+pass, FLOP counting) can draw smaller ones.
+"""
+
+from __future__ import annotations
+
+import math
+import string
+
+from hypothesis import strategies as st
+
+from effdsl.diagnostics import Span
+from effdsl.spec import (
+    ACTIVATIONS,
+    BLOCK_TYPES,
+    POOLS,
+    ROUNDING_MODES,
+    BatchNorm,
+    Block,
+    Defaults,
+    Head,
+    Network,
+    Preset,
+    Scaling,
+)
+
+SPAN = Span(1, 1, 1, 2)
+MAX_TOTAL_STRIDE = 32
+
+_NAME_START = string.ascii_letters + "_"
+_NAME_REST = string.ascii_letters + string.digits + "_.+-"
+
+KERNELS = (1, 3, 5, 7)
+EXPANSIONS = (1.0, 2.0, 3.0, 4.0, 4.5, 5.0, 6.0)
+SE_RATIOS = (0.0, 0.25, 0.5)
+
+
+def names() -> st.SearchStrategy[str]:
+    """Words the grammar reads as a name (``WORD``)."""
+    return st.builds(lambda a, b: a + b, st.sampled_from(_NAME_START),
+                     st.text(alphabet=_NAME_REST, max_size=10))
+
+
+def rates(high: float = 0.5) -> st.SearchStrategy[float]:
+    """Dropout / drop-path rates: round values and arbitrary floats (round-trip of the text)."""
+    return st.one_of(st.sampled_from((0.0, 0.1, 0.2, 0.3)),
+                     st.floats(0.0, high, allow_nan=False, allow_infinity=False))
+
+
+def eps_values() -> st.SearchStrategy[float]:
+    return st.one_of(st.sampled_from((1e-5, 1e-3)), st.floats(1e-6, 1e-2))
+
+
+def momenta() -> st.SearchStrategy[float]:
+    return st.one_of(st.sampled_from((0.1, 0.01)), st.floats(0.0, 1.0))
+
+
+def batch_norms(full: bool = False) -> st.SearchStrategy[BatchNorm]:
+    """A block's overrides (either may be missing), or fully set (``full``, the defaults')."""
+    if full:
+        return st.builds(BatchNorm, eps=eps_values(), momentum=momenta())
+    return st.one_of(
+        st.just(BatchNorm()),
+        st.builds(BatchNorm, eps=st.none() | eps_values(), momentum=st.none() | momenta()),
+    )
+
+
+def coefficients() -> st.SearchStrategy[float]:
+    # 1.25 and 1.5 at whole phi give exact halves (3 x 1.5 = 4.5) for the half_* modes.
+    return st.one_of(st.sampled_from((1.0, 1.1, 1.15, 1.2, 1.25, 1.5)), st.floats(1.0, 1.5))
+
+
+def activations() -> st.SearchStrategy[str | None]:
+    """A block's activation override (None: the default applies)."""
+    return st.none() | st.sampled_from(ACTIVATIONS)
+
+
+def _strides(draw, count: int, budget: int, p_two: st.SearchStrategy[bool]) -> list[int]:
+    """``count`` strides of 1 or 2 whose product stays within ``budget``."""
+    out = []
+    for _ in range(count):
+        if budget >= 2 and draw(p_two):
+            out.append(2)
+            budget //= 2
+        else:
+            out.append(1)
+    return out
+
+
+@st.composite
+def networks(draw, *, max_stages: int = 5, max_repeats: int = 4, max_units: int = 8,
+             max_resolution: int = 96, max_expand: float = 6.0, presets: bool = True) -> Network:
+    """A small valid network AST.
+
+    ``max_units``: channels are ``divisor * 1..max_units``; ``max_resolution``: the base
+    resolution is lcm(total stride, resolution multiple) times 1..3, at most this (but
+    at least that lcm).
+    """
+    divisor = draw(st.sampled_from((8, 4)))
+    n_stages = draw(st.integers(1, max_stages))
+    has_head_conv = draw(st.booleans())
+
+    # Strides: stem first, then stages, then (rarely) the head conv; total <= 32.
+    two = st.booleans()
+    stem_stride, *stage_strides = _strides(draw, 1 + n_stages, MAX_TOTAL_STRIDE, two)
+    used = stem_stride * math.prod(stage_strides)
+    head_stride = 1
+    if has_head_conv and MAX_TOTAL_STRIDE // used >= 2 and draw(st.integers(0, 4)) == 0:
+        head_stride = 2
+    total_stride = used * head_stride
+
+    # Scaling policy.
+    fixed_width = draw(st.sampled_from(((), ("stem",), ("head",), ("stem", "head"), ("head", "stem"))))
+    fixed_depth = tuple(sorted(draw(st.sets(st.integers(0, n_stages - 1), max_size=n_stages))))
+    resolution_multiple = draw(st.sampled_from((1, 2, 4, 8)))
+    scaling = Scaling(
+        span=SPAN,
+        alpha=draw(coefficients()),
+        beta=draw(coefficients()),
+        gamma=draw(coefficients()),
+        divisor=divisor,
+        min_ch=draw(st.sampled_from((None, divisor))),
+        guard=draw(st.sampled_from((0.9, 0.9, 0.9, 0.0, 0.5, 1.0))),
+        depth_rounding=draw(st.sampled_from(ROUNDING_MODES)),
+        resolution_rounding=draw(st.sampled_from(ROUNDING_MODES)),
+        resolution_multiple=resolution_multiple,
+        fixed_width=fixed_width,
+        fixed_depth=fixed_depth,
+    )
+
+    # A multiple of the total stride and of the resolution multiple (analyze's rule: the
+    # baseline must not move at phi = 0), 1..3 times that, at most max_resolution.
+    unit = math.lcm(total_stride, resolution_multiple)
+    resolution = unit * draw(st.integers(1, max(1, min(3, max_resolution // unit))))
+
+    defaults = Defaults(
+        span=SPAN,
+        act=draw(st.sampled_from(ACTIVATIONS)),
+        se=draw(st.sampled_from(SE_RATIOS)),
+        bn=draw(batch_norms(full=True)),
+        drop_path=draw(rates()),
+        dropout=draw(rates()),
+    )
+
+    def channels(fixed: bool) -> int:
+        if fixed and draw(st.booleans()):
+            return draw(st.integers(1, divisor * max_units))  # a fixed width need not be a multiple
+        return divisor * draw(st.integers(1, max_units))
+
+    stem = Block(
+        span=SPAN, role="stem", block="conv", kernel=draw(st.sampled_from(KERNELS)), stride=stem_stride,
+        out_ch=channels("stem" in fixed_width), act=draw(activations()), bn=draw(batch_norms()),
+    )
+
+    expansions = [e for e in EXPANSIONS if e <= max_expand]
+    stages = []
+    for stride in stage_strides:
+        kind = draw(st.sampled_from(BLOCK_TYPES))
+        conv = kind == "conv"
+        stages.append(Block(
+            span=SPAN, role="stage", block=kind, kernel=draw(st.sampled_from(KERNELS)), stride=stride,
+            expand=1.0 if conv else draw(st.sampled_from(expansions)),
+            out_ch=channels(False),
+            repeats=draw(st.integers(1, max_repeats)),
+            se=None if conv else draw(st.none() | st.sampled_from(SE_RATIOS)),
+            act=draw(activations()),
+            skip=draw(st.sampled_from((None, True, False))),
+            bn=draw(batch_norms()),
+        ))
+
+    head_conv = None
+    if has_head_conv:
+        head_conv = Block(
+            span=SPAN, role="head", block="conv", kernel=draw(st.sampled_from(KERNELS)), stride=head_stride,
+            out_ch=channels("head" in fixed_width), act=draw(activations()), bn=draw(batch_norms()),
+        )
+    head = Head(span=SPAN, conv=head_conv, pool=draw(st.sampled_from(POOLS)),
+                dropout=draw(st.none() | rates()), linear=True)
+
+    preset_nodes: tuple[Preset, ...] = ()
+    if presets:
+        preset_names = draw(st.lists(names(), max_size=2, unique=True))
+        preset_nodes = tuple(
+            Preset(
+                span=SPAN, name=name,
+                width=draw(st.floats(0.25, 3.0)), depth=draw(st.floats(0.25, 3.0)),
+                resolution=draw(st.integers(1, 600)),
+                dropout=draw(st.none() | rates(0.9)), drop_path=draw(st.none() | rates(0.9)),
+                bn=draw(batch_norms()),
+            )
+            for name in preset_names
+        )
+
+    return Network(
+        span=SPAN,
+        name=draw(names()),
+        in_ch=draw(st.integers(1, 4)),
+        resolution=resolution,
+        classes=draw(st.integers(1, 20)),
+        scaling=scaling,
+        defaults=defaults,
+        presets=preset_nodes,
+        stem=stem,
+        stages=tuple(stages),
+        head=head,
+    )
+
+
+def small_networks() -> st.SearchStrategy[Network]:
+    """Networks small enough to run on a CPU (forward pass) at phi up to 4."""
+    return networks(max_stages=4, max_repeats=3, max_units=6, max_resolution=64, presets=False)
+
+
+PHI_MIN, PHI_MAX = -1.0, 4.0
+
+
+def phis() -> st.SearchStrategy[float]:
+    """Compound coefficients: round values and arbitrary floats in [-1, 4]."""
+    return st.one_of(st.sampled_from((0.0, 1.0, 2.0, 3.0, PHI_MIN, PHI_MAX, 0.5)),
+                     st.floats(PHI_MIN, PHI_MAX, allow_nan=False, allow_infinity=False))
+
+
+@st.composite
+def phi_pairs(draw) -> tuple[float, float]:
+    """Two compound coefficients ``phi1 < phi2`` in [-1, 4]."""
+    a, b = sorted((draw(phis()), draw(phis())))
+    if a == b:
+        if b < PHI_MAX:
+            b = draw(st.floats(b, PHI_MAX, exclude_min=True))
+        else:
+            a = draw(st.floats(PHI_MIN, a, exclude_max=True))
+    return a, b

@@ -1,0 +1,109 @@
+"""effdsl fmt: canonical form, comments kept, same spec, idempotent."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from effdsl.api import format_source, parse_spec
+from effdsl.cli import app
+from effdsl.format import comments_of, format_spec
+from strategies import networks
+
+ROOT = Path(__file__).resolve().parent.parent
+SPECS = sorted((ROOT / "specs").glob("*.eff"))
+
+
+def _semantic(net) -> object:
+    """The AST without source positions."""
+    def strip(value):
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items() if k not in ("span", "spans")}
+        if isinstance(value, (list, tuple)):
+            return [strip(v) for v in value]
+        return value
+    return strip(net.model_dump())
+
+
+@pytest.mark.parametrize("path", SPECS, ids=lambda p: p.name)
+def test_builtin_specs_are_formatted_and_round_trip(path):
+    text = path.read_text(encoding="utf-8")
+    formatted = format_source(str(path))
+    assert formatted == text  # the shipped specs are in canonical form
+    assert _semantic(parse_spec(formatted)) == _semantic(parse_spec(str(path)))
+    assert [c.text for c in comments_of(formatted)] == [c.text for c in comments_of(text)]
+
+
+def test_layout_is_normalized_and_comments_kept():
+    messy = (
+        "# a tiny network\n"
+        "network tiny {   input 3 x 32 ; classes 10   # ten classes\n"
+        "  defaults {act relu;se 0.25}\n"
+        "\n\n\n"
+        "  # the body\n"
+        "  stem conv k3 s2 c16\n"
+        "  stage mbconv e6 k3 s2 c24 x2 ; stage   conv k3 s1 c24 x1 noskip\n"
+        "  pool avg ; linear\n"
+        "}\n"
+    )
+    expected = (
+        "# a tiny network\n"
+        "network tiny {\n"
+        "  input 3 x 32\n"
+        "  classes 10  # ten classes\n"
+        "\n"
+        "  defaults { act relu; se 0.25 }\n"
+        "\n"
+        "  # the body\n"
+        "  stem  conv k3 s2 c16\n"
+        "  stage mbconv e6 k3 s2 c24 x2\n"
+        "  stage conv      k3 s1 c24 x1 noskip\n"
+        "  pool avg\n"
+        "  linear\n"
+        "}\n"
+    )
+    assert format_source(messy) == expected
+    assert format_source(expected) == expected
+
+
+@st.composite
+def commented_specs(draw):
+    """A generated spec with comments on lines of their own and at line ends."""
+    lines = format_spec(draw(networks())).splitlines()
+    out = []
+    for i, line in enumerate(lines):
+        if i and draw(st.integers(0, 5)) == 0:
+            out.append(f"  # note {i}")
+        if line.strip() and not line.strip().endswith("{") and draw(st.integers(0, 3)) == 0:
+            line += f"   # about line {i}"
+        out.append(line)
+    return "\n".join(out) + "\n"
+
+
+@settings(max_examples=60, deadline=None)
+@given(text=commented_specs())
+def test_fmt_keeps_the_spec_and_its_comments_and_is_idempotent(text):
+    once = format_source(text)
+    assert format_source(once) == once
+    assert _semantic(parse_spec(once)) == _semantic(parse_spec(text))
+    assert sorted(c.text for c in comments_of(once)) == sorted(c.text for c in comments_of(text))
+
+
+def test_fmt_cli_check_and_write(tmp_path):
+    spec = tmp_path / "tiny.eff"
+    spec.write_text("network tiny { input 3 x 32; classes 10; stem conv k3 s2 c16\n"
+                    "stage mbconv e6 k3 s2 c24 x2; pool avg; linear }\n", encoding="utf-8")
+    runner = CliRunner()
+    assert runner.invoke(app, ["fmt", "--check", str(spec)]).exit_code == 1
+    assert runner.invoke(app, ["fmt", "--write", str(spec)]).exit_code == 0
+    assert runner.invoke(app, ["fmt", "--check", str(spec)]).exit_code == 0
+    printed = runner.invoke(app, ["fmt", str(spec)])
+    assert printed.exit_code == 0 and printed.stdout == spec.read_text(encoding="utf-8")
+    broken = tmp_path / "broken.eff"
+    broken.write_text("network x {\n", encoding="utf-8")
+    result = runner.invoke(app, ["fmt", str(broken)])
+    assert result.exit_code == 2 and "error[E003]" in result.stderr
