@@ -7,6 +7,7 @@ source attached, so ``str(err)`` renders the diagnostics with carets.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,9 +17,10 @@ import networkx as nx
 from effdsl.analyze import analyze
 from effdsl.format import comments_of, format_spec
 from effdsl.diagnostics import Diagnostic, EffdslError, Span, did_you_mean
-from effdsl.ir import dump
+from effdsl.ir import dump, plan_of, warn, warnings_of
+from effdsl.lower import plan_from_spec
 from effdsl.parser import normalize, parse
-from effdsl.passes import run_pipeline
+from effdsl.passes import architecture, run_pipeline, scale_plan
 from effdsl.resources import builtin_specs
 from effdsl.scaling import resolve_scale
 from effdsl.spec import Network
@@ -42,6 +44,11 @@ class Compiled:
     graph: nx.DiGraph
     summary: Summary
     source: Source
+
+    @property
+    def warnings(self) -> list[Diagnostic]:
+        """Warnings about this member (W3xx), with their spans."""
+        return warnings_of(self.graph)
 
     def ir(self) -> str:
         """The readable one-line-per-node IR dump."""
@@ -163,9 +170,25 @@ def compile_spec(spec: str | Path, *, phi: float | None = None, preset: str | No
                     raise _usage(flag, rate, "at least 0 and below 1")
                 target = replace(target, **{key: rate})
         graph = run_pipeline(net, target)
+        if phi:
+            _warn_if_collapsed(net, phi, graph)
     except EffdslError as err:
         raise err.with_source(source.text, source.filename)
     return Compiled(net, graph, summarize(graph), source)
+
+
+def _warn_if_collapsed(net: Network, phi: float, graph: nx.DiGraph) -> None:
+    """W303 when rounding makes phi the same network as phi = 0 or a neighbouring integer."""
+    base = plan_from_spec(net)
+    mine = architecture(plan_of(graph))
+    for other in sorted({0.0, float(math.floor(phi)), float(math.ceil(phi))} - {phi}):
+        theirs = architecture(scale_plan(base, resolve_scale(net, phi=other)))
+        if theirs == mine:
+            warn(graph, Diagnostic(
+                "W303", f"phi {phi:g} gives the same network as phi {other:g}: rounding absorbs the difference",
+                None, "compare members with effdsl compile --emit json, or choose phi further apart",
+                severity="warning"))
+            return
 
 
 def build(spec: str | Path, phi: float | None = None, preset: str | None = None,
@@ -185,18 +208,24 @@ def build(spec: str | Path, phi: float | None = None, preset: str | None = None,
     return compiled.build(device=device, weights=weights, strict=strict, features_only=features_only)
 
 
-def check_spec(spec: str | Path) -> Network:
-    """Validate a spec: the baseline and every preset must compile (all errors together)."""
+def check_spec(spec: str | Path) -> Compiled:
+    """Validate a spec: the baseline and every preset must compile (all errors together).
+
+    Returns the baseline; its ``warnings`` include those of every preset.
+    """
     compiled = compile_spec(spec)
-    problems = []
+    problems: list[Diagnostic] = []
     for preset in compiled.spec.presets:
         try:
-            compile_spec(compiled.source.text, preset=preset.name)
+            member = compile_spec(compiled.source.text, preset=preset.name)
         except EffdslError as err:
             problems.extend(err.diagnostics)
+            continue
+        for diag in member.warnings:
+            warn(compiled.graph, diag)
     if problems:
         raise EffdslError(problems).with_source(compiled.source.text, compiled.source.filename)
-    return compiled.spec
+    return compiled
 
 
 def format_source(spec: str | Path) -> str:

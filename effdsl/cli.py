@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import replace
 import time
 from enum import Enum
 from pathlib import Path
@@ -51,9 +52,36 @@ MODULE_EMITS = (Emit.pt2, Emit.onnx, Emit.weights)
 SpecArg = typer.Argument(..., help="A .eff file, or the name of a built-in spec (see 'effdsl list').")
 
 
-def _fail(err: EffdslError) -> None:
-    typer.echo(err.render(), err=True)
+class Format(str, Enum):
+    text = "text"
+    json = "json"
+
+
+FormatOpt = typer.Option(Format.text, "--format", help="Diagnostics as text (with carets) or JSON.")
+WerrorOpt = typer.Option(False, "--warnings-as-errors", "-W", help="Exit with status 2 on any warning.")
+
+
+def _fail(err: EffdslError, fmt: Format = Format.text, to_stdout: bool = False) -> None:
+    if fmt is Format.json:
+        typer.echo(json.dumps([d.to_json(err.filename) for d in err.diagnostics], indent=2), err=not to_stdout)
+    else:
+        typer.echo(err.render(), err=True)
     raise typer.Exit(EXIT_USER)
+
+
+def _warnings(compiled, fmt: Format, werror: bool, to_stdout: bool = False) -> None:
+    """Report the warnings of a successful compile; with -W they fail the command."""
+    found = compiled.warnings
+    if werror and found:
+        err = EffdslError([replace(d, severity="error") for d in found])
+        _fail(err.with_source(compiled.source.text, compiled.source.filename), fmt, to_stdout)
+    if fmt is Format.json:
+        if to_stdout or found:
+            typer.echo(json.dumps([d.to_json(compiled.source.filename) for d in found], indent=2),
+                       err=not to_stdout)
+    elif found:
+        err = EffdslError(found).with_source(compiled.source.text, compiled.source.filename)
+        typer.echo(err.render(), err=True)
 
 
 def _bug(err: InternalError) -> None:
@@ -82,8 +110,13 @@ def compile_cmd(
     emit: Emit = typer.Option(Emit.summary, "--emit", help="summary (stage table), json, ir (one line per "
                               "operator), py (PyTorch source), pt2 (torch.export), onnx, weights (safetensors)."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write to FILE instead of stdout."),
+    fmt: Format = FormatOpt,
+    werror: bool = WerrorOpt,
 ) -> None:
-    """Scale a spec to one member of its family: its stage table and exact cost, or an export."""
+    """Scale a spec to one member of its family: its stage table and exact cost, or an export.
+
+    With --format json, diagnostics go to stderr as a JSON array (stdout keeps the output).
+    """
     start = time.perf_counter()
     if emit in MODULE_EMITS and output is None:
         _fail(EffdslError(Diagnostic("E403", f"--emit {emit.value} writes a binary file; give -o FILE")))
@@ -92,6 +125,7 @@ def compile_cmd(
                                 resolution=resolution, num_classes=num_classes, in_chans=in_chans,
                                 drop_rate=drop_rate, drop_path_rate=drop_path_rate)
         elapsed = time.perf_counter() - start
+        _warnings(compiled, fmt, werror)
         module = None
         if weights is not None or emit in MODULE_EMITS:
             module = compiled.build()
@@ -103,7 +137,7 @@ def compile_cmd(
             _export(compiled, module, emit, output)
             return
     except EffdslError as err:
-        _fail(err)
+        _fail(err, fmt)
     except InternalError as err:
         _bug(err)
     if emit is Emit.json:
@@ -140,14 +174,23 @@ def _export(compiled, module, emit: Emit, output: Path) -> None:
 
 
 @app.command("check")
-def check_cmd(spec: str = SpecArg) -> None:
-    """Validate a spec: syntax, names, values, and the shapes of the baseline and every preset."""
+def check_cmd(spec: str = SpecArg, fmt: Format = FormatOpt, werror: bool = WerrorOpt) -> None:
+    """Validate a spec: syntax, names, values, and the shapes of the baseline and every preset.
+
+    With --format json, the diagnostics (errors and warnings) are printed on stdout as a
+    JSON array, empty when the spec is clean.
+    """
+    json_out = fmt is Format.json
     try:
-        net = check_spec(spec)
+        compiled = check_spec(spec)
     except EffdslError as err:
-        _fail(err)
+        _fail(err, fmt, to_stdout=json_out)
     except InternalError as err:
         _bug(err)
+    _warnings(compiled, fmt, werror, to_stdout=json_out)
+    net = compiled.spec
+    if json_out:
+        return
     presets = ", ".join(p.name for p in net.presets) or "none"
     typer.echo(f"{spec}: ok ({net.name}: {len(net.stages)} stages, presets: {presets})")
 

@@ -52,6 +52,21 @@ class Diagnostic:
     help: str | None = None
     severity: Severity = "error"
 
+    def to_json(self, filename: str | None) -> dict:
+        """The machine-readable form (``--format json``); positions are 1-based."""
+        span = self.span
+        return {
+            "code": self.code,
+            "severity": self.severity,
+            "message": self.message,
+            "help": self.help,
+            "file": filename,
+            "line": span.line if span else None,
+            "column": span.column if span else None,
+            "end_line": span.end_line if span else None,
+            "end_column": span.end_column if span else None,
+        }
+
     def sort_key(self) -> tuple[int, int]:
         return (self.span.line, self.span.column) if self.span else (0, 0)
 

@@ -16,7 +16,7 @@ from typing import Iterator
 
 import networkx as nx
 
-from effdsl.diagnostics import Span
+from effdsl.diagnostics import Diagnostic, Span
 from effdsl.spec import BatchNorm, Scaling
 
 # The closed set of operator kinds.
@@ -128,7 +128,20 @@ class Plan:
 def new_graph(plan: Plan) -> nx.DiGraph:
     graph = nx.DiGraph()
     graph.graph["plan"] = plan
+    graph.graph["warnings"] = []
     return graph
+
+
+def warn(graph: nx.DiGraph, diagnostic: Diagnostic) -> None:
+    """Record a warning about the user's network (reported once per code and line)."""
+    found = graph.graph.setdefault("warnings", [])
+    key = (diagnostic.code, diagnostic.span.line if diagnostic.span else None)
+    if all((d.code, d.span.line if d.span else None) != key for d in found):
+        found.append(diagnostic)
+
+
+def warnings_of(graph: nx.DiGraph) -> list[Diagnostic]:
+    return list(graph.graph.get("warnings", []))
 
 
 def plan_of(graph: nx.DiGraph) -> Plan:

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import networkx as nx
 
-from effdsl.ir import ConvPlan, Op, Plan, StagePlan, add_op, new_graph
+from effdsl.diagnostics import Diagnostic
+from effdsl.ir import ConvPlan, Op, Plan, StagePlan, add_op, new_graph, warn
 from effdsl.rounding import drop_path_rate, expanded_channels, se_channels
 from effdsl.spec import BatchNorm, Block, Network
 
@@ -150,6 +151,11 @@ def _block(b: _Builder, x: str, stage: StagePlan, prefix: str, index: int, in_ch
 def _squeeze_excite(b: _Builder, x: str, prefix: str, in_ch: int, mid: int, stage: StagePlan, where: dict) -> str:
     """Global pool, 1x1 reduce (to ``se * in_ch``, the block input), act, 1x1 expand, sigmoid, scale."""
     squeezed = se_channels(in_ch, stage.se)
+    if in_ch * stage.se < 1:
+        warn(b.graph, Diagnostic(
+            "W302", f"the squeeze-excite width rounds up to 1 channel ({in_ch} x {stage.se:g} = "
+                    f"{in_ch * stage.se:g})", stage.spans.get("se", stage.span),
+            "a larger se ratio, or se0 to drop squeeze-excite from this stage", severity="warning"))
     p = f"{prefix}.se"
     s = b.op("pool", f"{p}.pool", (x,), in_ch=mid, out_ch=mid, act="avg", **where)
     s = b.op("conv", f"{p}.reduce", (s,), in_ch=mid, out_ch=squeezed, bias=True, **where)

@@ -20,7 +20,7 @@ import networkx as nx
 
 from effdsl.costs import bn_params, conv_macs, conv_params, linear_macs, linear_params
 from effdsl.diagnostics import Diagnostic, EffdslError, InternalError
-from effdsl.ir import OP_KINDS, Op, Plan, evolve, operands, ops, plan_of, replace_ops
+from effdsl.ir import OP_KINDS, Op, Plan, evolve, operands, ops, plan_of, replace_ops, warn
 from effdsl.lower import expand, lower
 from effdsl.rounding import conv_out_size, head_from_last, round_channels, round_repeats
 from effdsl.scaling import Scale
@@ -64,6 +64,12 @@ def scale_plan(plan: Plan, scale: Scale) -> Plan:
     )
 
 
+def architecture(plan: Plan) -> tuple:
+    """What decides a scaled network: channels and repeats of every part, and resolution."""
+    head = plan.head.out_ch if plan.head is not None else None
+    return (plan.stem.out_ch, tuple((s.out_ch, s.repeats) for s in plan.stages), head, plan.resolution)
+
+
 def scale(graph: nx.DiGraph, target: Scale) -> nx.DiGraph:
     """Rewrite the stage table to ``target`` and re-expand it into operators."""
     return expand(scale_plan(plan_of(graph), target))
@@ -99,6 +105,12 @@ def infer_shapes(graph: nx.DiGraph, resolution_source: str = "the input line") -
         else:
             in_shape = shapes[args[0]]
         out_shape = _out_shape(op, in_shape)
+        if op.kind in ("conv", "dwconv") and 0 <= op.stage and in_shape[1] < op.kernel:
+            where = "the head" if op.stage == len(plan.stages) else f"stage {op.stage + 1}"
+            warn(graph, Diagnostic(
+                "W301", f"{where} sees a {in_shape[1]}x{in_shape[2]} feature map, smaller than its "
+                        f"{op.kernel}x{op.kernel} kernel (at resolution {plan.resolution})",
+                op.span, "a larger resolution, or fewer stride-2 stages before it", severity="warning"))
         shapes[op.name] = out_shape
         new[op.name] = evolve(op, in_shape=in_shape, out_shape=out_shape)
     return replace_ops(graph, new)
