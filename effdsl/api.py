@@ -36,6 +36,9 @@ class Source:
     filename: str
 
 
+MAX_PARAMS = 1_000_000_000  # 4 GiB of float32 weights: above this, building needs an explicit budget
+
+
 @dataclass(frozen=True)
 class Compiled:
     """A member of a family: the checked spec, its scaled IR and the summary."""
@@ -55,10 +58,18 @@ class Compiled:
         return dump(self.graph)
 
     def build(self, device: str = "cpu", weights: str | Path | None = None, strict: bool = True,
-              features_only: bool = False) -> "nn.Module":
+              features_only: bool = False, max_params: int = MAX_PARAMS) -> "nn.Module":
         """The PyTorch module; see :func:`build`."""
         from effdsl.backends.torch import build_module
 
+        if self.summary.params > max_params and device != "meta":
+            raise EffdslError(Diagnostic(
+                "E303", f"the network has {self.summary.params:,} parameters "
+                        f"({self.summary.params * 4 / 2**30:.1f} GiB in float32), more than the budget of "
+                        f"{max_params:,}", None,
+                "raise the budget with --max-params (build(..., max_params=N) in Python); "
+                "the summary needs no weights: effdsl compile without --emit/--weights",
+            ))
         if weights is not None:  # a missing or unreadable file is reported before any allocation
             from effdsl.backends.checkpoint import read_state_dict
 
@@ -195,17 +206,19 @@ def build(spec: str | Path, phi: float | None = None, preset: str | None = None,
           num_classes: int | None = None, *, width: float | None = None, depth: float | None = None,
           resolution: int | None = None, in_chans: int | None = None, drop_rate: float | None = None,
           drop_path_rate: float | None = None, weights: str | Path | None = None, strict: bool = True,
-          features_only: bool = False, device: str = "cpu") -> "nn.Module":
+          features_only: bool = False, device: str = "cpu", max_params: int = MAX_PARAMS) -> "nn.Module":
     """The PyTorch module of one member of a spec's family.
 
     Randomly initialized, or loaded from ``weights`` (a torchvision, timm or effdsl
     checkpoint; ``strict=False`` loads the tensors that fit and skips the others).
     ``features_only=True`` returns a module whose forward gives the output of every stage.
+    A network above ``max_params`` parameters is refused (E303) before any weight is allocated.
     """
     compiled = compile_spec(spec, phi=phi, preset=preset, width=width, depth=depth, resolution=resolution,
                             num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
                             drop_path_rate=drop_path_rate)
-    return compiled.build(device=device, weights=weights, strict=strict, features_only=features_only)
+    return compiled.build(device=device, weights=weights, strict=strict, features_only=features_only,
+                          max_params=max_params)
 
 
 def check_spec(spec: str | Path) -> Compiled:

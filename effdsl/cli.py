@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from effdsl.api import check_spec, compile_spec, format_source, load_source
+from effdsl.api import MAX_PARAMS, check_spec, compile_spec, format_source, load_source
 from effdsl.diagnostics import Diagnostic, EffdslError, InternalError
 from effdsl.resources import builtin_specs
 from effdsl.summary import Summary
@@ -110,6 +110,8 @@ def compile_cmd(
     emit: Emit = typer.Option(Emit.summary, "--emit", help="summary (stage table), json, ir (one line per "
                               "operator), py (PyTorch source), pt2 (torch.export), onnx, weights (safetensors)."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write to FILE instead of stdout."),
+    max_params: int = typer.Option(MAX_PARAMS, "--max-params", help="Refuse to build (for --weights or an "
+                                   "export) a network with more parameters than this."),
     fmt: Format = FormatOpt,
     werror: bool = WerrorOpt,
 ) -> None:
@@ -128,7 +130,7 @@ def compile_cmd(
         _warnings(compiled, fmt, werror)
         module = None
         if weights is not None or emit in MODULE_EMITS:
-            module = compiled.build()
+            module = compiled.build(max_params=max_params)
             if weights is not None:
                 report = compiled.load_weights(module, weights, strict=not partial)
                 skipped = f"; left out: {', '.join(report.skipped)}" if report.skipped else ""
