@@ -39,7 +39,7 @@ def _machine() -> str:
 
     return (f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.machine()}, "
             f"Python {platform.python_version()}, torch {torch.__version__} "
-            f"({torch.get_num_threads()} threads)")
+            f"({torch.get_num_threads()} threads), load average {os.getloadavg()[0]:.1f} at the start")
 
 
 def _median_ms(fn, repeats: int) -> float:
