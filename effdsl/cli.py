@@ -85,7 +85,11 @@ def _warnings(compiled, fmt: Format, werror: bool, to_stdout: bool = False) -> N
 
 
 def _bug(err: InternalError) -> None:
-    typer.echo(str(err), err=True)
+    from effdsl import __version__
+
+    command = " ".join(["effdsl", *sys.argv[1:]])
+    typer.echo(f"{err}\nTo report it, include:\n  effdsl {__version__}, Python {sys.version.split()[0]}\n"
+               f"  the command: {command}\n  the spec file, and this message.", err=True)
     raise typer.Exit(EXIT_BUG)
 
 
