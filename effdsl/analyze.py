@@ -692,6 +692,18 @@ def _check_divisible(net: Network, errors: Collector) -> None:
                 block.span_of("out_ch"),
                 f"use c{lower} or c{lower + div}, or change 'channels divisor' in scaling",
             )
+    # The minimum must be a width the rule can produce, and no baseline width may be below it.
+    min_ch = net.scaling.min_ch
+    if min_ch is not None:
+        where = net.scaling.span_of("min_ch")
+        if min_ch % div:
+            errors.error("E210", f"channels min {min_ch} is not a multiple of the divisor {div}", where,
+                         f"use min {max(div, min_ch // div * div)} or leave it out (it defaults to the divisor)")
+        smallest = min(parts, key=lambda b: b.out_ch, default=None)
+        if smallest is not None and smallest.out_ch < min_ch:
+            errors.error("E210", f"channels min {min_ch} is above the baseline's c{smallest.out_ch}, "
+                                 "so phi = 0 would change the baseline", where,
+                         f"lower the minimum to {smallest.out_ch} or widen that part")
     # Likewise the resolution: phi = 0 rounds it to the multiple (x 2 would become 4).
     multiple = net.scaling.resolution_multiple
     if net.resolution % multiple:
