@@ -12,11 +12,19 @@ import math
 import re
 from typing import Any, Callable
 
-from effdsl.diagnostics import Collector, Span, did_you_mean
+from effdsl.diagnostics import Collector, Diagnostic, Span, did_you_mean
 from effdsl.parser import RawNetwork, RawSetting, RawStatement, Tok
 from effdsl.spec import (
     ACTIVATIONS,
     BLOCK_TYPES,
+    MAX_BLOCKS,
+    MAX_CHANNELS,
+    MAX_CLASSES,
+    MAX_EXPAND,
+    MAX_KERNEL,
+    MAX_REPEATS,
+    MAX_RESOLUTION,
+    MAX_STAGES,
     PADDINGS,
     POOLS,
     ROUNDING_MODES,
@@ -157,15 +165,27 @@ _CHECKS: dict[str, tuple[str, str, Callable[[float], str | None], str | None]] =
 }
 
 
+# Upper bounds (E215): sizes far beyond any real network (see effdsl.spec).
+_MAXIMA: dict[str, int] = {
+    "kernel": MAX_KERNEL, "out_ch": MAX_CHANNELS, "expand": MAX_EXPAND, "repeats": MAX_REPEATS,
+    "divisor": MAX_CHANNELS, "min_ch": MAX_CHANNELS, "multiple": MAX_RESOLUTION, "head_ratio": MAX_CHANNELS,
+    "resolution": MAX_RESOLUTION, "in_ch": MAX_CHANNELS, "classes": MAX_CLASSES,
+}
+
+
 def _check(field: str, value: float | None, span: Span, errors: Collector, label: str | None = None) -> Any:
     """Validate ``value`` for ``field``; return it (int when integral fields) or None."""
     if value is None:
         return None
     code, what, check, hint = _CHECKS[field]
     problem = check(value)
+    shown = int(value) if value == int(value) and abs(value) < 1e15 else value
     if problem:
-        shown = int(value) if value == int(value) and abs(value) < 1e15 else value
         errors.error(code, f"{label or what} {problem}, got {shown}", span, hint)
+        return None
+    limit = _MAXIMA.get(field)
+    if limit is not None and value > limit:
+        errors.error("E215", f"{label or what} {shown} is too large; at most {limit:,}", span)
         return None
     if check in (_positive_int, _odd_kernel, _stride):
         return int(value)
@@ -316,7 +336,7 @@ def _scaling(stmt: RawStatement, n_stages_hint: list[RawStatement], errors: Coll
                 tok = reader.take()
                 if tok.text in ("first", "last"):
                     parts.append((tok.text, tok.span))
-                elif tok.is_number and _positive_int(float(tok.text)) is None:
+                elif tok.is_number and math.isfinite(float(tok.text)) and _positive_int(float(tok.text)) is None:
                     parts.append((int(float(tok.text)), tok.span))
                 else:
                     errors.error("E103", f"expected 'first', 'last' or a stage number, got '{tok.text}'", tok.span)
@@ -547,8 +567,10 @@ def analyze(raw: RawNetwork) -> Network:
         late_stage = key == "stage" and ("head" in first or "pool" in first or "linear" in first)
         if key == "stage":
             if late_stage:
-                errors.error("E107", "a stage after the head; stages come between the stem and the head",
-                             stmt.keyword.span, "the order is: stem, stages, head, pool, dropout, linear")
+                after = next(k for k in ("head", "pool", "linear") if k in first)
+                errors.error("E107", f"a stage after '{after}' (line {first[after].span.line}); stages come "
+                             "between the stem and the head", stmt.keyword.span,
+                             "the order is: stem, stages, head, pool, dropout, linear")
             stages.append(stmt)
         elif key == "preset":
             presets.append(stmt)
@@ -572,13 +594,14 @@ def analyze(raw: RawNetwork) -> Network:
 
     stem = _block(first["stem"], errors) if "stem" in first else None
     stage_nodes = [_block(s, errors) for s in stages]
+    _check_size(stages, stage_nodes, errors)
     head = _head(first, raw, errors)
     for what in ("stem",):
         if what not in first:
             errors.error("E106", "the network has no stem", raw.end, "add a line like: stem conv k3 s2 c32")
     if not stages:
         errors.error("E106", "the network has no stage", raw.end, "add a line like: stage mbconv e6 k3 s2 c24 x2")
-    errors.raise_if_any()
+    _raise_if_any(errors)
     assert stem is not None and head is not None and scaling is not None
     network = Network(
         span=raw.span,
@@ -596,8 +619,39 @@ def analyze(raw: RawNetwork) -> Network:
     )
     _check_divisible(network, errors)
     _check_head_width(network, errors)
-    errors.raise_if_any()
+    _raise_if_any(errors)
     return network
+
+
+_MAX_ERRORS = 50
+
+
+def _raise_if_any(errors: Collector) -> None:
+    """Raise with the first ``_MAX_ERRORS`` diagnostics in source order and a count of the rest."""
+    found = sorted(errors.diagnostics, key=Diagnostic.sort_key)
+    if len(found) > _MAX_ERRORS:
+        hidden = found[_MAX_ERRORS:]
+        errors.diagnostics = found[:_MAX_ERRORS] + [Diagnostic(
+            "E006", f"{len(hidden):,} more errors from here on are not shown", hidden[0].span,
+            "fix the errors above and check again")]
+    errors.raise_if_any()
+
+
+def _check_size(stages: list[RawStatement], nodes: list[Block | None], errors: Collector) -> None:
+    """At most MAX_STAGES stages and MAX_BLOCKS blocks in all (E215)."""
+    if len(stages) > MAX_STAGES:
+        errors.error("E215", f"too many stages: {len(stages):,}; at most {MAX_STAGES}",
+                     stages[MAX_STAGES].keyword.span, f"this is stage {MAX_STAGES + 1}")
+    blocks = [node for node in nodes if node is not None]
+    total = sum(node.repeats for node in blocks)
+    if total > MAX_BLOCKS:
+        running = 0
+        for node in blocks:  # point at the stage that crosses the limit
+            running += node.repeats
+            if running > MAX_BLOCKS:
+                errors.error("E215", f"the stages add up to {total:,} blocks; at most {MAX_BLOCKS:,}",
+                             node.span_of("repeats"), "use fewer stages or fewer repeats")
+                return
 
 
 def _order_check(key: str, last: str, stmt: RawStatement, errors: Collector) -> str:

@@ -63,13 +63,13 @@ class Compiled:
         from effdsl.backends.torch import build_module
 
         if self.summary.params > max_params and device != "meta":
+            size = self.summary.params * 4
+            shown = f"{size / 2**30:.1f} GiB" if size >= 2**30 else f"{size / 2**20:.0f} MiB"
             raise EffdslError(Diagnostic(
-                "E303", f"the network has {self.summary.params:,} parameters "
-                        f"({self.summary.params * 4 / 2**30:.1f} GiB in float32), more than the budget of "
-                        f"{max_params:,}", None,
-                "raise the budget with --max-params (build(..., max_params=N) in Python); "
-                "the summary needs no weights: effdsl compile without --emit/--weights",
-            ))
+                "E303", f"the network has {self.summary.params:,} parameters ({shown} in float32), "
+                        f"more than the budget of {max_params:,}", None,
+                "raise it with --max-params (max_params= in Python); the summary alone needs no weights",
+            )).with_source(self.source.text, self.source.filename)
         if weights is not None:  # a missing or unreadable file is reported before any allocation
             from effdsl.backends.checkpoint import read_state_dict
 

@@ -47,8 +47,11 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         else:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # any unreadable file is the user's to fix, not a crash
+        # torch's own message suggests weights_only=False, which runs code from the file:
+        # effdsl never does that, so only the kind of failure is shown.
         raise EffdslError(Diagnostic(
-            "E501", f"cannot read checkpoint '{path}': {str(exc).splitlines()[0][:200]}",
+            "E501", f"cannot read checkpoint '{path}': not a tensor file that torch.load (weights only) or "
+                    f"safetensors can open ({type(exc).__name__})",
             help="expected a state_dict saved with torch.save, or a .safetensors file",
         )) from None
     for wrapper in ("state_dict", "model"):
@@ -194,8 +197,11 @@ def load_weights(module: nn.Module, path: str | Path | dict[str, torch.Tensor], 
         elif tuple(tensor.shape) != tuple(ours[mine].shape):
             problems.append(Diagnostic(
                 "E503", f"checkpoint tensor '{key}' has shape {tuple(tensor.shape)}, "
-                        f"but layer '{mine}' expects {tuple(ours[mine].shape)}",
-                _layer_span(graph, mine), "build the preset the checkpoint was trained as, or load partially"))
+                        + (f"but layer '{mine}' expects " if mine != key else "but this network expects ")
+                        + f"{tuple(ours[mine].shape)}",
+                _layer_span(graph, mine),
+                "build the preset the checkpoint was trained as, or load what fits with --partial "
+                "(strict=False in Python)"))
             accepted[mine] = None  # reported; not also missing
         else:
             accepted[mine] = tensor
