@@ -38,7 +38,7 @@ from effdsl.spec import (
 )
 
 # k3 s2 e6 c24 x2 se0.25: a one- or two-letter field glued to its number.
-_FIELD = re.compile(r"^(se|k|s|e|c|x)([+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)$")
+_FIELD = re.compile(r"^(se|k|s|e|c|x)([+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)$")
 _FIELD_NAMES = {"k": "kernel", "s": "stride", "e": "expand", "c": "out_ch", "x": "repeats", "se": "se"}
 _ACT_ALIASES = {"swish": "silu", "hswish": "hardswish", "hard_swish": "hardswish", "identity": "none"}
 _STAGE_WORDS = ("k<kernel>", "s<stride>", "e<expand>", "c<channels>", "x<repeats>", "se<ratio>",

@@ -64,7 +64,8 @@ class Compiled:
 
         if self.summary.params > max_params and device != "meta":
             size = self.summary.params * 4
-            shown = f"{size / 2**30:.1f} GiB" if size >= 2**30 else f"{size / 2**20:.0f} MiB"
+            unit = next(u for u in ((2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB"), (1, "bytes")) if size >= u[0])
+            shown = f"{size / unit[0]:.1f} {unit[1]}"
             raise EffdslError(Diagnostic(
                 "E303", f"the network has {self.summary.params:,} parameters ({shown} in float32), "
                         f"more than the budget of {max_params:,}", None,
@@ -97,7 +98,11 @@ def load_source(spec: str | Path) -> Source:
     if isinstance(spec, str) and ("{" in spec or "\n" in spec):
         return Source(normalize(spec), "<string>")
     path = Path(spec)
-    if not path.is_file():
+    try:
+        is_file = path.is_file()
+    except OSError:  # a name too long for a path
+        is_file = False
+    if not is_file:
         builtins = builtin_specs()
         if isinstance(spec, str) and spec in builtins:
             path = builtins[spec]
@@ -108,7 +113,10 @@ def load_source(spec: str | Path) -> Source:
                 hint if hint and not hint.startswith("expected") else
                 "built-in specs: " + ", ".join(builtins),
             ))
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except OSError as exc:  # permission denied, an I/O error
+        raise EffdslError(Diagnostic("E110", f"cannot read the spec file '{spec}': {exc.strerror or exc}")) from None
     return Source(decode(data, str(spec)), str(spec))
 
 

@@ -138,7 +138,9 @@ def compile_cmd(
             if weights is not None:
                 report = compiled.load_weights(module, weights, strict=not partial)
                 skipped = f"; left out: {', '.join(report.skipped)}" if report.skipped else ""
-                typer.echo(f"loaded {report.loaded} tensors from a {report.origin} checkpoint{skipped}", err=True)
+                article = "an" if report.origin[0] in "aeiou" else "a"
+                typer.echo(f"loaded {report.loaded} tensors from {article} {report.origin} checkpoint{skipped}",
+                           err=True)
         if emit in MODULE_EMITS:
             _export(compiled, module, emit, output)
             return
@@ -198,7 +200,8 @@ def check_cmd(spec: str = SpecArg, fmt: Format = FormatOpt, werror: bool = Werro
     if json_out:
         return
     presets = ", ".join(p.name for p in net.presets) or "none"
-    typer.echo(f"{spec}: ok ({net.name}: {len(net.stages)} stages, presets: {presets})")
+    stages = f"{len(net.stages)} stage{'s' if len(net.stages) != 1 else ''}"
+    typer.echo(f"{spec}: ok ({net.name}: {stages}, presets: {presets})")
 
 
 @app.command("fmt")
@@ -230,6 +233,111 @@ def fmt_cmd(
             typer.echo(f"reformatted {spec}", err=True)
         return
     sys.stdout.write(text)
+
+
+@app.command("sweep")
+def sweep_cmd(
+    spec: str = SpecArg,
+    phi: str = typer.Option("0:7:1", "--phi", help="START:STOP:STEP (STOP included when on the grid), "
+                            "START:STOP (step 1) or one value."),
+    presets: bool = typer.Option(False, "--presets", help="Add a row per preset of the spec."),
+    output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write a report instead of the table: "
+                                          ".md, .csv, .json, or .html (table and plot)."),
+    plot: Optional[Path] = typer.Option(None, "--plot", help="Write the plot of params and MACs against phi: "
+                                        ".png or .svg (needs matplotlib)."),
+) -> None:
+    """Tabulate a family over phi: multipliers, resolution, blocks, params, MACs and MACs/ideal."""
+    from effdsl import report
+
+    try:
+        report.check_outputs(output, plot)
+        result = report.sweep(spec, report.parse_phi_range(phi))
+        files = report.sweep_files(result, output, plot, with_presets=presets)
+    except EffdslError as err:
+        _fail(err)
+    except InternalError as err:
+        _bug(err)
+    if output is None:
+        sys.stdout.write(report.render_sweep(result, with_presets=presets))
+    for path, content in files:
+        path.write_bytes(content)
+        typer.echo(f"wrote {path}", err=True)
+
+
+class _InOrder(typer.core.TyperCommand):
+    """Keeps the command-line order of --phi and --preset in ctx.meta (diff's A and B)."""
+
+    def parse_args(self, ctx, args):
+        ctx.meta["order"] = [a.split("=")[0] for a in args if a.split("=")[0] in ("--phi", "--preset")]
+        return super().parse_args(ctx, args)
+
+
+class DiffEmit(str, Enum):
+    text = "text"
+    json = "json"
+
+
+@app.command("diff", cls=_InOrder)
+def diff_cmd(
+    ctx: typer.Context,
+    spec: str = SpecArg,
+    phi: Optional[list[float]] = typer.Option(None, "--phi", help="A member by phi (A first, then B)."),
+    preset: Optional[list[str]] = typer.Option(None, "--preset", help="A member by preset name (A first, then B)."),
+    against: Optional[str] = typer.Option(None, "--against", help="B's spec (a .eff file or a built-in name)."),
+    emit: DiffEmit = typer.Option(DiffEmit.text, "--emit", help="text or json."),
+) -> None:
+    """Compare two members: stages, tensors that change shape (what weights transfer), cost.
+
+    Two of --phi/--preset are A and B in the order given; one is B against the baseline
+    (with --against: the same member of both specs); --against alone compares baselines.
+    """
+    from effdsl import report
+
+    try:
+        choices = report.choices_in_order(ctx.meta.get("order", []), phi or [], preset or [])
+        result = report.diff(spec, choices, against=against)
+    except EffdslError as err:
+        _fail(err)
+    except InternalError as err:
+        _bug(err)
+    if emit is DiffEmit.json:
+        sys.stdout.write(json.dumps(result.to_json(), indent=2) + "\n")
+    else:
+        sys.stdout.write(report.render_diff(result))
+
+
+class Level(str, Enum):
+    stage = "stage"
+    block = "block"
+    op = "op"
+
+
+@app.command("viz")
+def viz_cmd(
+    spec: str = SpecArg,
+    phi: Optional[float] = typer.Option(None, "--phi", help="Compound coefficient (as for compile)."),
+    preset: Optional[str] = typer.Option(None, "--preset", help="A named member from the spec's preset table."),
+    width: Optional[float] = typer.Option(None, "--width", help="Width multiplier (with --depth, --resolution)."),
+    depth: Optional[float] = typer.Option(None, "--depth", help="Depth multiplier."),
+    resolution: Optional[int] = typer.Option(None, "--resolution", help="Input resolution in pixels."),
+    level: Level = typer.Option(Level.block, "--level", help="One box per stage, per block, or per operator."),
+    output: Path = typer.Option(..., "-o", "--output", help="The picture; its suffix picks the format: .svg, "
+                                ".html (interactive page), .dot (Graphviz), .mmd (Mermaid), .png (needs cairosvg)."),
+) -> None:
+    """Draw a member of a spec's family: every box with its scaled channels, shapes, params and MACs."""
+    from effdsl.backends import viz
+
+    try:
+        fmt = viz.format_of(output)
+        compiled = compile_spec(spec, phi=phi, preset=preset, width=width, depth=depth, resolution=resolution)
+        _warnings(compiled, Format.text, False)
+        picture = viz.render(compiled.graph, fmt, level.value, compiled.source.text)
+        viz.write(output, picture)
+    except EffdslError as err:
+        _fail(err)
+    except InternalError as err:
+        _bug(err)
+    typer.echo(f"wrote {output}", err=True)
 
 
 @app.command("list")

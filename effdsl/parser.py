@@ -96,8 +96,18 @@ def normalize(text: str) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
+# A spec of 100 stages with comments is a few kilobytes; the parser needs about a second
+# per 40,000 words, so a stray multi-megabyte file is refused before it is parsed.
+MAX_SOURCE_CHARS = 100_000
+
+
 def parse(text: str) -> RawNetwork:
     """Parse normalized ``.eff`` text; raise :class:`EffdslError` at the first syntax error."""
+    if len(text) > MAX_SOURCE_CHARS:
+        raise EffdslError(Diagnostic(
+            "E005", f"the file has {len(text):,} characters; a spec has at most {MAX_SOURCE_CHARS:,}",
+            None, "is this the right file?",
+        ))
     if not any(_code_of(line).strip() for line in text.split("\n")):
         what = "is empty" if not text.strip() else "has only comments"
         raise EffdslError(

@@ -24,7 +24,7 @@ from effdsl.ir import OP_KINDS, Op, Plan, evolve, operands, ops, plan_of, replac
 from effdsl.lower import expand, lower
 from effdsl.rounding import conv_out_size, head_from_last, round_channels, round_repeats
 from effdsl.scaling import Scale
-from effdsl.spec import Network
+from effdsl.spec import MAX_BLOCKS, MAX_CHANNELS, MAX_RESOLUTION, Network
 
 REQUIRES = {"scale": set(), "infer_shapes": set(), "count_cost": {"shapes"}}
 PROVIDES = {"scale": {"scaled"}, "infer_shapes": {"shapes"}, "count_cost": {"cost"}}
@@ -38,22 +38,36 @@ def scale_plan(plan: Plan, scale: Scale) -> Plan:
         raise InternalError("scale", "the plan is already scaled; scaling composes from the baseline only")
     policy = plan.policy
     w, d = scale.width_mult, scale.depth_mult
+    if not scale.resolution <= MAX_RESOLUTION:
+        raise _too_large(scale, f"a resolution of {scale.resolution:,} pixels; at most {MAX_RESOLUTION:,}")
 
     def width(channels: int) -> int:
+        if not channels * w <= MAX_CHANNELS:  # also inf and nan: checked before rounding
+            raise _too_large(scale, f"{_count(channels * w)} channels (from {channels:,}); at most {MAX_CHANNELS:,}")
         return round_channels(channels, w, policy.divisor, policy.min_ch, policy.guard)
 
     stem = plan.stem if "stem" in policy.fixed_width else replace(plan.stem, out_ch=width(plan.stem.out_ch))
     stages = []
     in_ch = stem.out_ch
     for stage in plan.stages:
-        repeats = stage.repeats if stage.index in policy.fixed_depth else round_repeats(
-            stage.repeats, d, policy.depth_rounding)
+        if stage.index in policy.fixed_depth:
+            repeats = stage.repeats
+        elif stage.repeats * d <= MAX_BLOCKS:
+            repeats = round_repeats(stage.repeats, d, policy.depth_rounding)
+        else:  # also inf and nan
+            raise _too_large(scale, f"{_count(stage.repeats * d)} blocks in stage {stage.index + 1}; "
+                                    f"at most {MAX_BLOCKS:,} in all")
         out_ch = width(stage.out_ch)
         stages.append(replace(stage, in_ch=in_ch, out_ch=out_ch, repeats=repeats))
         in_ch = out_ch
+    blocks = sum(stage.repeats for stage in stages)
+    if blocks > MAX_BLOCKS:
+        raise _too_large(scale, f"{blocks:,} blocks; at most {MAX_BLOCKS:,}")
     head = plan.head
     if head is not None and policy.head_from_last is not None:
         head = replace(head, out_ch=head_from_last(stages[-1].out_ch, policy.head_from_last))
+        if head.out_ch > MAX_CHANNELS:
+            raise _too_large(scale, f"{head.out_ch:,} head channels; at most {MAX_CHANNELS:,}")
     elif head is not None and "head" not in policy.fixed_width:
         head = replace(head, out_ch=width(head.out_ch))
     return replace(
@@ -68,6 +82,23 @@ def architecture(plan: Plan) -> tuple:
     """What decides a scaled network: channels and repeats of every part, and resolution."""
     head = plan.head.out_ch if plan.head is not None else None
     return (plan.stem.out_ch, tuple((s.out_ch, s.repeats) for s in plan.stages), head, plan.resolution)
+
+
+def _count(value: float) -> str:
+    """A size for a message: 20,000 or 1e+308."""
+    return f"{value:,.0f}" if value < 1e15 else f"{value:.3g}"
+
+
+def _too_large(scale: Scale, what: str) -> EffdslError:
+    """E302: the member of the family that ``scale`` selects is too large to build."""
+    if scale.preset is not None:
+        member, hint = f"preset '{scale.preset}'", "lower the preset's width, depth or resolution"
+    elif scale.phi is not None:
+        member, hint = f"phi {scale.phi:g}", "use a smaller phi"
+    else:
+        member, hint = (f"width {scale.width_mult:g}, depth {scale.depth_mult:g}, resolution {scale.resolution:,}",
+                        "use smaller multipliers")
+    return EffdslError(Diagnostic("E302", f"{member} scales the network to {what}", None, hint))
 
 
 def scale(graph: nx.DiGraph, target: Scale) -> nx.DiGraph:

@@ -7,6 +7,7 @@ three ways of choosing are mutually exclusive.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from effdsl.diagnostics import Diagnostic, EffdslError, Span, did_you_mean
@@ -62,8 +63,9 @@ def resolve_scale(net: Network, *, phi: float | None = None, preset: str | None 
         )
     if explicit:
         for flag, value in (("--width", width), ("--depth", depth), ("--resolution", resolution)):
-            if value is not None and not value > 0:
-                raise EffdslError(Diagnostic("E402", f"{flag} must be greater than 0, got {value:g}"))
+            if value is not None and not (value > 0 and math.isfinite(value)):
+                expected = "finite" if value > 0 else "greater than 0"
+                raise EffdslError(Diagnostic("E402", f"{flag} must be {expected}, got {value:g}"))
         return Scale(
             width_mult=1.0 if width is None else width,
             depth_mult=1.0 if depth is None else depth,
@@ -76,8 +78,15 @@ def resolve_scale(net: Network, *, phi: float | None = None, preset: str | None 
     if not -20 <= phi <= 20:
         raise EffdslError(Diagnostic("E402", f"--phi must be between -20 and 20, got {phi:g}"))
     policy = net.scaling
-    d, w, r = compound_multipliers(phi, policy.alpha, policy.beta, policy.gamma)
-    res = round_resolution(net.resolution, r, policy.resolution_rounding, policy.resolution_multiple)
+    try:
+        d, w, r = compound_multipliers(phi, policy.alpha, policy.beta, policy.gamma)
+        res = round_resolution(net.resolution, r, policy.resolution_rounding, policy.resolution_multiple)
+    except OverflowError:  # alpha, beta or gamma ** phi, or the resolution, beyond any float
+        raise EffdslError(Diagnostic(
+            "E302", f"phi {phi:g} scales '{net.name}' beyond any usable size "
+            f"(alpha {policy.alpha:g}, beta {policy.beta:g}, gamma {policy.gamma:g})",
+            policy.span, "use a smaller phi or smaller coefficients",
+        )) from None
     source = "the input line" if phi == 0 else f"the input line x gamma^{phi:g}"
     return Scale(width_mult=w, depth_mult=d, resolution=res, dropout=base_dropout,
                  drop_path=net.defaults.drop_path, phi=phi,

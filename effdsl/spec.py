@@ -24,6 +24,18 @@ ACTIVATIONS: tuple[str, ...] = ("relu", "relu6", "silu", "hardswish", "gelu", "s
 POOLS: tuple[str, ...] = ("avg", "max")
 PADDINGS: tuple[str, ...] = ("symmetric", "same")
 
+# Upper bounds, far above any real network: a slip such as x1e9 or c1e12 is reported
+# (E215 for a value of the spec, E302 for a scaled member) instead of making the
+# compiler expand a billion blocks or overflow a float.
+MAX_KERNEL = 31
+MAX_CHANNELS = 1_000_000  # any channel count, also the divisor and the minimum
+MAX_EXPAND = 1000
+MAX_REPEATS = 1000  # of one stage
+MAX_STAGES = 100
+MAX_BLOCKS = 10_000  # all stages together, baseline or scaled
+MAX_RESOLUTION = 16_384
+MAX_CLASSES = 1_000_000
+
 
 class SpecNode(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")

@@ -20,8 +20,10 @@ STAGES = [
     {"lower"},
     {"passes"},
     {"summary"},
-    {"backends", "backends.torch", "backends.checkpoint", "backends.export"},
+    {"backends", "backends.torch", "backends.checkpoint", "backends.export",
+     "backends.viz", "backends.viz_svg", "backends.viz_html"},
     {"api"},
+    {"report"},
     {"cli", "__init__", "__main__"},
 ]
 RANK = {name: i for i, names in enumerate(STAGES) for name in names}

@@ -17,8 +17,8 @@ A page is read as a sequence of fenced blocks, classified by the fence's languag
     blank lines. The wall-clock line is the one line that varies from run to run: the
     doc writes it as ``elapsed     ...``, and the test rewrites the real
     ``elapsed     12.3 ms`` line the same way before comparing. A command whose expected
-    output contains a diagnostic (``error[E...]``) must exit with status 2, any other
-    with status 0.
+    output contains an error (``error[E...]``, or ``error[W...]`` for a warning turned
+    into an error by ``-W``) must exit with status 2, any other with status 0.
 ``python``
     Run with ``exec``, in page order, in one namespace per page; ``assert`` statements
     check what the prose claims.
@@ -185,7 +185,7 @@ def test_page_examples(page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPat
                 shown = "$ effdsl " + " ".join(argv)
                 assert actual == _normalize(expected), (
                     f"{block.where}: output of '{shown}' differs\n--- expected\n{expected}\n--- actual\n{actual}")
-                status = 2 if "error[E" in expected else 0
+                status = 2 if "error[" in expected else 0
                 assert result.exit_code == status, (
                     f"{block.where}: '{shown}' exited with {result.exit_code}, expected {status}")
         elif block.kind == "python":
@@ -200,11 +200,58 @@ def test_elapsed_rule():
     assert _normalize("elapsed 38.8 s") == "elapsed 38.8 s"
 
 
-def test_error_table_lists_every_code():
-    """The table of language.md names exactly the codes the package can report."""
+_CODE_HEADING = re.compile(r"^## ([EW]\d{3})\s*$")
+
+
+def codes_in_package() -> set[str]:
+    """Every error and warning code the package can report (a quoted 'E201' or 'W301')."""
     package = Path(__file__).resolve().parent.parent / "effdsl"
-    in_code = set()
+    found: set[str] = set()
     for source in package.rglob("*.py"):
-        in_code |= set(re.findall(r"""["'](E\d{3})["']""", source.read_text(encoding="utf-8")))
-    table = set(re.findall(r"^\| (E\d{3}) \|", (DOCS / "language.md").read_text(encoding="utf-8"), re.MULTILINE))
-    assert table == in_code, f"missing from the table: {sorted(in_code - table)}; not in the code: {sorted(table - in_code)}"
+        found |= set(re.findall(r"""["']([EW]\d{3})["']""", source.read_text(encoding="utf-8")))
+    return found
+
+
+def code_sections(path: Path) -> list[tuple[str, int]]:
+    """(code, line) of each '## E201' heading outside fenced blocks, in page order."""
+    out = []
+    fenced = False
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if fenced:
+            fenced = not _CLOSE.match(line)
+        elif _OPEN.match(line):
+            fenced = True
+        else:
+            m = _CODE_HEADING.match(line)
+            if m:
+                out.append((m.group(1), number))
+    return out
+
+
+def _shows(block: Block, code: str) -> bool:
+    """The block is a checked example of ``code``."""
+    if block.kind == "eff-error":
+        return code in block.expected_codes()
+    if block.kind == "console":
+        return any(f"[{code}]" in expected for _, expected in console_steps(block))
+    return False
+
+
+def test_errors_page_documents_every_code():
+    """docs/errors.md has one section per code the package can report, each with an example."""
+    page = DOCS / "errors.md"
+    sections = code_sections(page)
+    headings = [code for code, _ in sections]
+    assert len(headings) == len(set(headings)), f"a code has two sections: {sorted(headings)}"
+    assert headings == sorted(headings), "the sections of errors.md are not in code order"
+    in_code = codes_in_package()
+    documented = set(headings)
+    assert documented == in_code, (f"no section in errors.md: {sorted(in_code - documented)}; "
+                                   f"not in the code: {sorted(documented - in_code)}")
+    blocks = blocks_of(page)
+    ends = [line for _, line in sections[1:]] + [float("inf")]
+    for (code, start), end in zip(sections, ends):
+        inside = [b for b in blocks if start < b.line < end]
+        assert any(_shows(b, code) for b in inside), (
+            f"errors.md:{start}: the section of {code} has no checked example (an eff-error block "
+            f"expecting {code}, or a console block whose output shows [{code}])")

@@ -1,0 +1,467 @@
+"""Pictures of a compiled network (``effdsl viz``), drawn from the IR.
+
+:func:`view` reads the graph at one of three levels into a small :class:`View`:
+
+``op``
+    one node per IR operator and one edge per IR edge (operand order kept).
+``block``
+    one node for the stem (the input and its conv), one per block (``stages.1.0``) and
+    one for the head (head conv, pool, dropout, classifier); an edge wherever an IR edge
+    joins two of them, plus a ``residual`` edge for every block with a residual ``add``:
+    from the node feeding the block to the node its sum feeds, drawn around the block.
+``stage``
+    one node per row of ``effdsl compile``'s table: stem, each stage, head; a chain.
+
+Every node carries the scaled numbers of the member drawn (channels, shapes, params,
+MACs) and the spec line it came from. The writers:
+
+- :func:`render` picks one by format: ``svg`` (:mod:`effdsl.backends.viz_svg`), ``html``
+  (:mod:`effdsl.backends.viz_html`: one self-contained page, stages collapsible, a
+  details panel), ``dot`` (Graphviz), ``mmd`` (Mermaid) and ``png`` (the SVG rasterized
+  with cairosvg, when it can be imported).
+
+The output is deterministic: graph order, no timestamps, fixed number formatting.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import networkx as nx
+
+from effdsl.diagnostics import Diagnostic, EffdslError
+from effdsl.ir import Op, ops, operands, plan_of
+
+LEVELS = ("stage", "block", "op")
+SUFFIXES = {".svg": "svg", ".html": "html", ".htm": "html", ".dot": "dot", ".gv": "dot", ".mmd": "mmd",
+            ".png": "png"}
+MAIN_SUFFIXES = (".svg", ".html", ".dot", ".mmd", ".png")  # the ones the help names (.htm and .gv work too)
+PNG_MAX_SIDE = 32_000  # cairo's image surfaces stop at 32,767 pixels a side
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    id: str                               # the IR name, the block prefix, or stem/stageN/head
+    kind: str                             # stem, stage, block, head, or an op kind
+    slot: int                             # -1 stem, 0..n-1 the stages, n head
+    lines: tuple[tuple[str, str], ...]    # label lines as (left, right); the first is the title
+    facts: tuple[tuple[str, str], ...]    # the details: (what, value), in order
+    params: int
+    macs: int
+    in_shape: tuple[int, ...] | None
+    out_shape: tuple[int, ...] | None
+    residual: bool = False                # a block whose output is x + f(x)
+    ops: tuple[str, ...] = ()             # the IR operators it stands for
+
+
+@dataclass(frozen=True, slots=True)
+class Edge:
+    src: str
+    dst: str
+    kind: str = "data"                    # data, or residual (the shortcut into an add)
+    around: str | None = None             # block level: the block a residual edge bypasses
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    """A stage's frame: its title, the lines shown beside it, its nodes."""
+
+    slot: int
+    title: str                            # stem, stage 1, head
+    caption: str                          # what it is, in one line: 'mbconv k3 s2 e6 ×2'
+    lines: tuple[str, ...]
+    nodes: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class View:
+    name: str
+    caption: str                          # which member: 'phi 3', 'preset b7', ...
+    totals: tuple[str, str]               # the scaled multipliers and input; the network's cost
+    level: str
+    nodes: tuple[Node, ...]
+    edges: tuple[Edge, ...]
+    groups: tuple[Group, ...]
+
+    def node(self, node_id: str) -> Node:
+        return next(n for n in self.nodes if n.id == node_id)
+
+
+# --- number and shape formatting (fixed, so pictures are reproducible) ---
+
+def count(n: int) -> str:
+    """Compact: 864, 6.0k, 28.80M, 3.25G."""
+    if n < 1000:
+        return str(n)
+    if n < 1_000_000:
+        return f"{n / 1e3:.1f}k"
+    if n < 1_000_000_000:
+        return f"{n / 1e6:.2f}M"
+    return f"{n / 1e9:.2f}G"
+
+
+def hw(shape: tuple[int, ...] | None) -> str:
+    """The spatial side of a shape: 112×112; a flat vector: its length."""
+    if not shape:
+        return "?"
+    if len(shape) == 3:
+        return f"{shape[1]}×{shape[2]}"
+    return "×".join(str(d) for d in shape)
+
+
+def full(shape: tuple[int, ...] | None) -> str:
+    return "?" if not shape else "×".join(str(d) for d in shape)
+
+
+def _num(value: float) -> str:
+    return f"{value:.6g}"
+
+
+def caption_of(graph: nx.DiGraph) -> str:
+    plan = plan_of(graph)
+    if plan.preset:
+        return f"preset {plan.preset}"
+    if plan.phi is not None:
+        return f"phi {plan.phi:g}"
+    return f"width {_num(plan.width_mult)}, depth {_num(plan.depth_mult)}, resolution {plan.resolution}"
+
+
+def op_tag(op: Op) -> str:
+    """An operator's kind and attributes, short: 'dwconv 3×3 s2', 'act silu'."""
+    if op.kind in ("conv", "dwconv"):
+        tag = f"{op.kind} {op.kernel}×{op.kernel} s{op.stride}"
+        return tag + " bias" if op.bias else tag
+    if op.kind in ("act", "gate"):
+        return f"{op.kind} {op.act}"
+    if op.kind == "pool":
+        return f"pool {op.act}" + (" flatten" if op.flatten else "")
+    if op.kind in ("drop_path", "dropout"):
+        return f"{op.kind} p={op.rate:.3g}"
+    return op.kind
+
+
+# --- the view ---
+
+def view(graph: nx.DiGraph, level: str = "block", source: str | None = None) -> View:
+    """The nodes and edges to draw at ``level`` (stage, block or op)."""
+    if level not in LEVELS:
+        raise ValueError(f"level must be one of {LEVELS}, got {level!r}")
+    plan = plan_of(graph)
+    lines = source.splitlines() if source is not None else None
+    all_ops = list(ops(graph))
+    n = len(plan.stages)
+    key = {"op": lambda op: op.name, "block": _block_key(n), "stage": _stage_key(n)}[level]
+    members: dict[str, list[Op]] = {}
+    for op in all_ops:
+        members.setdefault(key(op), []).append(op)
+    nodes = tuple(_node(level, node_id, group, graph, lines) for node_id, group in members.items())
+    where = {op.name: key(op) for op in all_ops}
+    edges = _edges(graph, level, where)
+    groups = _groups(plan, nodes) if level != "stage" else ()
+    total_params = sum(op.params or 0 for op in all_ops)
+    total_macs = sum(op.macs or 0 for op in all_ops)
+    first = all_ops[0]
+    totals = (f"width ×{_num(plan.width_mult)} · depth ×{_num(plan.depth_mult)} · input {full(first.in_shape)} · "
+              f"{plan.num_blocks} blocks", f"{total_params:,} params · {total_macs:,} MACs")
+    return View(plan.name, caption_of(graph), totals, level, nodes, edges, groups)
+
+
+def _block_key(n: int):
+    def key(op: Op) -> str:
+        if op.stage < 0:
+            return "stem"
+        if op.stage >= n:
+            return "head"
+        return ".".join(op.name.split(".")[:3])
+    return key
+
+
+def _stage_key(n: int):
+    def key(op: Op) -> str:
+        if op.stage < 0:
+            return "stem"
+        if op.stage >= n:
+            return "head"
+        return f"stage{op.stage + 1}"
+    return key
+
+
+def _edges(graph: nx.DiGraph, level: str, where: dict[str, str]) -> tuple[Edge, ...]:
+    edges: list[Edge] = []
+    seen: set[tuple[str, str]] = set()
+    residuals: list[Edge] = []
+    for op in ops(graph):
+        args = operands(graph, op.name)
+        for position, src in enumerate(args):
+            shortcut = op.kind == "add" and position == 0
+            if level == "op":
+                edges.append(Edge(src, op.name, "residual" if shortcut else "data"))
+                continue
+            a, b = where[src], where[op.name]
+            if a != b and (a, b) not in seen:
+                seen.add((a, b))
+                edges.append(Edge(a, b))
+            if shortcut and level == "block":
+                after = [where[s] for s in graph.successors(op.name)]
+                residuals.append(Edge(a, after[0], "residual", around=b))
+    return tuple(edges + residuals)
+
+
+def _span_line(group: list[Op]) -> int | None:
+    for op in group:
+        if op.span is not None:
+            return op.span.line
+    return None
+
+
+def _spec_fact(line: int | None, lines: list[str] | None) -> str:
+    if line is None:
+        return "-"
+    if lines is not None and 1 <= line <= len(lines):
+        return f"{line}: {lines[line - 1].strip()}"
+    return str(line)
+
+
+def _node(level: str, node_id: str, group: list[Op], graph: nx.DiGraph, lines: list[str] | None) -> Node:
+    plan = plan_of(graph)
+    first, last = group[0], group[-1]
+    params = sum(op.params or 0 for op in group)
+    macs = sum(op.macs or 0 for op in group)
+    line = _span_line(group)
+    where = f"line {line}" if line is not None else ""
+    shapes = f"{hw(first.in_shape)} → {hw(last.out_shape)}"
+    cost = f"params {count(params)} · MACs {count(macs)}"
+    facts: list[tuple[str, str]] = []
+    residual = any(op.kind == "add" for op in group)
+    names = tuple(op.name for op in group)
+    if level == "op":
+        kind = first.kind
+        label = ((node_id, op_tag(first)),
+                 (f"{first.in_ch}→{first.out_ch} ch · {hw(first.out_shape)} · {cost}", where))
+        facts.append(("op", op_tag(first)))
+        if first.kind in ("conv", "dwconv"):
+            facts.append(("kernel / stride / groups", f"{first.kernel} / {first.stride} / {first.groups}"))
+        residual = False
+    elif node_id == "stem":
+        kind = "stem"
+        stem = plan.stem
+        label = (("stem", f"conv k{stem.kernel} s{stem.stride} {stem.act}"),
+                 (f"{first.out_ch}→{last.out_ch} ch · {shapes}", ""), (cost, where))
+        facts.append(("block", f"input + conv k{stem.kernel} s{stem.stride}, bn, {stem.act}"))
+    elif node_id == "head":
+        kind = "head"
+        parts = [f"conv k{plan.head.kernel}"] if plan.head is not None else []
+        parts += [f"{plan.pool} pool", "linear"]
+        chans = [first.in_ch] + ([plan.head.out_ch] if plan.head is not None else []) + [last.out_ch]
+        label = (("head", " · ".join(parts)),
+                 ("→".join(str(c) for c in chans) + f" · {hw(first.in_shape)} → {hw(last.out_shape)}", ""),
+                 (cost, where))
+        facts.append(("block", ", ".join(parts) + f" (dropout {plan.dropout:g})"))
+    else:
+        stage = plan.stages[first.stage]
+        if level == "block":
+            kind = "block"
+            repeat = int(node_id.split(".")[2])
+            stride = stage.stride if repeat == 0 else 1
+            tag = _block_tag(stage.block, stage.kernel, stride, stage.expand)
+            label = ((node_id, tag),
+                     (f"{first.in_ch}→{last.out_ch} ch · {shapes}", "+ residual" if residual else ""),
+                     (cost, where))
+            facts.append(("block", tag + (f", se {stage.se:g}" if stage.se else "") + f", {stage.act}"))
+            facts.append(("residual", "yes: output = x + f(x)" if residual else "no"))
+        else:
+            kind = "stage"
+            blocks = sorted({op.block for op in group})
+            skips = sum(op.kind == "add" for op in group)
+            tag = _block_tag(stage.block, stage.kernel, stage.stride, stage.expand)
+            label = ((f"stage{stage.index + 1}", f"{tag} ×{stage.repeats}"),
+                     (f"{stage.in_ch}→{stage.out_ch} ch · {shapes}", f"{skips} residual" if skips else ""),
+                     (cost, where))
+            facts.append(("blocks", f"{stage.repeats} × {tag}" + (f", se {stage.se:g}" if stage.se else "")
+                          + f", {stage.act}"))
+            facts.append(("block indices", f"{blocks[0]}..{blocks[-1]}"))
+            facts.append(("residual", f"{skips} of {stage.repeats} blocks"))
+    facts += [
+        ("input", full(first.in_shape)),
+        ("output", full(last.out_shape)),
+        ("channels", f"{first.in_ch} → {last.out_ch}"),
+        ("params", f"{params:,}"),
+        ("MACs", f"{macs:,}"),
+        ("spec line", _spec_fact(line, lines)),
+    ]
+    if level != "op":
+        facts.append(("operators", str(len(group))))
+    return Node(node_id, kind, first.stage, label, tuple(facts), params, macs, first.in_shape, last.out_shape,
+                residual, names)
+
+
+def _block_tag(block: str, kernel: int, stride: int, expand: float) -> str:
+    tag = f"{block} k{kernel} s{stride}"
+    return tag if block == "conv" else tag + f" e{expand:g}"
+
+
+def _groups(plan, nodes: tuple[Node, ...]) -> tuple[Group, ...]:
+    by_slot: dict[int, list[Node]] = {}
+    for node in nodes:
+        by_slot.setdefault(node.slot, []).append(node)
+    out = []
+    n = len(plan.stages)
+    for slot, members in by_slot.items():
+        out_side = hw(members[-1].out_shape)
+        cost = (f"params {count(sum(m.params for m in members))}", f"MACs {count(sum(m.macs for m in members))}")
+        if slot < 0:
+            stem = plan.stem
+            title = "stem"
+            caption = f"conv k{stem.kernel} s{stem.stride} {stem.act}"
+            lines = (caption, f"{plan.in_ch}→{stem.out_ch} ch · {out_side}")
+        elif slot >= n:
+            title = "head"
+            chans = [plan.stages[-1].out_ch] + ([plan.head.out_ch] if plan.head is not None else []) + [plan.classes]
+            caption = (f"conv k{plan.head.kernel} · " if plan.head is not None else "") + f"{plan.pool} pool"
+            lines = (caption, "→".join(str(c) for c in chans))
+        else:
+            s = plan.stages[slot]
+            title = f"stage {slot + 1}"
+            caption = _block_tag(s.block, s.kernel, s.stride, s.expand) + f" ×{s.repeats}"
+            lines = (f"{s.block} ×{s.repeats}", _block_tag(s.block, s.kernel, s.stride, s.expand).split(" ", 1)[1],
+                     f"{s.in_ch}→{s.out_ch} ch · {out_side}")
+        out.append(Group(slot, title, caption, lines + cost, tuple(m.id for m in members)))
+    return tuple(out)
+
+
+# --- text formats: Graphviz and Mermaid ---
+
+def _dot_str(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def _label_text(node: Node) -> list[str]:
+    return ["  ".join(part for part in pair if part) for pair in node.lines]
+
+
+def dot(v: View) -> str:
+    """Graphviz source: a cluster per stage, residual edges dashed."""
+    from effdsl.backends.viz_svg import palette
+
+    out = [f"digraph {_dot_str(v.name)} {{",
+           f"  graph [rankdir=TB, fontname=\"Helvetica\", labelloc=t, nodesep=0.3, ranksep=0.3, "
+           f"label={_dot_str(chr(10).join((f'{v.name} ({v.caption}), {v.level} level',) + v.totals))}];",
+           '  node [shape=box, style="rounded,filled", fillcolor="#ffffff", fontname="Helvetica", fontsize=10];',
+           '  edge [color="#57606a", arrowsize=0.7];']
+
+    def node_line(node: Node, indent: str) -> str:
+        _, accent = palette(node.slot, len(v.groups) - 2 if v.groups else len(v.nodes) - 2)
+        return (f"{indent}{_dot_str(node.id)} [label={_dot_str(chr(10).join(_label_text(node)))}, "
+                f"color=\"{accent}\"];")
+
+    if v.groups:
+        for i, group in enumerate(v.groups):
+            tint, accent = palette(group.slot, len(v.groups) - 2)
+            out.append(f"  subgraph cluster_{i} {{")
+            out.append(f"    graph [label={_dot_str(f'{group.title} · {group.caption}')}, "
+                       f"style=\"rounded,filled\", fillcolor=\"{tint}\", color=\"{accent}\"];")
+            out += [node_line(v.node(node_id), "    ") for node_id in group.nodes]
+            out.append("  }")
+    else:
+        out += [node_line(node, "  ") for node in v.nodes]
+    for edge in v.edges:
+        attrs = ' [style=dashed, color="#bc4c00", label="+", fontcolor="#bc4c00"]' if edge.kind == "residual" else ""
+        out.append(f"  {_dot_str(edge.src)} -> {_dot_str(edge.dst)}{attrs};")
+    out.append("}")
+    return "\n".join(out) + "\n"
+
+
+def _mmd_str(text: str) -> str:
+    return '"' + text.replace("&", "#amp;").replace('"', "#quot;").replace("<", "#lt;").replace(">", "#gt;") + '"'
+
+
+def mermaid(v: View) -> str:
+    """Mermaid flowchart (renders in GitHub markdown): a subgraph per stage, residuals dotted."""
+    ids = {node.id: f"n{i}" for i, node in enumerate(v.nodes)}
+    out = [f"%% effdsl viz: {v.name} ({v.caption}), {v.level} level", "%% " + " · ".join(v.totals), "flowchart TB"]
+
+    def node_line(node: Node, indent: str) -> str:
+        text = "<br/>".join(t.replace("<", "‹").replace(">", "›") for t in _label_text(node))
+        return f'{indent}{ids[node.id]}["{text.replace(chr(34), "#quot;")}"]'
+
+    if v.groups:
+        for i, group in enumerate(v.groups):
+            out.append(f"  subgraph s{i}[{_mmd_str(f'{group.title} · {group.caption}')}]")
+            out += [node_line(v.node(node_id), "    ") for node_id in group.nodes]
+            out.append("  end")
+    else:
+        out += [node_line(node, "  ") for node in v.nodes]
+    for edge in v.edges:
+        arrow = " -.->|+| " if edge.kind == "residual" else " --> "
+        out.append(f"  {ids[edge.src]}{arrow}{ids[edge.dst]}")
+    return "\n".join(out) + "\n"
+
+
+# --- choosing and writing a format ---
+
+def format_of(path: str | Path) -> str:
+    """The format named by the output's suffix; E405 when none is, or for PNG without cairosvg."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise EffdslError(Diagnostic(
+            "E405", f"-o cannot write a '{path.suffix or path.name}' file", None,
+            "name a file ending in " + ", ".join(MAIN_SUFFIXES)))
+    fmt = SUFFIXES[suffix]
+    if fmt == "png":
+        png_renderer()
+    return fmt
+
+
+def png_renderer():
+    """cairosvg's ``svg2png``, or E405 when it (or the cairo library under it) is missing."""
+    try:
+        from cairosvg import svg2png
+    except (ImportError, OSError):
+        raise EffdslError(Diagnostic(
+            "E405", "cannot write PNG: install cairosvg (pip install cairosvg)", None,
+            "cairosvg needs the cairo library (Debian: apt-get install libcairo2); .svg and .html need nothing",
+        )) from None
+    return svg2png
+
+
+def render(graph: nx.DiGraph, fmt: str, level: str = "block", source: str | None = None) -> str | bytes:
+    """The picture in ``fmt`` (svg, html, dot, mmd: text; png: bytes)."""
+    if fmt == "html":
+        from effdsl.backends.viz_html import html
+
+        return html(graph, level, source)
+    v = view(graph, level, source)
+    if fmt == "dot":
+        return dot(v)
+    if fmt == "mmd":
+        return mermaid(v)
+    from effdsl.backends.viz_svg import svg, size
+
+    text = svg(v)
+    if fmt == "svg":
+        return text
+    if fmt != "png":
+        raise ValueError(f"unknown format {fmt!r}")
+    svg2png = png_renderer()
+    width, height = size(v)
+    if max(width, height) > PNG_MAX_SIDE:
+        raise EffdslError(Diagnostic(
+            "E405", f"cannot write PNG: the picture is {height:,} pixels tall, more than {PNG_MAX_SIDE:,}",
+            None, "draw a coarser --level, or write .svg or .html"))
+    scale = min(2.0, PNG_MAX_SIDE / max(width, height))  # sharp on high-density screens, within cairo's limit
+    return svg2png(bytestring=text.encode("utf-8"), scale=scale)
+
+
+def write(path: str | Path, picture: str | bytes) -> None:
+    """Write a rendered picture; a file that cannot be written is E405."""
+    path = Path(path)
+    try:
+        if isinstance(picture, bytes):
+            path.write_bytes(picture)
+        else:
+            path.write_text(picture, encoding="utf-8")
+    except OSError as exc:
+        raise EffdslError(Diagnostic("E405", f"cannot write '{path}': {exc.strerror or exc}", None,
+                                     "check that the folder exists and is writable")) from None
