@@ -20,7 +20,7 @@ STAGES = [
     {"lower"},
     {"passes"},
     {"summary"},
-    {"backends", "backends.torch", "backends.checkpoint", "backends.export",
+    {"backends", "backends.torch", "backends.checkpoint", "backends.export", "backends.pysource",
      "backends.viz", "backends.viz_svg", "backends.viz_html"},
     {"api"},
     {"report"},
