@@ -162,5 +162,14 @@ def _snippet(text: str, span: Span) -> list[str]:
         end = max(span.end_column - 1, start + 1)
     else:
         end = max(len(shown), start + 1)
-    carets = " " * start + "^" * (end - start)
+    if len(shown) > _MAX_SHOWN:  # a very long line: show a window around the mistake
+        left = max(0, min(start - _MAX_SHOWN // 4, len(shown) - _MAX_SHOWN))
+        right = left + _MAX_SHOWN
+        prefix = "..." if left else ""
+        shown = prefix + shown[left:right] + ("..." if right < len(shown) else "")
+        start, end = start - left + len(prefix), min(end, right) - left + len(prefix)
+    carets = " " * start + "^" * max(end - start, 1)
     return [f"{pad} |", f"{gutter} | {shown}", f"{pad} | {carets}"]
+
+
+_MAX_SHOWN = 120  # characters of a source line shown under a diagnostic
