@@ -14,6 +14,8 @@ STAGES = [
     {"diagnostics", "resources"},
     {"parser"},
     {"spec"},
+    {"values"},
+    {"settings"},
     {"analyze", "format"},
     {"rounding", "costs", "scaling"},
     {"ir"},

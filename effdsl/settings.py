@@ -1,0 +1,265 @@
+"""The ``{ }`` blocks of a spec: scaling, defaults and presets (part of stage 2).
+
+Each setting name maps to a small reader; unknown or repeated settings are reported with
+their spans and a did-you-mean hint.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+from effdsl.diagnostics import Collector, Span, did_you_mean
+from effdsl.parser import RawSetting, RawStatement
+from effdsl.spec import PADDINGS, ROUNDING_MODES, BatchNorm, Defaults, Preset, Scaling
+from effdsl.values import Reader, check_act, check_value, positive_int
+
+class _Settings:
+    """Reads a ``{ }`` block: each setting name maps to a reader function."""
+
+    def __init__(self, block: str, handlers: dict[str, Callable[[Reader, RawSetting], None]], errors: Collector,
+                 qualified: tuple[str, ...] = ()):
+        self.block, self.handlers, self.errors = block, handlers, errors
+        self.qualified = qualified  # settings named by their first two words ('fixed width', 'fixed depth')
+        self.seen: dict[str, Span] = {}
+
+    def run(self, settings: tuple[RawSetting, ...]) -> None:
+        for setting in settings:
+            name = setting.name.text
+            handler = self.handlers.get(name)
+            if handler is None:
+                self.errors.error(
+                    "E103", f"unknown setting '{name}' in {self.block}", setting.name.span,
+                    did_you_mean(name, self.handlers),
+                )
+                continue
+            key = name
+            if name in self.qualified and setting.items and not setting.items[0].is_number:
+                key = f"{name} {setting.items[0].text}"
+            if key in self.seen:
+                self.errors.error(
+                    "E105", f"'{key}' is set twice in {self.block}", setting.name.span,
+                    f"first set at line {self.seen[key].line}",
+                )
+                continue
+            self.seen[key] = setting.name.span
+            reader = Reader(setting.items, self.errors, setting.name.span)
+            handler(reader, setting)
+            reader.rest_unexpected(f"'{name}'")
+
+
+def bn_pairs(reader: Reader, values: dict[str, Any], spans: dict[str, Span]) -> None:
+    """``bn eps 1e-3 momentum 0.01`` (either or both)."""
+    if not reader.more():
+        reader.errors.error("E200", "expected 'eps' or 'momentum' after 'bn'", reader.last_span())
+    while reader.more():
+        tok = reader.peek()
+        if tok.is_number or tok.text not in ("eps", "momentum"):
+            return
+        reader.take()
+        value, span = reader.number(f"bn {tok.text}")
+        key = f"bn_{tok.text}"
+        if key in spans:
+            reader.errors.error("E105", f"bn {tok.text} is given twice", span, f"first given at {spans[key]}")
+            continue
+        values[key] = check_value(tok.text, value, span, reader.errors)
+        spans[key] = span
+
+
+def _number_setting(values: dict, spans: dict, key: str, field: str | None = None) -> Callable:
+    def handler(reader: Reader, setting: RawSetting) -> None:
+        value, span = reader.number(f"'{setting.name.text}'")
+        values[key] = check_value(field or key, value, span, reader.errors, f"'{setting.name.text}'")
+        spans[key] = span
+    return handler
+
+
+def _bn_handler(values: dict, spans: dict) -> Callable:
+    return lambda reader, setting: bn_pairs(reader, values, spans)
+
+
+def bn_of(values: dict) -> BatchNorm:
+    return BatchNorm(eps=values.pop("bn_eps", None), momentum=values.pop("bn_momentum", None))
+
+
+def clean(values: dict) -> dict:
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def read_scaling(stmt: RawStatement, n_stages_hint: list[RawStatement], errors: Collector) -> Scaling | None:
+    values: dict[str, Any] = {}
+    spans: dict[str, Span] = {}
+
+    def channels(reader: Reader, setting: RawSetting) -> None:
+        keys = {"divisor": "divisor", "min": "min_ch", "guard": "guard"}
+        if not reader.more():
+            errors.error("E200", "expected 'divisor', 'min' or 'guard' after 'channels'", reader.last_span())
+        while reader.more():
+            tok = reader.word("'divisor', 'min' or 'guard'")
+            if tok is None:
+                continue
+            if tok.text not in keys:
+                errors.error("E103", f"unknown channel rule '{tok.text}'", tok.span, did_you_mean(tok.text, keys))
+                if reader.peek() is not None and reader.peek().is_number:
+                    reader.take()
+                continue
+            key = keys[tok.text]
+            if key in spans:
+                errors.error("E105", f"channels {tok.text} is given twice", tok.span,
+                             f"first given at {spans[key]}")
+            nxt = reader.peek()
+            if key == "guard" and nxt is not None and nxt.text == "none":
+                reader.take()
+                values[key], spans[key] = 0.0, nxt.span
+                continue
+            value, span = reader.number(f"channels {tok.text}")
+            values[key] = check_value(key, value, span, errors)
+            spans[key] = span
+
+    def rounding(key: str) -> Callable:
+        def handler(reader: Reader, setting: RawSetting) -> None:
+            tok = reader.word("a rounding mode (" + ", ".join(ROUNDING_MODES) + ")")
+            if tok is None:
+                return
+            if tok.text not in ROUNDING_MODES:
+                errors.error("E104", f"unknown rounding mode '{tok.text}'", tok.span, did_you_mean(tok.text, ROUNDING_MODES))
+            else:
+                values[key], spans[key] = tok.text, tok.span
+            if key == "resolution_rounding" and reader.more():
+                word = reader.word("'multiple'")
+                if word is not None and word.text != "multiple":
+                    errors.error("E103", f"unexpected '{word.text}'; expected 'multiple N'", word.span)
+                    return
+                value, span = reader.number("resolution multiple")
+                values["resolution_multiple"] = check_value("multiple", value, span, errors)
+                spans["resolution_multiple"] = span
+        return handler
+
+    def fixed(reader: Reader, setting: RawSetting) -> None:
+        dim = reader.word("'width' or 'depth' after 'fixed'")
+        if dim is None:
+            return
+        if dim.text == "width":
+            parts = []
+            while reader.more():
+                tok = reader.take()
+                if tok.text not in ("stem", "head"):
+                    errors.error("E103", f"only 'stem' and 'head' can have fixed width, got '{tok.text}'", tok.span)
+                else:
+                    parts.append(tok.text)
+            if not parts:
+                errors.error("E200", "expected 'stem' and/or 'head' after 'fixed width'", reader.last_span())
+            values["fixed_width"], spans["fixed_width"] = tuple(parts), setting.span
+        elif dim.text == "depth":
+            parts: list[Any] = []
+            while reader.more():
+                tok = reader.take()
+                if tok.text in ("first", "last"):
+                    parts.append((tok.text, tok.span))
+                elif tok.is_number and math.isfinite(float(tok.text)) and positive_int(float(tok.text)) is None:
+                    parts.append((int(float(tok.text)), tok.span))
+                else:
+                    errors.error("E103", f"expected 'first', 'last' or a stage number, got '{tok.text}'", tok.span)
+            if not parts:
+                errors.error("E200", "expected 'first', 'last' or stage numbers after 'fixed depth'", reader.last_span())
+            values["fixed_depth_raw"], spans["fixed_depth"] = parts, setting.span
+        else:
+            errors.error("E103", f"expected 'width' or 'depth' after 'fixed', got '{dim.text}'", dim.span)
+
+    def head_width(reader: Reader, setting: RawSetting) -> None:
+        tok = reader.word("'scaled' or 'last N' after 'head_width'")
+        if tok is None:
+            return
+        if tok.text == "scaled":
+            values["head_from_last"], spans["head_from_last"] = None, tok.span
+        elif tok.text == "last":
+            value, span = reader.number("head_width last")
+            values["head_from_last"] = check_value("head_ratio", value, span, errors)
+            spans["head_from_last"] = Span.cover(tok.span, span)
+        else:
+            errors.error("E103", f"expected 'scaled' or 'last N' after 'head_width', got '{tok.text}'", tok.span)
+
+    handlers = {
+        "head_width": head_width,
+        "alpha": _number_setting(values, spans, "alpha", "coefficient"),
+        "beta": _number_setting(values, spans, "beta", "coefficient"),
+        "gamma": _number_setting(values, spans, "gamma", "coefficient"),
+        "channels": channels,
+        "depth": rounding("depth_rounding"),
+        "resolution": rounding("resolution_rounding"),
+        "fixed": fixed,
+    }
+    _Settings("scaling", handlers, errors, qualified=("fixed",)).run(stmt.settings or ())
+    raw_fixed = values.pop("fixed_depth_raw", None) or []
+    n = len(n_stages_hint)
+    depth_fixed = []
+    for what, span in raw_fixed:
+        index = {"first": 0, "last": n - 1}.get(what, what - 1 if isinstance(what, int) else None)
+        if index is None or not 0 <= index < n:
+            errors.error("E213", f"there is no stage {what}; the network has {n} stage{'s' if n != 1 else ''}", span)
+        else:
+            depth_fixed.append(index)
+    values["fixed_depth"] = tuple(sorted(set(depth_fixed)))
+    try:
+        return Scaling(span=stmt.span, spans=spans, **clean(values))
+    except Exception:  # a value already reported above
+        return None
+
+
+def read_defaults(stmt: RawStatement, errors: Collector) -> Defaults:
+    values: dict[str, Any] = {}
+    spans: dict[str, Span] = {}
+
+    def act(reader: Reader, setting: RawSetting) -> None:
+        tok = reader.word("an activation name")
+        if tok is not None and check_act(tok, errors):
+            values["act"], spans["act"] = tok.text, tok.span
+
+    def padding(reader: Reader, setting: RawSetting) -> None:
+        tok = reader.word("'symmetric' or 'same' after 'padding'")
+        if tok is None:
+            return
+        if tok.text in PADDINGS:
+            values["padding"], spans["padding"] = tok.text, tok.span
+        else:
+            errors.error("E104", f"unknown padding '{tok.text}'", tok.span, did_you_mean(tok.text, PADDINGS))
+
+    handlers = {
+        "act": act,
+        "padding": padding,
+        "se": _number_setting(values, spans, "se"),
+        "bn": _bn_handler(values, spans),
+        "drop_path": _number_setting(values, spans, "drop_path"),
+        "dropout": _number_setting(values, spans, "dropout"),
+    }
+    _Settings("defaults", handlers, errors).run(stmt.settings or ())
+    bn = bn_of(values).over(Defaults.model_fields["bn"].default)
+    return Defaults(span=stmt.span, spans=spans, bn=bn, **clean(values))
+
+
+def read_preset(stmt: RawStatement, errors: Collector) -> Preset | None:
+    values: dict[str, Any] = {}
+    spans: dict[str, Span] = {}
+    handlers = {
+        "width": _number_setting(values, spans, "width"),
+        "depth": _number_setting(values, spans, "depth"),
+        "resolution": _number_setting(values, spans, "resolution"),
+        "dropout": _number_setting(values, spans, "dropout"),
+        "drop_path": _number_setting(values, spans, "drop_path"),
+        "bn": _bn_handler(values, spans),
+    }
+    settings = _Settings(f"preset '{stmt.name.text}'" if stmt.name else "preset", handlers, errors)
+    settings.run(stmt.settings or ())
+    if stmt.name is None:
+        errors.error("E200", "a preset needs a name: preset b0 { width 1.0; depth 1.0; resolution 224 }", stmt.keyword.span)
+        return None
+    missing = [k for k in ("width", "depth", "resolution") if k not in settings.seen]
+    if missing:
+        errors.error("E106", f"preset '{stmt.name.text}' does not set {', '.join(missing)}", stmt.name.span,
+                     "a preset sets width, depth and resolution (dropout and bn are optional)")
+        return None
+    bn = bn_of(values)
+    if any(values.get(k) is None for k in ("width", "depth", "resolution")):
+        return None
+    spans["name"] = stmt.name.span
+    return Preset(span=stmt.span, spans=spans, name=stmt.name.text, bn=bn, **clean(values))
