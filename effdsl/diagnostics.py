@@ -6,6 +6,7 @@ code, a 1-based span into the ``.eff`` text and, where one exists, a hint. Stage
 text (the CLI or the Python API) renders them, in the shape::
 
     specs/bad.eff:12:19: error[E201]: kernel must be an odd integer >= 1, got 4
+      --> specs/bad.eff:12:19
        |
     12 |   stage mbconv e6 k4 s2 c24 x2
        |                   ^^
@@ -144,9 +145,12 @@ def render(diag: Diagnostic, source: str | None, filename: str | None) -> str:
         # No file involved (a missing spec file, a bad flag): no '<input>:' prefix.
         lines = [f"{where}: {code}: {diag.message}" if filename else f"{code}: {diag.message}"]
     else:
-        lines = [f"{where}:{diag.span.line}:{diag.span.column}: {code}: {diag.message}"]
+        location = f"{where}:{diag.span.line}:{diag.span.column}"
+        lines = [f"{location}: {code}: {diag.message}"]
         text_lines = source.splitlines() if source is not None else []
         if 1 <= diag.span.line <= len(text_lines):
+            # rustc's arrow under the editor-parsable first line, aligned with the gutter
+            lines.append(f"{' ' * len(str(diag.span.line))}--> {location}")
             lines.extend(_snippet(text_lines[diag.span.line - 1], diag.span))
     if diag.help:
         lines.append(f"   = help: {diag.help}")

@@ -122,13 +122,15 @@ def _check_snippets(path: Path, stderr: str) -> None:
         if not header:
             continue
         line, col = int(header["line"]), int(header["col"])
-        if line > len(source) or i + 3 > len(out) or not out[i + 1].rstrip().endswith("|"):
+        if line > len(source) or i + 4 > len(out) or not out[i + 2].rstrip().endswith("|"):
             assert path.name in NO_ROOM, f"no snippet for {text}"
             continue
-        gutter, shown = out[i + 2].split(" | ", 1)
+        # rustc's arrow repeats the location, aligned with the gutter
+        assert out[i + 1] == " " * len(str(line)) + f"--> {header['file']}:{line}:{col}"
+        gutter, shown = out[i + 3].split(" | ", 1)
         assert gutter.strip() == str(line)
         assert shown == source[line - 1].expandtabs(1)
-        carets = out[i + 3].split(" | ", 1)[1]
+        carets = out[i + 4].split(" | ", 1)[1]
         assert carets.index("^") == col - 1, f"caret misplaced for {text}"
         assert set(carets.strip()) == {"^"}
         # The caret sits on a token, or just after one (where something is missing).
