@@ -22,7 +22,7 @@ STAGES = [
     {"lower"},
     {"passes"},
     {"summary"},
-    {"backends", "backends.torch", "backends.checkpoint", "backends.export", "backends.pysource",
+    {"backends", "backends.torch", "backends.checkpoint", "backends.export", "backends.pysource", "backends.layers",
      "backends.viz", "backends.viz_svg", "backends.viz_html"},
     {"api"},
     {"report"},

@@ -8,15 +8,17 @@ more code. Its parameter and buffer names, and their order, are those of
 :func:`effdsl.backends.torch.build_module`'s module: the built module's ``state_dict``
 loads into it with ``strict=True`` and both compute the same outputs.
 
-This module needs no torch: the class templates below are text. (They restate
-``StochasticDepth`` and ``Conv2dSame`` of :mod:`effdsl.backends.torch`, so that
-``--emit py`` works where torch is not installed; tests check both give equal outputs.)
+This module needs no torch: the class templates below are text, and ``StochasticDepth``
+and ``Conv2dSame`` are copied from the source of :mod:`effdsl.backends.layers`, which
+the built modules use, so ``--emit py`` works where torch is not installed.
 """
 
 from __future__ import annotations
 
+import ast
 import keyword
 from dataclasses import dataclass
+from pathlib import Path
 
 import networkx as nx
 
@@ -258,46 +260,16 @@ from torch import nn
 ACTIVATIONS = {activations}
 '''
 
-_STOCHASTIC_DEPTH = '''
+def _layer_source(name: str) -> str:
+    """The source of a class of :mod:`effdsl.backends.layers`, read as text (no torch import)."""
+    text = (Path(__file__).with_name("layers.py")).read_text(encoding="utf-8")
+    node = next(n for n in ast.parse(text).body if isinstance(n, ast.ClassDef) and n.name == name)
+    return "\n\n" + ast.get_source_segment(text, node) + "\n"
 
-class StochasticDepth(nn.Module):
-    """Drops a sample's residual branch with probability p (training only; Huang et al. 2016)."""
 
-    def __init__(self, p: float):
-        super().__init__()
-        self.p = p
+_STOCHASTIC_DEPTH = _layer_source("StochasticDepth")
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0.0:
-            return x
-        survival = 1.0 - self.p
-        noise = torch.empty([x.shape[0]] + [1] * (x.ndim - 1), dtype=x.dtype, device=x.device)
-        noise.bernoulli_(survival)
-        return x * noise.div_(survival)
-
-    def extra_repr(self) -> str:
-        return f"p={self.p}"
-'''
-
-_CONV_SAME = '''
-
-class Conv2dSame(nn.Conv2d):
-    """Conv2d with TensorFlow's 'same' padding, for weights trained in TensorFlow.
-
-    A side of size x is padded by max((ceil(x/s) - 1)*s + k - x, 0) in all, the smaller half on
-    top/left. For stride 1 and odd kernels that is the symmetric (k - 1) // 2.
-    """
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, padding=0, **kwargs)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pads = []
-        for size, k, s in zip(reversed(x.shape[-2:]), reversed(self.kernel_size), reversed(self.stride)):
-            total = max((-(-size // s) - 1) * s + k - size, 0)
-            pads += [total // 2, total - total // 2]
-        return super().forward(nn.functional.pad(x, pads))
-
+_CONV_SAME = _layer_source("Conv2dSame") + '''
 
 def conv2d(in_ch: int, out_ch: int, kernel: int, stride: int = 1, groups: int = 1) -> nn.Conv2d:
     """A conv without bias; TensorFlow 'same' padding when strided, else (k - 1) // 2 on every side."""

@@ -20,6 +20,7 @@ import networkx as nx
 import torch
 from torch import fx, nn
 
+from effdsl.backends.layers import Conv2dSame, StochasticDepth
 from effdsl.ir import Op, operands, ops, plan_of
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -31,48 +32,6 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
     "sigmoid": nn.Sigmoid,
     "none": nn.Identity,
 }
-
-
-class StochasticDepth(nn.Module):
-    """Drops the whole residual branch of a sample with probability ``p`` (training only).
-
-    Huang et al. 2016; the survivors are scaled by ``1 / (1 - p)`` ("row" mode of
-    torchvision's ``StochasticDepth``).
-    """
-
-    def __init__(self, p: float):
-        super().__init__()
-        self.p = p
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0.0:
-            return x
-        survival = 1.0 - self.p
-        noise = torch.empty([x.shape[0]] + [1] * (x.ndim - 1), dtype=x.dtype, device=x.device)
-        noise.bernoulli_(survival)
-        return x * noise.div_(survival)
-
-    def extra_repr(self) -> str:
-        return f"p={self.p}"
-
-
-class Conv2dSame(nn.Conv2d):
-    """Conv2d with TensorFlow's 'same' padding, for weights trained in TensorFlow.
-
-    The total padding along a side of size ``x`` is ``max((ceil(x/s) - 1)*s + k - x, 0)``,
-    with the smaller half on top/left. For stride 1 and odd kernels this equals the
-    symmetric ``(k-1)//2``, so only strided convs need this class.
-    """
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, padding=0, **kwargs)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pads = []
-        for size, k, s in zip(reversed(x.shape[-2:]), reversed(self.kernel_size), reversed(self.stride)):
-            total = max((-(-size // s) - 1) * s + k - size, 0)
-            pads += [total // 2, total - total // 2]
-        return super().forward(nn.functional.pad(x, pads))
 
 
 def _module(op: Op, device: torch.device | str) -> nn.Module:
