@@ -14,17 +14,17 @@ from typing import TYPE_CHECKING
 
 import networkx as nx
 
-from effdsl.analyze import analyze
-from effdsl.format import comments_of, format_spec
+from effdsl.language.analyze import analyze
+from effdsl.language.format import comments_of, format_spec
 from effdsl.diagnostics import Diagnostic, EffdslError, Span, did_you_mean
-from effdsl.ir import dump, plan_of, warn, warnings_of
-from effdsl.lower import plan_from_spec
-from effdsl.parser import normalize, parse
-from effdsl.passes import architecture, run_pipeline, scale_plan
-from effdsl.resources import builtin_specs
-from effdsl.scaling import resolve_scale
-from effdsl.spec import Network
-from effdsl.summary import Summary, summarize
+from effdsl.ir.graph import dump, plan_of, warn, warnings_of
+from effdsl.passes.lower import plan_from_spec
+from effdsl.language.parser import normalize, parse
+from effdsl.passes.pipeline import architecture, run_pipeline, scale_plan
+from effdsl.language.resources import builtin_specs
+from effdsl.scaling.members import resolve_scale
+from effdsl.language.spec import Network
+from effdsl.passes.summary import Summary, summarize
 
 if TYPE_CHECKING:  # torch is imported only when a module is built
     from torch import nn
@@ -60,7 +60,7 @@ class Compiled:
     def build(self, device: str = "cpu", weights: str | Path | None = None, strict: bool = True,
               features_only: bool = False, max_params: int = MAX_PARAMS) -> "nn.Module":
         """The PyTorch module; see :func:`build`."""
-        from effdsl.backends.torch import build_module
+        from effdsl.backends.torch.builder import build_module
 
         if self.summary.params > max_params and device != "meta":
             size = self.summary.params * 4
@@ -72,7 +72,7 @@ class Compiled:
                 "raise it with --max-params (max_params= in Python); the summary alone needs no weights",
             )).with_source(self.source.text, self.source.filename)
         if weights is not None:  # a missing or unreadable file is reported before any allocation
-            from effdsl.backends.checkpoint import read_state_dict
+            from effdsl.backends.torch.checkpoint import read_state_dict
 
             try:
                 weights = read_state_dict(weights)
@@ -85,7 +85,7 @@ class Compiled:
 
     def load_weights(self, module: "nn.Module", weights: "str | Path | dict", strict: bool = True):
         """Load a checkpoint into ``module`` (built from this network); returns a report."""
-        from effdsl.backends.checkpoint import load_weights
+        from effdsl.backends.torch.checkpoint import load_weights
 
         try:
             return load_weights(module, weights, self.graph, strict=strict)

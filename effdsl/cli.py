@@ -20,8 +20,8 @@ from rich.table import Table
 
 from effdsl.api import MAX_PARAMS, check_spec, compile_spec, format_source, load_source
 from effdsl.diagnostics import Diagnostic, EffdslError, InternalError
-from effdsl.resources import builtin_specs
-from effdsl.summary import Summary
+from effdsl.language.resources import builtin_specs
+from effdsl.passes.summary import Summary
 
 app = typer.Typer(
     name="effdsl",
@@ -153,7 +153,7 @@ def compile_cmd(
     elif emit is Emit.ir:
         text = compiled.ir()
     elif emit is Emit.py:
-        from effdsl.backends.export import python_source
+        from effdsl.export import python_source
 
         text = python_source(compiled.graph)
     else:
@@ -167,8 +167,8 @@ def compile_cmd(
 
 def _export(compiled, module, emit: Emit, output: Path) -> None:
     """Write a module export (pt2, onnx, weights) to ``output``."""
-    from effdsl.backends import export
-    from effdsl.backends.torch import example_input
+    from effdsl import export
+    from effdsl.backends.torch.builder import example_input
 
     example = example_input(compiled.graph)
     module.eval()
@@ -247,7 +247,7 @@ def sweep_cmd(
                                         ".png or .svg (needs matplotlib)."),
 ) -> None:
     """Tabulate a family over phi: multipliers, resolution, blocks, params, MACs and MACs/ideal."""
-    from effdsl import report
+    from effdsl import reports as report
 
     try:
         report.check_outputs(output, plot)
@@ -291,7 +291,7 @@ def diff_cmd(
     Two of --phi/--preset are A and B in the order given; one is B against the baseline
     (with --against: the same member of both specs); --against alone compares baselines.
     """
-    from effdsl import report
+    from effdsl import reports as report
 
     try:
         choices = report.choices_in_order(ctx.meta.get("order", []), phi or [], preset or [])
@@ -325,7 +325,7 @@ def viz_cmd(
                                 ".html (interactive page), .dot (Graphviz), .mmd (Mermaid), .png (needs cairosvg)."),
 ) -> None:
     """Draw a member of a spec's family: every box with its scaled channels, shapes, params and MACs."""
-    from effdsl.backends import viz
+    from effdsl import viz
 
     try:
         fmt = viz.format_of(output)

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from effdsl.api import compile_spec
-from effdsl.backends import viz
+from effdsl import viz
 
 IMG = Path(__file__).resolve().parent.parent / "docs" / "img"
 

@@ -1,6 +1,6 @@
-"""Hypothesis strategies for valid spec ASTs (:class:`effdsl.spec.Network`).
+"""Hypothesis strategies for valid spec ASTs (:class:`effdsl.language.spec.Network`).
 
-Tests print a generated AST with :func:`effdsl.format.format_spec` and run the whole
+Tests print a generated AST with :func:`effdsl.language.format.format_spec` and run the whole
 pipeline on the text, so spans are a dummy value here. Every network drawn is one that
 ``analyze`` accepts: channel counts are multiples of the divisor (except a fixed-width
 stem or head), conv stages carry no expansion and no squeeze-excite, the total stride
@@ -18,7 +18,7 @@ import string
 from hypothesis import strategies as st
 
 from effdsl.diagnostics import Span
-from effdsl.spec import (
+from effdsl.language.spec import (
     ACTIVATIONS,
     BLOCK_TYPES,
     POOLS,

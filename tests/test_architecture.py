@@ -1,4 +1,4 @@
-"""The layout tells the story: data flows one way through the compiler stages."""
+"""The layout tells the story: data flows one way through the compiler's subpackages."""
 
 from __future__ import annotations
 
@@ -7,28 +7,29 @@ import subprocess
 import sys
 from pathlib import Path
 
+import networkx as nx
+
 PACKAGE = Path(__file__).resolve().parent.parent / "effdsl"
 
-# Each module's stage; a module may import only from its own stage or earlier ones.
-STAGES = [
-    {"diagnostics", "resources"},
-    {"parser"},
-    {"spec"},
-    {"values"},
-    {"settings"},
-    {"analyze", "format"},
-    {"rounding", "costs", "scaling"},
+# Each subpackage (or top-level module) and its rank; a module may import only from its
+# own rank or earlier ones. Subpackages of one rank are siblings and never import each other.
+RANKS: list[set[str]] = [
+    {"diagnostics"},
+    {"language"},
+    {"scaling"},
     {"ir"},
-    {"lower"},
+    {"blocks"},
     {"passes"},
-    {"summary"},
-    {"backends", "backends.torch", "backends.checkpoint", "backends.export", "backends.pysource", "backends.layers",
-     "backends.viz", "backends.viz_svg", "backends.viz_html"},
+    {"backends"},
+    {"export", "viz"},
     {"api"},
-    {"report"},
-    {"cli", "__init__", "__main__"},
+    {"reports"},
+    {"__init__"},
+    {"cli"},
+    {"__main__"},
 ]
-RANK = {name: i for i, names in enumerate(STAGES) for name in names}
+RANK = {name: i for i, names in enumerate(RANKS) for name in names}
+TOP_LEVEL_LIMIT = 8
 
 
 def _module_name(path: Path) -> str:
@@ -37,44 +38,100 @@ def _module_name(path: Path) -> str:
     return ".".join(parts)
 
 
-def _imports(path: Path) -> set[str]:
+def _unit(module: str) -> str:
+    """The subpackage (or top-level module) a module belongs to."""
+    return module.split(".")[0]
+
+
+def _tree(path: Path) -> ast.Module:
     tree = ast.parse(path.read_text(encoding="utf-8"))
     # Imports under `if TYPE_CHECKING:` never run; they do not count.
     for node in ast.walk(tree):
         if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
             node.body = []
+    return tree
+
+
+def _imports(path: Path, top_level_only: bool = False) -> set[str]:
+    tree = _tree(path)
+    nodes = tree.body if top_level_only else list(ast.walk(tree))
     found = set()
-    for node in ast.walk(tree):
+    for node in nodes:
         if isinstance(node, ast.ImportFrom) and node.module:
             found.add(node.module)
+            if node.module == "effdsl":  # from effdsl import viz
+                found.update(f"effdsl.{alias.name}" for alias in node.names if not alias.name.startswith("__"))
         elif isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
     return found
 
 
-def test_every_module_has_a_stage():
-    modules = {_module_name(p) for p in PACKAGE.rglob("*.py")}
-    assert modules <= set(RANK), f"unplaced modules: {sorted(modules - set(RANK))}"
+def _modules() -> dict[str, Path]:
+    return {_module_name(p): p for p in PACKAGE.rglob("*.py")}
 
 
-def test_no_module_imports_a_later_stage():
-    for path in PACKAGE.rglob("*.py"):
-        me = _module_name(path)
+def test_every_module_has_a_rank():
+    units = {_unit(m) for m in _modules()}
+    assert units <= set(RANK), f"unplaced: {sorted(units - set(RANK))}"
+
+
+def test_at_most_eight_modules_at_the_top():
+    top = [p.name for p in PACKAGE.glob("*.py")]
+    assert len(top) <= TOP_LEVEL_LIMIT, top
+
+
+def test_every_subpackage_says_its_job_and_what_it_may_import():
+    for init in PACKAGE.glob("*/__init__.py"):
+        doc = ast.get_docstring(ast.parse(init.read_text(encoding="utf-8")))
+        assert doc, f"{init.parent.name}/__init__.py has no docstring"
+        assert "import" in doc, f"{init.parent.name}/__init__.py does not say what it may import"
+
+
+def test_no_module_imports_a_later_or_sibling_unit():
+    for me, path in _modules().items():
         for target in _imports(path):
             if not target.startswith("effdsl."):
                 continue
-            other = target.removeprefix("effdsl.")
-            assert RANK[other] <= RANK[me], f"effdsl.{me} imports later stage {target}"
+            other = _unit(target.removeprefix("effdsl."))
+            mine = _unit(me)
+            if other == mine:
+                continue
+            assert RANK[other] < RANK[mine], f"effdsl.{me} imports {target} (rank {RANK[other]} >= {RANK[mine]})"
 
 
-def test_only_the_parser_imports_lark_and_only_backends_import_torch():
-    for path in PACKAGE.rglob("*.py"):
-        me = _module_name(path)
+def test_module_imports_have_no_cycles():
+    graph = nx.DiGraph()
+    modules = _modules()
+    for me, path in modules.items():
+        graph.add_node(me)
+        for target in _imports(path):
+            if target.startswith("effdsl."):
+                other = target.removeprefix("effdsl.")
+                while other not in modules and "." in other:  # effdsl.x.y.name -> effdsl.x.y
+                    other = other.rsplit(".", 1)[0]
+                if other in modules and other != me:
+                    graph.add_edge(me, other)
+    cycles = list(nx.simple_cycles(graph))
+    assert not cycles, f"import cycles: {cycles[:3]}"
+
+
+def test_only_language_imports_lark_and_only_the_torch_backend_and_exports_import_torch():
+    for me, path in _modules().items():
         roots = {name.split(".")[0] for name in _imports(path)}
         if "lark" in roots:
-            assert me == "parser", f"{me} imports lark"
-        if "torch" in roots or "safetensors" in roots:
-            assert me.startswith("backends."), f"{me} imports torch"
+            assert me == "language.parser", f"{me} imports lark"
+        if roots & {"torch", "safetensors", "onnx"}:
+            assert me.startswith(("backends.torch", "export.formats")), f"{me} imports torch"
+        top = {name.split(".")[0] for name in _imports(path, top_level_only=True)}
+        if _unit(me) != "backends":
+            assert not top & {"torch", "safetensors", "onnx"}, f"{me} imports torch at module level"
+
+
+def test_nothing_imports_the_cli():
+    for me, path in _modules().items():
+        if me in ("cli", "__main__"):
+            continue
+        assert "effdsl.cli" not in _imports(path), f"effdsl.{me} imports the CLI"
 
 
 def test_cli_compile_does_not_import_torch():

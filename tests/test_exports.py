@@ -1,4 +1,4 @@
-"""Exports (effdsl.backends.export): each format is loaded back and computes what the built module does.
+"""Exports (effdsl.export): each format is loaded back and computes what the built module does.
 
 For efficientnet_b0 and tf_efficientnet_b0 (TensorFlow 'same' padding, eps 1e-3) at
 preset b0: the generated ``.py`` file (imported, its class loads the built state_dict
@@ -22,7 +22,7 @@ import torch
 from safetensors.torch import load_file
 
 import effdsl
-from effdsl.backends.export import python_source, save_onnx, save_pt2, save_weights
+from effdsl.export import python_source, save_onnx, save_pt2, save_weights
 
 SPECS = ["efficientnet_b0", "tf_efficientnet_b0"]
 BLOCK_CLASSES = {"StochasticDepth", "ConvBNAct", "SqueezeExcite", "MBConv", "Head"}

@@ -31,8 +31,8 @@ from typer.testing import CliRunner
 import effdsl
 from effdsl.cli import app
 from effdsl.diagnostics import EffdslError
-from effdsl.format import format_spec
-from effdsl.parser import _parser, normalize
+from effdsl.language.format import format_spec
+from effdsl.language.parser import _parser, normalize
 from strategies import networks
 
 ROOT = Path(__file__).resolve().parent.parent

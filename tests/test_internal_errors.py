@@ -8,9 +8,9 @@ import pytest
 from typer.testing import CliRunner
 
 import effdsl
-from effdsl import passes
+from effdsl.passes import pipeline as passes
 from effdsl.cli import app
-from effdsl.ir import ops, replace_ops
+from effdsl.ir.graph import ops, replace_ops
 
 
 _COUNT_COST = passes.count_cost

@@ -6,7 +6,7 @@ import pytest
 from typer.testing import CliRunner
 
 import effdsl
-from effdsl.backends import torch as torch_backend
+from effdsl.backends.torch import builder as torch_backend
 from effdsl.cli import app
 
 

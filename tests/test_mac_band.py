@@ -27,9 +27,9 @@ from hypothesis import strategies as st
 
 import effdsl
 from effdsl.diagnostics import EffdslError, Span
-from effdsl.format import format_spec
-from effdsl.ir import ops
-from effdsl.spec import Block, Defaults, Head, Network, Scaling
+from effdsl.language.format import format_spec
+from effdsl.ir.graph import ops
+from effdsl.language.spec import Block, Defaults, Head, Network, Scaling
 
 SPAN = Span(1, 1, 1, 2)
 DIV = 8

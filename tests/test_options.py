@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import effdsl
-from effdsl.backends.torch import StochasticDepth
+from effdsl.backends.torch.builder import StochasticDepth
 from reference import EFFICIENTNET
 
 

@@ -1,10 +1,10 @@
 """Property tests: generated spec ASTs, printed as text, through the whole pipeline.
 
-Every network comes from :mod:`tests.strategies` as a :class:`~effdsl.spec.Network`,
-is printed with :func:`~effdsl.format.format_spec` and compiled from that text, so
+Every network comes from :mod:`tests.strategies` as a :class:`~effdsl.language.spec.Network`,
+is printed with :func:`~effdsl.language.format.format_spec` and compiled from that text, so
 the parser, the analyzer, the scaling passes, the cost model and the torch backend
 are all exercised together. The rounding rules are restated here independently of
-:mod:`effdsl.rounding`.
+:mod:`effdsl.scaling.rounding`.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from effdsl.api import Compiled, compile_spec, parse_spec
 from effdsl.diagnostics import EffdslError
-from effdsl.format import format_spec
-from effdsl.ir import Plan
-from effdsl.spec import Network
+from effdsl.language.format import format_spec
+from effdsl.ir.graph import Plan
+from effdsl.language.spec import Network
 
 from strategies import networks, phi_pairs, phis, small_networks
 

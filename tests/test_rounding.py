@@ -1,4 +1,4 @@
-"""effdsl.rounding against the reference facts, plus its invariants under Hypothesis.
+"""effdsl.scaling.rounding against the reference facts, plus its invariants under Hypothesis.
 
 The facts are the published EfficientNet numbers (TF ``round_filters`` /
 ``round_repeats``, torchvision ``_make_divisible`` / ``adjust_depth``) and the
@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from effdsl.rounding import (
+from effdsl.scaling.rounding import (
     compound_multipliers,
     conv_out_size,
     drop_path_rate,

@@ -16,11 +16,11 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from effdsl import report
+from effdsl import reports as report
 from effdsl.api import compile_spec
 from effdsl.cli import app
 from effdsl.diagnostics import EffdslError
-from effdsl.ir import ops
+from effdsl.ir.graph import ops
 
 B0 = "efficientnet_b0"
 FACTOR = 1.2 * 1.1 ** 2 * 1.15 ** 2  # alpha * beta^2 * gamma^2 of efficientnet_b0

@@ -14,7 +14,7 @@ import torch
 from torchvision.models import efficientnet as tv_efficientnet
 
 import effdsl
-from effdsl.ir import ops
+from effdsl.ir.graph import ops
 
 PRESETS = [f"b{i}" for i in range(8)]
 

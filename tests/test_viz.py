@@ -19,9 +19,9 @@ import pytest
 from typer.testing import CliRunner
 
 from effdsl.api import compile_spec
-from effdsl.backends import viz
+from effdsl import viz
 from effdsl.cli import app
-from effdsl.ir import ops, plan_of
+from effdsl.ir.graph import ops, plan_of
 
 import make_pictures
 

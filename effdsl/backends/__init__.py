@@ -1,4 +1,6 @@
-"""Backends turn a compiled IR graph into something runnable or viewable.
+"""Backends that run a compiled network. ``effdsl.backends.torch`` builds PyTorch modules
+and imports checkpoints; it is the only package (with the binary exports) that imports
+torch.
 
-Importing this package imports nothing heavy; ``effdsl.backends.torch`` imports torch.
+May import diagnostics, language, scaling, ir and passes.
 """

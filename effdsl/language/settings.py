@@ -10,9 +10,9 @@ import math
 from typing import Any, Callable
 
 from effdsl.diagnostics import Collector, Span, did_you_mean
-from effdsl.parser import RawSetting, RawStatement
-from effdsl.spec import PADDINGS, ROUNDING_MODES, BatchNorm, Defaults, Preset, Scaling
-from effdsl.values import Reader, check_act, check_value, positive_int
+from effdsl.language.parser import RawSetting, RawStatement
+from effdsl.language.spec import PADDINGS, ROUNDING_MODES, BatchNorm, Defaults, Preset, Scaling
+from effdsl.language.values import Reader, check_act, check_value, positive_int
 
 class _Settings:
     """Reads a ``{ }`` block: each setting name maps to a reader function."""

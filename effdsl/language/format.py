@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from effdsl.spec import BatchNorm, Block, Defaults, Network, Preset, Scaling
+from effdsl.language.spec import BatchNorm, Block, Defaults, Network, Preset, Scaling
 
 _COMMENT = re.compile(r"#[^\n]*")
 

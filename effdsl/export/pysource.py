@@ -5,11 +5,11 @@ block kind the network uses and a network class whose ``__init__`` loops over a 
 blocks. The table is read off the IR graph (one row per run of identical blocks of a
 stage), so a deeper member of a family has the same rows with larger repeat counts, not
 more code. Its parameter and buffer names, and their order, are those of
-:func:`effdsl.backends.torch.build_module`'s module: the built module's ``state_dict``
+:func:`effdsl.backends.torch.builder.build_module`'s module: the built module's ``state_dict``
 loads into it with ``strict=True`` and both compute the same outputs.
 
 This module needs no torch: the class templates below are text, and ``StochasticDepth``
-and ``Conv2dSame`` are copied from the source of :mod:`effdsl.backends.layers`, which
+and ``Conv2dSame`` are copied from the source of :mod:`effdsl.backends.torch.layers`, which
 the built modules use, so ``--emit py`` works where torch is not installed.
 """
 
@@ -23,12 +23,12 @@ from pathlib import Path
 import networkx as nx
 
 from effdsl.diagnostics import InternalError
-from effdsl.ir import Op, ops, plan_of
+from effdsl.ir.graph import Op, ops, plan_of
 
 _PASS = "export"  # what an InternalError names as the failing stage
 
 # effdsl's activation names and the torch.nn classes the generated file uses for them
-# (the same as effdsl.backends.torch.ACTIVATIONS; 'none' is written as None).
+# (the same as effdsl.backends.torch.builder.ACTIVATIONS; 'none' is written as None).
 _ACT_CLASSES = {
     "relu": "nn.ReLU",
     "relu6": "nn.ReLU6",
@@ -261,8 +261,8 @@ ACTIVATIONS = {activations}
 '''
 
 def _layer_source(name: str) -> str:
-    """The source of a class of :mod:`effdsl.backends.layers`, read as text (no torch import)."""
-    text = (Path(__file__).with_name("layers.py")).read_text(encoding="utf-8")
+    """The source of a class of :mod:`effdsl.backends.torch.layers`, read as text (no torch import)."""
+    text = (Path(__file__).parent.parent / "backends" / "torch" / "layers.py").read_text(encoding="utf-8")
     node = next(n for n in ast.parse(text).body if isinstance(n, ast.ClassDef) and n.name == name)
     return "\n\n" + ast.get_source_segment(text, node) + "\n"
 

@@ -17,9 +17,8 @@ from html import escape
 
 import networkx as nx
 
-from effdsl.backends.viz import Node, View, caption_of, view
-from effdsl.backends.viz_svg import RESIDUAL, palette
-from effdsl.ir import plan_of
+from effdsl.viz.view import RESIDUAL, Node, View, caption_of, palette, view
+from effdsl.ir.graph import plan_of
 
 _CSS = """
 :root { --ink: #1f2328; --muted: #57606a; --line: #8c959f; --res: %(res)s; --panel: 310px; }

@@ -1,6 +1,6 @@
-"""Pictures of a compiled network (``effdsl viz``), drawn from the IR.
+"""What a picture shows: the IR read at one level into a small :class:`View`.
 
-:func:`view` reads the graph at one of three levels into a small :class:`View`:
+:func:`view` reads the graph at one of three levels:
 
 ``op``
     one node per IR operator and one edge per IR edge (operand order kept).
@@ -13,31 +13,41 @@
     one node per row of ``effdsl compile``'s table: stem, each stage, head; a chain.
 
 Every node carries the scaled numbers of the member drawn (channels, shapes, params,
-MACs) and the spec line it came from. The writers:
-
-- :func:`render` picks one by format: ``svg`` (:mod:`effdsl.backends.viz_svg`), ``html``
-  (:mod:`effdsl.backends.viz_html`: one self-contained page, stages collapsible, a
-  details panel), ``dot`` (Graphviz), ``mmd`` (Mermaid) and ``png`` (the SVG rasterized
-  with cairosvg, when it can be imported).
-
-The output is deterministic: graph order, no timestamps, fixed number formatting.
+MACs) and the spec line it came from, and every stage a colour (:func:`palette`) that
+all writers share. The output is deterministic: graph order, no timestamps, fixed
+number formatting.
 """
+
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import networkx as nx
 
-from effdsl.diagnostics import Diagnostic, EffdslError
-from effdsl.ir import Op, ops, operands, plan_of
+from effdsl.ir.graph import Op, ops, operands, plan_of
 
 LEVELS = ("stage", "block", "op")
-SUFFIXES = {".svg": "svg", ".html": "html", ".htm": "html", ".dot": "dot", ".gv": "dot", ".mmd": "mmd",
-            ".png": "png"}
-MAIN_SUFFIXES = (".svg", ".html", ".dot", ".mmd", ".png")  # the ones the help names (.htm and .gv work too)
-PNG_MAX_SIDE = 32_000  # cairo's image surfaces stop at 32,767 pixels a side
+
+RESIDUAL = "#d4380d"
+NEUTRAL = ("#f4f5f7", "#57606a")
+_STAGES = (
+    ("#eef6ff", "#0969da"),  # blue
+    ("#eaf8f7", "#1b7c83"),  # teal
+    ("#effaf1", "#1a7f37"),  # green
+    ("#fff8e1", "#9a6700"),  # gold
+    ("#f5f0ff", "#8250df"),  # purple
+    ("#fff0f7", "#bf3989"),  # pink
+    ("#eff1ff", "#3e4bb3"),  # indigo
+)
+
+
+def palette(slot: int, stages: int) -> tuple[str, str]:
+    """(tint, accent) of a stage slot: grey for the stem (-1) and the head (``stages``)."""
+    if slot < 0 or slot >= stages:
+        return NEUTRAL
+    return _STAGES[slot % len(_STAGES)]
+
 
 
 @dataclass(frozen=True, slots=True)
@@ -328,140 +338,3 @@ def _groups(plan, nodes: tuple[Node, ...]) -> tuple[Group, ...]:
                      f"{s.in_ch}→{s.out_ch} ch · {out_side}")
         out.append(Group(slot, title, caption, lines + cost, tuple(m.id for m in members)))
     return tuple(out)
-
-
-# --- text formats: Graphviz and Mermaid ---
-
-def _dot_str(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
-
-
-def _label_text(node: Node) -> list[str]:
-    return ["  ".join(part for part in pair if part) for pair in node.lines]
-
-
-def dot(v: View) -> str:
-    """Graphviz source: a cluster per stage, residual edges dashed."""
-    from effdsl.backends.viz_svg import palette
-
-    out = [f"digraph {_dot_str(v.name)} {{",
-           f"  graph [rankdir=TB, fontname=\"Helvetica\", labelloc=t, nodesep=0.3, ranksep=0.3, "
-           f"label={_dot_str(chr(10).join((f'{v.name} ({v.caption}), {v.level} level',) + v.totals))}];",
-           '  node [shape=box, style="rounded,filled", fillcolor="#ffffff", fontname="Helvetica", fontsize=10];',
-           '  edge [color="#57606a", arrowsize=0.7];']
-
-    def node_line(node: Node, indent: str) -> str:
-        _, accent = palette(node.slot, len(v.groups) - 2 if v.groups else len(v.nodes) - 2)
-        return (f"{indent}{_dot_str(node.id)} [label={_dot_str(chr(10).join(_label_text(node)))}, "
-                f"color=\"{accent}\"];")
-
-    if v.groups:
-        for i, group in enumerate(v.groups):
-            tint, accent = palette(group.slot, len(v.groups) - 2)
-            out.append(f"  subgraph cluster_{i} {{")
-            out.append(f"    graph [label={_dot_str(f'{group.title} · {group.caption}')}, "
-                       f"style=\"rounded,filled\", fillcolor=\"{tint}\", color=\"{accent}\"];")
-            out += [node_line(v.node(node_id), "    ") for node_id in group.nodes]
-            out.append("  }")
-    else:
-        out += [node_line(node, "  ") for node in v.nodes]
-    for edge in v.edges:
-        attrs = ' [style=dashed, color="#bc4c00", label="+", fontcolor="#bc4c00"]' if edge.kind == "residual" else ""
-        out.append(f"  {_dot_str(edge.src)} -> {_dot_str(edge.dst)}{attrs};")
-    out.append("}")
-    return "\n".join(out) + "\n"
-
-
-def _mmd_str(text: str) -> str:
-    return '"' + text.replace("&", "#amp;").replace('"', "#quot;").replace("<", "#lt;").replace(">", "#gt;") + '"'
-
-
-def mermaid(v: View) -> str:
-    """Mermaid flowchart (renders in GitHub markdown): a subgraph per stage, residuals dotted."""
-    ids = {node.id: f"n{i}" for i, node in enumerate(v.nodes)}
-    out = [f"%% effdsl viz: {v.name} ({v.caption}), {v.level} level", "%% " + " · ".join(v.totals), "flowchart TB"]
-
-    def node_line(node: Node, indent: str) -> str:
-        text = "<br/>".join(t.replace("<", "‹").replace(">", "›") for t in _label_text(node))
-        return f'{indent}{ids[node.id]}["{text.replace(chr(34), "#quot;")}"]'
-
-    if v.groups:
-        for i, group in enumerate(v.groups):
-            out.append(f"  subgraph s{i}[{_mmd_str(f'{group.title} · {group.caption}')}]")
-            out += [node_line(v.node(node_id), "    ") for node_id in group.nodes]
-            out.append("  end")
-    else:
-        out += [node_line(node, "  ") for node in v.nodes]
-    for edge in v.edges:
-        arrow = " -.->|+| " if edge.kind == "residual" else " --> "
-        out.append(f"  {ids[edge.src]}{arrow}{ids[edge.dst]}")
-    return "\n".join(out) + "\n"
-
-
-# --- choosing and writing a format ---
-
-def format_of(path: str | Path) -> str:
-    """The format named by the output's suffix; E405 when none is, or for PNG without cairosvg."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix not in SUFFIXES:
-        raise EffdslError(Diagnostic(
-            "E405", f"-o cannot write a '{path.suffix or path.name}' file", None,
-            "name a file ending in " + ", ".join(MAIN_SUFFIXES)))
-    fmt = SUFFIXES[suffix]
-    if fmt == "png":
-        png_renderer()
-    return fmt
-
-
-def png_renderer():
-    """cairosvg's ``svg2png``, or E405 when it (or the cairo library under it) is missing."""
-    try:
-        from cairosvg import svg2png
-    except (ImportError, OSError):
-        raise EffdslError(Diagnostic(
-            "E405", "cannot write PNG: install cairosvg (pip install cairosvg)", None,
-            "cairosvg needs the cairo library (Debian: apt-get install libcairo2); .svg and .html need nothing",
-        )) from None
-    return svg2png
-
-
-def render(graph: nx.DiGraph, fmt: str, level: str = "block", source: str | None = None) -> str | bytes:
-    """The picture in ``fmt`` (svg, html, dot, mmd: text; png: bytes)."""
-    if fmt == "html":
-        from effdsl.backends.viz_html import html
-
-        return html(graph, level, source)
-    v = view(graph, level, source)
-    if fmt == "dot":
-        return dot(v)
-    if fmt == "mmd":
-        return mermaid(v)
-    from effdsl.backends.viz_svg import svg, size
-
-    text = svg(v)
-    if fmt == "svg":
-        return text
-    if fmt != "png":
-        raise ValueError(f"unknown format {fmt!r}")
-    svg2png = png_renderer()
-    width, height = size(v)
-    if max(width, height) > PNG_MAX_SIDE:
-        raise EffdslError(Diagnostic(
-            "E405", f"cannot write PNG: the picture is {height:,} pixels tall, more than {PNG_MAX_SIDE:,}",
-            None, "draw a coarser --level, or write .svg or .html"))
-    scale = min(2.0, PNG_MAX_SIDE / max(width, height))  # sharp on high-density screens, within cairo's limit
-    return svg2png(bytestring=text.encode("utf-8"), scale=scale)
-
-
-def write(path: str | Path, picture: str | bytes) -> None:
-    """Write a rendered picture; a file that cannot be written is E405."""
-    path = Path(path)
-    try:
-        if isinstance(picture, bytes):
-            path.write_bytes(picture)
-        else:
-            path.write_text(picture, encoding="utf-8")
-    except OSError as exc:
-        raise EffdslError(Diagnostic("E405", f"cannot write '{path}': {exc.strerror or exc}", None,
-                                     "check that the folder exists and is writable")) from None

@@ -1,6 +1,6 @@
 """Stage 3: spec AST -> graph IR.
 
-:func:`lower` resolves the spec's defaults into a :class:`~effdsl.ir.Plan` (the stage
+:func:`lower` resolves the spec's defaults into a :class:`~effdsl.ir.graph.Plan` (the stage
 table, unscaled) and :func:`expand` turns a plan into operators, block by block. The
 scale pass rewrites the plan and calls :func:`expand` again.
 """
@@ -10,9 +10,9 @@ from __future__ import annotations
 import networkx as nx
 
 from effdsl.diagnostics import Diagnostic
-from effdsl.ir import ConvPlan, Op, Plan, StagePlan, add_op, new_graph, warn
-from effdsl.rounding import drop_path_rate, expanded_channels, se_channels
-from effdsl.spec import BatchNorm, Block, Network
+from effdsl.ir.graph import ConvPlan, Op, Plan, StagePlan, add_op, new_graph, warn
+from effdsl.scaling.rounding import drop_path_rate, expanded_channels, se_channels
+from effdsl.language.spec import BatchNorm, Block, Network
 
 
 def lower(net: Network) -> nx.DiGraph:

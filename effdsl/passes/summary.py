@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 
 import networkx as nx
 
-from effdsl.ir import ops, plan_of
+from effdsl.ir.graph import ops, plan_of
 
 
 @dataclass(frozen=True, slots=True)

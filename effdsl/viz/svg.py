@@ -1,4 +1,4 @@
-"""The SVG picture of a :class:`~effdsl.backends.viz.View`, in pure Python.
+"""The SVG picture of a :class:`~effdsl.viz.view.View`, in pure Python.
 
 Layout: one column, top to bottom, in graph order (the network is a chain). Each box
 has a fixed width; at block and op level a tinted frame per stage carries the stage's
@@ -16,22 +16,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from xml.sax.saxutils import escape, quoteattr
 
-from effdsl.backends.viz import View
+from effdsl.viz.view import RESIDUAL, View, palette
 
 FONT = "'Segoe UI', Helvetica, Arial, 'DejaVu Sans', sans-serif"
 INK, MUTED, LINE = "#1f2328", "#57606a", "#8c959f"
-RESIDUAL = "#d4380d"
-NEUTRAL = ("#f4f5f7", "#57606a")
-_STAGES = (
-    ("#eef6ff", "#0969da"),  # blue
-    ("#eaf8f7", "#1b7c83"),  # teal
-    ("#effaf1", "#1a7f37"),  # green
-    ("#fff8e1", "#9a6700"),  # gold
-    ("#f5f0ff", "#8250df"),  # purple
-    ("#fff0f7", "#bf3989"),  # pink
-    ("#eff1ff", "#3e4bb3"),  # indigo
-)
-
 MARGIN = 20
 HEADER = 76
 GUTTER = 150
@@ -42,13 +30,6 @@ FRAMES_GAP = 26  # between one stage's frame and the next
 WIDE_BOX_W = 600  # stage level: no frames, wider boxes
 FRAME_PAD = 12
 LANE = 12
-
-
-def palette(slot: int, stages: int) -> tuple[str, str]:
-    """(tint, accent) of a stage slot: grey for the stem (-1) and the head (``stages``)."""
-    if slot < 0 or slot >= stages:
-        return NEUTRAL
-    return _STAGES[slot % len(_STAGES)]
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,7 @@
 """Layers of effdsl's modules that PyTorch lacks: stochastic depth and TensorFlow 'same' padding.
 
-:mod:`effdsl.backends.torch` builds modules with these classes, and
-:mod:`effdsl.backends.pysource` copies their source text (read, not imported) into the
+:mod:`effdsl.backends.torch.builder` builds modules with these classes, and
+:mod:`effdsl.export.pysource` copies their source text (read, not imported) into the
 standalone ``.py`` export, so both share one definition.
 """
 

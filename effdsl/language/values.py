@@ -1,4 +1,4 @@
-"""Reading and checking the values of a statement (part of stage 2, :mod:`effdsl.analyze`).
+"""Reading and checking the values of a statement (part of stage 2, :mod:`effdsl.language.analyze`).
 
 :class:`Reader` walks the words of one statement or setting; :func:`check_value` holds
 every value rule (what is allowed, the error code, a hint). Mistakes go to a
@@ -12,8 +12,8 @@ import math
 from typing import Any, Callable
 
 from effdsl.diagnostics import Collector, Span, did_you_mean
-from effdsl.parser import Tok
-from effdsl.spec import ACTIVATIONS, MAX_CHANNELS, MAX_CLASSES, MAX_EXPAND, MAX_KERNEL, MAX_REPEATS, MAX_RESOLUTION
+from effdsl.language.parser import Tok
+from effdsl.language.spec import ACTIVATIONS, MAX_CHANNELS, MAX_CLASSES, MAX_EXPAND, MAX_KERNEL, MAX_REPEATS, MAX_RESOLUTION
 
 _ACT_ALIASES = {"swish": "silu", "hswish": "hardswish", "hard_swish": "hardswish", "identity": "none"}
 
@@ -138,7 +138,7 @@ _CHECKS: dict[str, tuple[str, str, Callable[[float], str | None], str | None]] =
 }
 
 
-# Upper bounds (E215): sizes far beyond any real network (see effdsl.spec).
+# Upper bounds (E215): sizes far beyond any real network (see effdsl.language.spec).
 _MAXIMA: dict[str, int] = {
     "kernel": MAX_KERNEL, "out_ch": MAX_CHANNELS, "expand": MAX_EXPAND, "repeats": MAX_REPEATS,
     "divisor": MAX_CHANNELS, "min_ch": MAX_CHANNELS, "multiple": MAX_RESOLUTION, "head_ratio": MAX_CHANNELS,

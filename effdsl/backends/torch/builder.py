@@ -20,8 +20,8 @@ import networkx as nx
 import torch
 from torch import fx, nn
 
-from effdsl.backends.layers import Conv2dSame, StochasticDepth
-from effdsl.ir import Op, operands, ops, plan_of
+from effdsl.backends.torch.layers import Conv2dSame, StochasticDepth
+from effdsl.ir.graph import Op, operands, ops, plan_of
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,

@@ -14,7 +14,7 @@ import lark
 from lark import Lark, Token, Tree
 
 from effdsl.diagnostics import Diagnostic, EffdslError, Span
-from effdsl.resources import grammar_text
+from effdsl.language.resources import grammar_text
 
 
 @dataclass(frozen=True, slots=True)

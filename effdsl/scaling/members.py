@@ -11,8 +11,8 @@ import math
 from dataclasses import dataclass
 
 from effdsl.diagnostics import Diagnostic, EffdslError, Span, did_you_mean
-from effdsl.rounding import compound_multipliers, round_resolution
-from effdsl.spec import BatchNorm, Network
+from effdsl.scaling.rounding import compound_multipliers, round_resolution
+from effdsl.language.spec import BatchNorm, Network
 
 
 @dataclass(frozen=True, slots=True)

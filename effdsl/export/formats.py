@@ -1,6 +1,6 @@
 """Export a compiled network: PyTorch source, torch.export, ONNX and safetensors.
 
-- :func:`python_source` (in :mod:`effdsl.backends.pysource`): a standalone ``.py`` file.
+- :func:`python_source` (in :mod:`effdsl.export.pysource`): a standalone ``.py`` file.
 - :func:`save_pt2`: a ``torch.export`` program (``.pt2``), loaded back with
   ``torch.export.load(path).module()``.
 - :func:`save_onnx`: an ONNX model (opset 18, dynamic batch) from torch's dynamo-based
@@ -17,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from effdsl.backends.pysource import class_name, python_source
+from effdsl.export.pysource import class_name, python_source
 
 if TYPE_CHECKING:
     import torch

@@ -31,8 +31,8 @@ from rich.table import Table
 
 from effdsl.api import Compiled, compile_spec
 from effdsl.diagnostics import Diagnostic, EffdslError
-from effdsl.ir import ops, plan_of
-from effdsl.summary import StageRow
+from effdsl.ir.graph import ops, plan_of
+from effdsl.passes.summary import StageRow
 
 MAX_ROWS = 1000
 PHI_LIMIT = 20  # compile_spec's range for --phi

@@ -1,9 +1,9 @@
-"""Stage 2: raw statements -> checked spec AST (:mod:`effdsl.spec`).
+"""Stage 2: raw statements -> checked spec AST (:mod:`effdsl.language.spec`).
 
 Gives meaning to the words the grammar lets through (``k3``, ``act relu``,
 ``channels divisor 8 guard 0.9`` ...), checks every value, and reports all mistakes of
 a file together, in source order, each with the span of the offending word. The value
-rules live in :mod:`effdsl.values`, the ``{ }`` blocks in :mod:`effdsl.settings`; this
+rules live in :mod:`effdsl.language.values`, the ``{ }`` blocks in :mod:`effdsl.language.settings`; this
 module reads the block lines and the network as a whole.
 """
 
@@ -14,10 +14,10 @@ import re
 from typing import Any
 
 from effdsl.diagnostics import Collector, Diagnostic, Span, did_you_mean
-from effdsl.parser import RawNetwork, RawStatement, Tok
-from effdsl.settings import bn_of, bn_pairs, clean, read_defaults, read_preset, read_scaling
-from effdsl.spec import BLOCK_TYPES, MAX_BLOCKS, MAX_STAGES, POOLS, Block, Defaults, Head, Network, Scaling
-from effdsl.values import Reader, check_act, check_value, to_float
+from effdsl.language.parser import RawNetwork, RawStatement, Tok
+from effdsl.language.settings import bn_of, bn_pairs, clean, read_defaults, read_preset, read_scaling
+from effdsl.language.spec import BLOCK_TYPES, MAX_BLOCKS, MAX_STAGES, POOLS, Block, Defaults, Head, Network, Scaling
+from effdsl.language.values import Reader, check_act, check_value, to_float
 
 # k3 s2 e6 c24 x2 se0.25: a one- or two-letter field glued to its number.
 _FIELD = re.compile(r"^(se|k|s|e|c|x)([+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)$")

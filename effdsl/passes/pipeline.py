@@ -18,13 +18,13 @@ from math import prod
 
 import networkx as nx
 
-from effdsl.costs import bn_params, conv_macs, conv_params, linear_macs, linear_params
+from effdsl.ir.costs import bn_params, conv_macs, conv_params, linear_macs, linear_params
 from effdsl.diagnostics import Diagnostic, EffdslError, InternalError
-from effdsl.ir import OP_KINDS, Op, Plan, evolve, operands, ops, plan_of, replace_ops, warn
-from effdsl.lower import expand, lower
-from effdsl.rounding import conv_out_size, head_from_last, round_channels, round_repeats
-from effdsl.scaling import Scale
-from effdsl.spec import MAX_BLOCKS, MAX_CHANNELS, MAX_RESOLUTION, Network
+from effdsl.ir.graph import OP_KINDS, Op, Plan, evolve, operands, ops, plan_of, replace_ops, warn
+from effdsl.passes.lower import expand, lower
+from effdsl.scaling.rounding import conv_out_size, head_from_last, round_channels, round_repeats
+from effdsl.scaling.members import Scale
+from effdsl.language.spec import MAX_BLOCKS, MAX_CHANNELS, MAX_RESOLUTION, Network
 
 REQUIRES = {"scale": set(), "infer_shapes": set(), "count_cost": {"shapes"}}
 PROVIDES = {"scale": {"scaled"}, "infer_shapes": {"shapes"}, "count_cost": {"cost"}}

@@ -17,7 +17,7 @@ from typing import Iterator
 import networkx as nx
 
 from effdsl.diagnostics import Diagnostic, Span
-from effdsl.spec import BatchNorm, Scaling
+from effdsl.language.spec import BatchNorm, Scaling
 
 # The closed set of operator kinds.
 OP_KINDS: tuple[str, ...] = (
