@@ -12,19 +12,18 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import networkx as nx
-
+from effdsl.diagnostics import Diagnostic, EffdslError, Span, did_you_mean
+from effdsl.ir.graph import CompiledGraph
 from effdsl.language.analyze import analyze
 from effdsl.language.format import comments_of, format_spec
-from effdsl.diagnostics import Diagnostic, EffdslError, Span, did_you_mean
-from effdsl.ir.graph import dump, plan_of, warn, warnings_of
-from effdsl.passes.lower import plan_from_spec
 from effdsl.language.parser import normalize, parse
-from effdsl.passes.pipeline import architecture, run_pipeline, scale_plan
 from effdsl.language.resources import builtin_specs
-from effdsl.scaling.members import resolve_scale
 from effdsl.language.spec import Network
+from effdsl.passes.lower import plan_from_spec
+from effdsl.passes.pipeline import run_pipeline
+from effdsl.passes.scale import architecture, scale_plan
 from effdsl.passes.summary import Summary, summarize
+from effdsl.scaling.members import resolve_scale
 
 if TYPE_CHECKING:  # torch is imported only when a module is built
     from torch import nn
@@ -44,18 +43,18 @@ class Compiled:
     """A member of a family: the checked spec, its scaled IR and the summary."""
 
     spec: Network
-    graph: nx.DiGraph
+    graph: CompiledGraph
     summary: Summary
     source: Source
 
     @property
     def warnings(self) -> list[Diagnostic]:
         """Warnings about this member (W3xx), with their spans."""
-        return warnings_of(self.graph)
+        return list(self.graph.warnings)
 
     def ir(self) -> str:
         """The readable one-line-per-node IR dump."""
-        return dump(self.graph)
+        return self.graph.dump()
 
     def build(self, device: str = "cpu", weights: str | Path | None = None, strict: bool = True,
               features_only: bool = False, max_params: int = MAX_PARAMS) -> "nn.Module":
@@ -196,14 +195,14 @@ def compile_spec(spec: str | Path, *, phi: float | None = None, preset: str | No
     return Compiled(net, graph, summarize(graph), source)
 
 
-def _warn_if_collapsed(net: Network, phi: float, graph: nx.DiGraph) -> None:
+def _warn_if_collapsed(net: Network, phi: float, graph: CompiledGraph) -> None:
     """W303 when rounding makes phi the same network as phi = 0 or a neighbouring integer."""
     base = plan_from_spec(net)
-    mine = architecture(plan_of(graph))
+    mine = architecture(graph.plan)
     for other in sorted({0.0, float(math.floor(phi)), float(math.ceil(phi))} - {phi}):
         theirs = architecture(scale_plan(base, resolve_scale(net, phi=other)))
         if theirs == mine:
-            warn(graph, Diagnostic(
+            graph.warn(Diagnostic(
                 "W303", f"phi {phi:g} gives the same network as phi {other:g}: rounding absorbs the difference",
                 None, "compare members with effdsl compile --emit json, or choose phi further apart",
                 severity="warning"))
@@ -243,7 +242,7 @@ def check_spec(spec: str | Path) -> Compiled:
             problems.extend(err.diagnostics)
             continue
         for diag in member.warnings:
-            warn(compiled.graph, diag)
+            compiled.graph.warn(diag)
     if problems:
         raise EffdslError(problems).with_source(compiled.source.text, compiled.source.filename)
     return compiled

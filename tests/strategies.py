@@ -80,7 +80,7 @@ def coefficients() -> st.SearchStrategy[float]:
 
 def activations() -> st.SearchStrategy[str | None]:
     """A block's activation override (None: the default applies)."""
-    return st.none() | st.sampled_from(ACTIVATIONS)
+    return st.none() | st.sampled_from(tuple(ACTIVATIONS))
 
 
 def _strides(draw, count: int, budget: int, p_two: st.SearchStrategy[bool]) -> list[int]:
@@ -143,7 +143,7 @@ def networks(draw, *, max_stages: int = 5, max_repeats: int = 4, max_units: int 
 
     defaults = Defaults(
         span=SPAN,
-        act=draw(st.sampled_from(ACTIVATIONS)),
+        act=draw(st.sampled_from(tuple(ACTIVATIONS))),
         se=draw(st.sampled_from(SE_RATIOS)),
         bn=draw(batch_norms(full=True)),
         drop_path=draw(rates()),

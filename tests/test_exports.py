@@ -164,7 +164,7 @@ def test_python_source_every_block_kind(text, tmp_path):
     net = _import(path, type(module).__name__)()
     assert list(net.state_dict()) == list(module.state_dict())
     net.load_state_dict(module.state_dict(), strict=True)
-    plan = compiled.graph.graph["plan"]
+    plan = compiled.graph.plan
     x = torch.randn(2, plan.in_ch, plan.resolution, plan.resolution)
     with torch.no_grad():
         assert _max_diff(net.eval()(x), module(x)) <= 1e-6

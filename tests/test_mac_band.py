@@ -28,7 +28,6 @@ from hypothesis import strategies as st
 import effdsl
 from effdsl.diagnostics import EffdslError, Span
 from effdsl.language.format import format_spec
-from effdsl.ir.graph import ops
 from effdsl.language.spec import Block, Defaults, Head, Network, Scaling
 
 SPAN = Span(1, 1, 1, 2)
@@ -86,11 +85,12 @@ def networks(draw) -> Network:
 def _block_macs(graph) -> tuple[int, dict[int, int], dict[int, int]]:
     """Stem+head MACs, and MACs per global block index with the block's stage."""
     outside, per_block, stage_of = 0, {}, {}
-    for op in ops(graph):
+    for node in graph.nodes():
+        op = node.op
         if op.block < 0:
-            outside += op.macs
+            outside += node.macs
         else:
-            per_block[op.block] = per_block.get(op.block, 0) + op.macs
+            per_block[op.block] = per_block.get(op.block, 0) + node.macs
             stage_of[op.block] = op.stage
     return outside, per_block, stage_of
 

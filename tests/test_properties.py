@@ -21,7 +21,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from effdsl.api import Compiled, compile_spec, parse_spec
 from effdsl.diagnostics import EffdslError
 from effdsl.language.format import format_spec
-from effdsl.ir.graph import Plan
+from effdsl.ir.plan import Plan
 from effdsl.language.spec import Network
 
 from strategies import networks, phi_pairs, phis, small_networks
@@ -68,7 +68,7 @@ def compile_or_reject(text: str, net: Network, phi: float) -> Compiled:
 
 
 def plan(compiled: Compiled) -> Plan:
-    return compiled.graph.graph["plan"]
+    return compiled.graph.plan
 
 
 def round_mode(x: float, mode: str) -> int:

@@ -20,7 +20,6 @@ from effdsl import reports as report
 from effdsl.api import compile_spec
 from effdsl.cli import app
 from effdsl.diagnostics import EffdslError
-from effdsl.ir.graph import ops
 
 B0 = "efficientnet_b0"
 FACTOR = 1.2 * 1.1 ** 2 * 1.15 ** 2  # alpha * beta^2 * gamma^2 of efficientnet_b0
@@ -349,7 +348,7 @@ def test_diff_phi0_phi1_shapes_follow_the_ir():
     assert d.changed
     for name, shape_a, shape_b in d.changed:
         module, leaf = name.rsplit(".", 1)
-        op_a, op_b = (g.nodes[module]["op"] for g in graphs)
+        op_a, op_b = (g.op(module) for g in graphs)
         assert op_a.kind == op_b.kind
         for op, shape in ((op_a, shape_a), (op_b, shape_b)):
             if leaf == "weight" and op.kind in ("conv", "dwconv"):
@@ -370,7 +369,7 @@ def test_diff_phi0_phi1_shapes_follow_the_ir():
     assert unchanged_convs == {t.name for t in report.tensors(d.a.compiled) if t.name.startswith("stem.")}
     text = report.render_diff(d)
     assert "  stages.2.0.project.conv.weight: 40x144x1x1 -> 48x144x1x1" in text
-    ir_ops = {op.name for op in ops(d.b.compiled.graph)}
+    ir_ops = {op.name for op in d.b.compiled.graph.ops()}
     assert {n.rsplit(".", 1)[0] for n, _, _ in d.changed} <= ir_ops
 
 

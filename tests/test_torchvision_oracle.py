@@ -14,7 +14,6 @@ import torch
 from torchvision.models import efficientnet as tv_efficientnet
 
 import effdsl
-from effdsl.ir.graph import ops
 
 PRESETS = [f"b{i}" for i in range(8)]
 
@@ -41,7 +40,7 @@ def _tv_blocks(model):
 
 def _our_blocks(graph):
     by_block: dict[int, dict[str, object]] = {}
-    for op in ops(graph):
+    for op in graph.ops():
         if op.block < 0:
             continue
         entry = by_block.setdefault(op.block, {"stage": op.stage, "in": None, "sd": 0.0})

@@ -21,7 +21,6 @@ from typer.testing import CliRunner
 from effdsl.api import compile_spec
 from effdsl import viz
 from effdsl.cli import app
-from effdsl.ir.graph import ops, plan_of
 
 import make_pictures
 
@@ -37,23 +36,24 @@ def members():
 
 def expected(graph, level: str) -> tuple[list[str], int]:
     """Node ids (in order) and the number of edges of ``level``, from the plan and the IR."""
-    plan = plan_of(graph)
+    plan = graph.plan
     if level == "op":
-        return [op.name for op in ops(graph)], graph.number_of_edges()
+        return [op.name for op in graph.ops()], graph.nx.number_of_edges()
     if level == "stage":
         names = ["stem"] + [f"stage{s.index + 1}" for s in plan.stages] + ["head"]
         return names, len(names) - 1
     names = ["stem"] + [f"stages.{s.index}.{j}" for s in plan.stages for j in range(s.repeats)] + ["head"]
-    adds = sum(op.kind == "add" for op in ops(graph))
+    adds = sum(op.kind == "add" for op in graph.ops())
     return names, len(names) - 1 + adds
 
 
 def dims(graph, level: str) -> dict[str, str]:
     """For each node, text its label must show: its scaled channels (and side, above op level)."""
-    plan = plan_of(graph)
+    plan = graph.plan
     n = len(plan.stages)
     groups: dict[str, list] = {}
-    for op in ops(graph):
+    for node in graph.nodes():
+        op = node.op
         if level == "op":
             key = op.name
         elif op.stage < 0:
@@ -62,16 +62,16 @@ def dims(graph, level: str) -> dict[str, str]:
             key = "head"
         else:
             key = f"stage{op.stage + 1}" if level == "stage" else ".".join(op.name.split(".")[:3])
-        groups.setdefault(key, []).append(op)
+        groups.setdefault(key, []).append(node)
     out = {}
     for key, group in groups.items():
         first, last = group[0], group[-1]
         if level == "op":
-            out[key] = f"{first.in_ch}→{first.out_ch} ch"
+            out[key] = f"{first.op.in_ch}→{first.op.out_ch} ch"
         elif key == "head":
-            out[key] = f"{first.in_ch}→"
+            out[key] = f"{first.op.in_ch}→"
         else:
-            out[key] = f"{first.in_ch}→{last.out_ch} ch · {first.in_shape[1]}×{first.in_shape[2]} → " \
+            out[key] = f"{first.op.in_ch}→{last.op.out_ch} ch · {first.in_shape[1]}×{first.in_shape[2]} → " \
                        f"{last.out_shape[1]}×{last.out_shape[2]}"
     return out
 
@@ -98,7 +98,7 @@ def test_svg_is_xml_with_the_irs_nodes_and_edges(members, member: str, level: st
     assert len(edges) == n_edges
     ids = set(names)
     assert all(e.get("data-src") in ids and e.get("data-dst") in ids for e in edges)
-    adds = sum(op.kind == "add" for op in ops(compiled.graph))
+    adds = sum(op.kind == "add" for op in compiled.graph.ops())
     assert sum(e.get("data-kind") == "residual" for e in edges) == (0 if level == "stage" else adds)
     want = dims(compiled.graph, level)
     for g in nodes:
@@ -274,7 +274,7 @@ def test_html_stages_open_and_show_details(browser, members, tmp_path):
     out = tmp_path / "b0.html"
     written = runner.invoke(app, ["viz", "efficientnet_b0", "--phi", "3", "--level", "stage", "-o", str(out)])
     assert written.exit_code == 0, written.output
-    plan = plan_of(compiled.graph)
+    plan = compiled.graph.plan
     page, problems = _open(browser, out)
     try:
         assert page.locator("section.stage").count() == len(plan.stages) + 2  # stem, stages, head
@@ -286,21 +286,22 @@ def test_html_stages_open_and_show_details(browser, members, tmp_path):
         assert _visible(page, f"{section} .block") == stage.repeats
         assert _visible(page, ".block") == stage.repeats  # the other stages stay closed
 
-        block_ops = [op for op in ops(compiled.graph) if op.name.startswith(f"stages.{stage.index}.1.")]
+        block_nodes = [n for n in compiled.graph.nodes() if n.op.name.startswith(f"stages.{stage.index}.1.")]
+        block_ops = [n.op for n in block_nodes]
         page.hover(f'{section} .block[data-key="block:stages.{stage.index}.1"] .label')
         shown = _details(page)
         assert f"stages.{stage.index}.1" in shown
-        assert f"{sum(op.params for op in block_ops):,}" in shown and f"{sum(op.macs for op in block_ops):,}" in shown
+        assert f"{sum(n.params for n in block_nodes):,}" in shown and f"{sum(n.macs for n in block_nodes):,}" in shown
         spec_line = compiled.source.text.splitlines()[stage.span.line - 1].strip()
         assert f"{stage.span.line}: {spec_line}" in shown
         assert "x + f(x)" in shown
 
         page.click(f'{section} .block[data-key="block:stages.{stage.index}.1"] .label')
         assert _visible(page, f'{section} .block[data-key="block:stages.{stage.index}.1"] .op') == len(block_ops)
-        dw = next(op for op in block_ops if op.kind == "dwconv")
-        page.hover(f'.op[data-key="op:{dw.name}"]')
+        dw = next(n for n in block_nodes if n.op.kind == "dwconv")
+        page.hover(f'.op[data-key="op:{dw.op.name}"]')
         shown = _details(page)
-        assert dw.name in shown and "dwconv" in shown and f"{dw.macs:,}" in shown
+        assert dw.op.name in shown and "dwconv" in shown and f"{dw.macs:,}" in shown
         assert "×".join(map(str, dw.out_shape)) in shown
 
         page.click(f"{section} > .stage-box")
@@ -322,8 +323,8 @@ def test_html_b7_is_readable(browser, members, tmp_path):
     out.write_text(viz.render(compiled.graph, "html", "block", compiled.source.text), encoding="utf-8")
     page, problems = _open(browser, out)
     try:
-        assert _visible(page, ".block") == plan_of(compiled.graph).num_blocks == 55
-        assert _visible(page, ".block .bracket") == sum(op.kind == "add" for op in ops(compiled.graph))
+        assert _visible(page, ".block") == compiled.graph.plan.num_blocks == 55
+        assert _visible(page, ".block .bracket") == sum(op.kind == "add" for op in compiled.graph.ops())
         spilled = page.locator(".label").evaluate_all(
             "els => els.filter(e => e.scrollWidth > e.clientWidth + 1).map(e => e.parentNode.dataset.key)")
         assert spilled == []

@@ -8,58 +8,28 @@ more code. Its parameter and buffer names, and their order, are those of
 :func:`effdsl.backends.torch.builder.build_module`'s module: the built module's ``state_dict``
 loads into it with ``strict=True`` and both compute the same outputs.
 
-This module needs no torch: the class templates below are text, and ``StochasticDepth``
-and ``Conv2dSame`` are copied from the source of :mod:`effdsl.backends.torch.layers`, which
-the built modules use, so ``--emit py`` works where torch is not installed.
+This module needs no torch: each block kind's class is text kept with its definition in
+:mod:`effdsl.blocks`, and ``StochasticDepth``, ``Conv2dSame`` and ``init_weights`` are
+copied from the source of :mod:`effdsl.backends.torch.layers`, which the built modules
+use, so ``--emit py`` works where torch is not installed.
 """
 
 from __future__ import annotations
 
 import ast
-import keyword
 from dataclasses import dataclass
 from pathlib import Path
 
-import networkx as nx
-
+from effdsl.blocks import REGISTRY, ConvRow, class_name, kind_of_parts
+from effdsl.blocks.base import CONV_BN_ACT_CLASS, SQUEEZE_EXCITE_CLASS
 from effdsl.diagnostics import InternalError
-from effdsl.ir.graph import Op, ops, plan_of
+from effdsl.ir.graph import CompiledGraph, Op
+from effdsl.language.spec import ACTIVATIONS
 
 _PASS = "export"  # what an InternalError names as the failing stage
 
-# effdsl's activation names and the torch.nn classes the generated file uses for them
-# (the same as effdsl.backends.torch.builder.ACTIVATIONS; 'none' is written as None).
-_ACT_CLASSES = {
-    "relu": "nn.ReLU",
-    "relu6": "nn.ReLU6",
-    "silu": "nn.SiLU",
-    "hardswish": "nn.Hardswish",
-    "gelu": "nn.GELU",
-    "sigmoid": "nn.Sigmoid",
-}
-_BLOCK_CLASSES = {"mbconv": "MBConv", "fused_mbconv": "FusedMBConv", "conv": "ConvBlock"}
-_MAIN_PART = {"dw": "mbconv", "fused": "fused_mbconv", "conv": "conv"}
-_PARTS = {
-    "mbconv": {"expand", "dw", "se", "project", "residual"},
-    "fused_mbconv": {"fused", "se", "project", "residual"},
-    "conv": {"conv", "residual"},
-}
-
 
 # ------------------------------------------------------------------ reading the IR
-
-@dataclass(frozen=True)
-class _ConvBN:
-    """A conv + batch norm (+ activation) triple of the IR."""
-
-    in_ch: int
-    out_ch: int
-    kernel: int
-    stride: int
-    act: str | None
-    bn: tuple[float, float]
-    same: bool  # TensorFlow 'same' padding (only changes anything when strided)
-
 
 @dataclass(frozen=True)
 class _Block:
@@ -85,11 +55,11 @@ class _Network:
     in_ch: int
     resolution: int
     classes: int
-    stem: _ConvBN
+    stem: ConvRow
     rows: tuple[tuple[_Block, int], ...]  # (block, repeats)
     num_stages: int
     drop_path: float
-    head: _ConvBN | None
+    head: ConvRow | None
     head_in: int
     pool: str
     dropout: float
@@ -102,7 +72,7 @@ def _act(name: str | None) -> str | None:
     return None if name in (None, "none") else name
 
 
-def _conv_bn(group: list[Op], where: str) -> _ConvBN:
+def _conv_bn(group: list[Op], where: str) -> ConvRow:
     """The conv, bn and optional act ops that ``lower`` writes for one conv_bn_act."""
     kinds = [op.kind for op in group]
     if kinds not in (["conv", "bn"], ["conv", "bn", "act"], ["dwconv", "bn"], ["dwconv", "bn", "act"]):
@@ -113,7 +83,7 @@ def _conv_bn(group: list[Op], where: str) -> _ConvBN:
     if conv.kind == "conv" and (conv.groups != 1 or conv.bias):
         raise InternalError(_PASS, f"{conv.name}: expected a dense conv without bias")
     act = _act(group[2].act) if len(group) == 3 else None
-    return _ConvBN(conv.in_ch, conv.out_ch, conv.kernel, conv.stride, act, (bn.eps, bn.momentum),
+    return ConvRow(conv.in_ch, conv.out_ch, conv.kernel, conv.stride, act, (bn.eps, bn.momentum),
                    conv.padding == "same" and conv.stride > 1)
 
 
@@ -128,30 +98,24 @@ def _block(block_ops: list[Op], same: bool) -> tuple[_Block, float]:
     """A block's table row and its stochastic-depth rate, checked against the ops."""
     first = block_ops[0]
     parts = _by_part(block_ops)
-    mains = [part for part in _MAIN_PART if part in parts]
-    if len(mains) != 1:
+    kind = kind_of_parts(set(parts))
+    if kind is None:
         raise InternalError(_PASS, f"block {first.block}: cannot tell its kind from parts {sorted(parts)}")
-    kind = _MAIN_PART[mains[0]]
-    if not set(parts) <= _PARTS[kind]:
-        raise InternalError(_PASS, f"block {first.block}: unexpected parts {sorted(set(parts) - _PARTS[kind])}")
-    convs = {part: _conv_bn(parts[part], f"block {first.block} {part}")
-             for part in ("expand", "dw", "fused", "conv", "project") if part in parts}
-    main = convs[mains[0]]
+    if not set(parts) <= kind.parts:
+        raise InternalError(_PASS, f"block {first.block}: unexpected parts {sorted(set(parts) - kind.parts)}")
+    convs = {part: _conv_bn(ops, f"block {first.block} {part}")
+             for part, ops in parts.items() if part not in ("se", "residual")}
+    main = convs[kind.main_part]
     in_ch = convs.get("expand", main).in_ch
     out_ch = convs.get("project", main).out_ch
-    if kind == "mbconv":
-        mid = main.in_ch
-    elif kind == "fused_mbconv":
-        mid = convs["project"].in_ch if "project" in convs else in_ch
-    else:
-        mid = None
+    mid = kind.mid(convs, in_ch)
     squeeze = 0
     if "se" in parts:
         se = parts["se"]
         if [op.kind for op in se] != ["pool", "conv", "act", "conv", "gate", "mul"]:
             raise InternalError(_PASS, f"block {first.block}: unexpected squeeze-excite {[op.kind for op in se]}")
         squeeze = se[1].out_ch
-        if _act(se[2].act) != main.act or se[0].act != "avg" or se[4].act != "sigmoid":
+        if _act(se[2].act) != main.act or se[0].pool != "avg" or se[4].act != "sigmoid":
             raise InternalError(_PASS, f"block {first.block}: squeeze-excite differs from its block")
     rate = 0.0
     residual = "residual" in parts
@@ -165,19 +129,19 @@ def _block(block_ops: list[Op], same: bool) -> tuple[_Block, float]:
         raise InternalError(_PASS, f"block {first.block}: its convs differ in batch norm or activation")
     if any(conv.same != (same and conv.stride > 1) for conv in convs.values()):
         raise InternalError(_PASS, f"block {first.block}: padding differs from the network's")
-    row = _Block(first.stage, kind, main.kernel, main.stride, in_ch, out_ch, mid, squeeze, main.act,
+    row = _Block(first.stage, kind.name, main.kernel, main.stride, in_ch, out_ch, mid, squeeze, main.act,
                  bns.pop(), residual)
     return row, rate
 
 
-def _read(graph: nx.DiGraph) -> _Network:
-    plan = plan_of(graph)
+def _read(graph: CompiledGraph) -> _Network:
+    plan = graph.plan
     stem: list[Op] = []
     head: list[Op] = []
     blocks: dict[int, list[Op]] = {}
     classifier = None
     image = None
-    for op in ops(graph):
+    for op in graph.ops():
         if op.kind == "input":
             image = op
         elif op.part == "stem":
@@ -190,7 +154,7 @@ def _read(graph: nx.DiGraph) -> _Network:
             blocks.setdefault(op.block, []).append(op)
     if image is None or classifier is None or not stem or not head:
         raise InternalError(_PASS, "the graph lacks an input, stem, head or classifier")
-    same = any(op.padding == "same" and op.stride > 1 for op in ops(graph) if op.kind in ("conv", "dwconv"))
+    same = any(op.padding == "same" and op.stride > 1 for op in graph.ops() if op.kind in ("conv", "dwconv"))
     stem_conv = _conv_bn(stem, "stem")
     head_conv = _conv_bn(head[:-2], "head") if len(head) > 2 else None
     for conv in (stem_conv, head_conv):
@@ -216,30 +180,13 @@ def _read(graph: nx.DiGraph) -> _Network:
     if stages != sorted(stages) or set(stages) != set(range(len(plan.stages))):
         raise InternalError(_PASS, "blocks are not grouped by stage")
 
-    params = [op.params for op in ops(graph)]
-    member = (f"preset {plan.preset}" if plan.preset else f"phi {plan.phi:g}" if plan.phi is not None
-              else f"width {plan.width_mult:g}, depth {plan.depth_mult:g}")
     return _Network(
         name=plan.name, class_name=class_name(plan.name), in_ch=image.out_ch, resolution=plan.resolution,
         classes=classifier.out_ch, stem=stem_conv, rows=tuple((r, n) for r, n in rows),
         num_stages=len(plan.stages), drop_path=plan.drop_path, head=head_conv, head_in=pool.in_ch,
-        pool=pool.act, dropout=dropout.rate, same=same,
-        params=None if None in params else sum(params), member=member,
+        pool=pool.pool or "avg", dropout=dropout.rate, same=same,
+        params=sum(node.params for node in graph.nodes()), member=plan.member,
     )
-
-
-_RESERVED = {"ConvBNAct", "SqueezeExcite", "MBConv", "FusedMBConv", "ConvBlock", "StochasticDepth",
-             "Conv2dSame", "Head"}
-
-
-def class_name(name: str) -> str:
-    """The network class's name: the spec name in CamelCase, as ``build_module`` names it."""
-    cleaned = "".join(part.capitalize() for part in name.replace("-", "_").split("_") if part)
-    if not cleaned.isidentifier():
-        return "EffdslNetwork"
-    if keyword.iskeyword(cleaned) or cleaned in _RESERVED:
-        return cleaned + "Net"
-    return cleaned
 
 
 # ------------------------------------------------------------------ the source file
@@ -263,11 +210,14 @@ ACTIVATIONS = {activations}
 def _layer_source(name: str) -> str:
     """The source of a class of :mod:`effdsl.backends.torch.layers`, read as text (no torch import)."""
     text = (Path(__file__).parent.parent / "backends" / "torch" / "layers.py").read_text(encoding="utf-8")
-    node = next(n for n in ast.parse(text).body if isinstance(n, ast.ClassDef) and n.name == name)
-    return "\n\n" + ast.get_source_segment(text, node) + "\n"
+    node = next(n for n in ast.parse(text).body
+                if isinstance(n, (ast.ClassDef, ast.FunctionDef)) and n.name == name)
+    decorators = "".join(f"@{ast.get_source_segment(text, d)}\n" for d in node.decorator_list)
+    return "\n\n" + decorators + str(ast.get_source_segment(text, node)) + "\n"
 
 
 _STOCHASTIC_DEPTH = _layer_source("StochasticDepth")
+_INIT_WEIGHTS = _layer_source("init_weights")
 
 _CONV_SAME = _layer_source("Conv2dSame") + '''
 
@@ -283,113 +233,6 @@ _CONV_SYMMETRIC = '''
 def conv2d(in_ch: int, out_ch: int, kernel: int, stride: int = 1, groups: int = 1) -> nn.Conv2d:
     """A conv without bias, padded by (k - 1) // 2 on every side."""
     return nn.Conv2d(in_ch, out_ch, kernel, stride, padding=(kernel - 1) // 2, groups=groups, bias=False)
-'''
-
-_CONV_BN_ACT = '''
-
-class ConvBNAct(nn.Module):
-    """Conv, batch norm (bn = (eps, momentum)) and activation (none when act is None)."""
-
-    def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int, act: str | None,
-                 bn: tuple[float, float], groups: int = 1):
-        super().__init__()
-        eps, momentum = bn
-        self.conv = conv2d(in_ch, out_ch, kernel, stride, groups)
-        self.bn = nn.BatchNorm2d(out_ch, eps=eps, momentum=momentum)
-        self.act = ACTIVATIONS[act]() if act else nn.Identity()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.bn(self.conv(x)))
-'''
-
-_SQUEEZE_EXCITE = '''
-
-class SqueezeExcite(nn.Module):
-    """Global average pool, 1x1 reduce to `squeeze` channels, act, 1x1 expand, sigmoid gate."""
-
-    def __init__(self, channels: int, squeeze: int, act: str | None):
-        super().__init__()
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.reduce = nn.Conv2d(channels, squeeze, 1)
-        self.act = ACTIVATIONS[act]() if act else nn.Identity()
-        self.expand = nn.Conv2d(squeeze, channels, 1)
-        self.gate = nn.Sigmoid()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.gate(self.expand(self.act(self.reduce(self.pool(x)))))
-'''
-
-_MBCONV = '''
-
-class MBConv(nn.Module):
-    """Inverted residual: 1x1 expand to `mid` (unless mid == in_ch), depthwise kxk, squeeze-excite
-    (when squeeze > 0), 1x1 project without activation; the residual goes through stochastic depth."""
-
-    def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int, mid: int, squeeze: int,
-                 act: str | None, bn: tuple[float, float], residual: bool, drop_path: float):
-        super().__init__()
-        self.expand = ConvBNAct(in_ch, mid, 1, 1, act, bn) if mid != in_ch else None
-        self.dw = ConvBNAct(mid, mid, kernel, stride, act, bn, groups=mid)
-        self.se = SqueezeExcite(mid, squeeze, act) if squeeze else None
-        self.project = ConvBNAct(mid, out_ch, 1, 1, None, bn)
-        self.residual = residual
-        self.drop_path = StochasticDepth(drop_path) if residual else None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = x if self.expand is None else self.expand(x)
-        out = self.dw(out)
-        if self.se is not None:
-            out = self.se(out)
-        out = self.project(out)
-        if self.residual:
-            out = x + self.drop_path(out)
-        return out
-'''
-
-_FUSED_MBCONV = '''
-
-class FusedMBConv(nn.Module):
-    """EfficientNetV2's block: one kxk conv expands to `mid` (or, when mid == in_ch, goes straight to
-    out_ch and is the whole block), squeeze-excite, 1x1 project; residual as in MBConv."""
-
-    def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int, mid: int, squeeze: int,
-                 act: str | None, bn: tuple[float, float], residual: bool, drop_path: float):
-        super().__init__()
-        width = mid if mid != in_ch else out_ch
-        self.fused = ConvBNAct(in_ch, width, kernel, stride, act, bn)
-        self.se = SqueezeExcite(width, squeeze, act) if squeeze else None
-        self.project = ConvBNAct(mid, out_ch, 1, 1, None, bn) if mid != in_ch else None
-        self.residual = residual
-        self.drop_path = StochasticDepth(drop_path) if residual else None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.fused(x)
-        if self.se is not None:
-            out = self.se(out)
-        if self.project is not None:
-            out = self.project(out)
-        if self.residual:
-            out = x + self.drop_path(out)
-        return out
-'''
-
-_CONV_BLOCK = '''
-
-class ConvBlock(nn.Module):
-    """A plain kxk conv, batch norm and activation, with an optional residual."""
-
-    def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int, act: str | None,
-                 bn: tuple[float, float], residual: bool, drop_path: float):
-        super().__init__()
-        self.conv = ConvBNAct(in_ch, out_ch, kernel, stride, act, bn)
-        self.residual = residual
-        self.drop_path = StochasticDepth(drop_path) if residual else None
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.conv(x)
-        if self.residual:
-            out = x + self.drop_path(out)
-        return out
 '''
 
 _HEAD_CONV = '''
@@ -452,23 +295,9 @@ class {class_name}(nn.Module):
         self.classifier = nn.Linear({head_out}, num_classes)
         self.reset_parameters()
 
-    @torch.no_grad()
     def reset_parameters(self) -> None:
         """torchvision's EfficientNet initialization."""
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-                m.reset_running_stats()
-            elif isinstance(m, nn.Linear):
-                bound = 1.0 / math.sqrt(m.out_features)
-                nn.init.uniform_(m.weight, -bound, bound)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
+        init_weights(self)
 
     def forward_features(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The output of every stage."""
@@ -485,13 +314,6 @@ class {class_name}(nn.Module):
             x = stage(x)
         return self.classifier(self.head(x))
 '''
-
-_MAKE = {
-    "mbconv": "MBConv(in_ch, out_ch, kernel, stride, mid, squeeze, act, bn, residual, rate)",
-    "fused_mbconv": "FusedMBConv(in_ch, out_ch, kernel, stride, mid, squeeze, act, bn, residual, rate)",
-    "conv": "ConvBlock(in_ch, out_ch, kernel, stride, act, bn, residual, rate)",
-}
-
 
 def _lit(value: object) -> str:
     """A Python literal (strings in double quotes, floats that read back exactly)."""
@@ -528,7 +350,7 @@ def _dict_literal(items: list[str]) -> str:
     return "{\n" + "".join(f"    {item},\n" for item in items) + "}"
 
 
-def python_source(graph: nx.DiGraph) -> str:
+def python_source(graph: CompiledGraph) -> str:
     """A standalone, readable PyTorch file defining the network of a compiled graph.
 
     The network class is named from the spec (``efficientnet_b0`` -> ``EfficientnetB0``);
@@ -541,37 +363,36 @@ def python_source(graph: nx.DiGraph) -> str:
     acts = {net.stem.act} | {block.act for block, _ in net.rows}
     if net.head is not None:
         acts.add(net.head.act)
-    used = [name for name in _ACT_CLASSES if name in acts]
+    used = [name for name in ACTIVATIONS if name in acts]
 
     parts = [_HEADER.format(
         class_name=net.class_name, name=net.name, member=net.member, in_ch=net.in_ch, res=net.resolution,
-        activations=_dict_literal([f'"{a}": {_ACT_CLASSES[a]}' for a in used]))]
+        activations=_dict_literal([f'"{a}": nn.{ACTIVATIONS[a]}' for a in used]))]
     if any(block.residual for block, _ in net.rows):
         parts.append(_STOCHASTIC_DEPTH)
     parts.append(_CONV_SAME if net.same else _CONV_SYMMETRIC)
-    parts.append(_CONV_BN_ACT)
+    parts.append(_INIT_WEIGHTS)
+    parts.append(CONV_BN_ACT_CLASS)
     if has_se:
-        parts.append(_SQUEEZE_EXCITE)
-    for kind, template in (("mbconv", _MBCONV), ("fused_mbconv", _FUSED_MBCONV), ("conv", _CONV_BLOCK)):
-        if kind in kinds:
-            parts.append(template)
+        parts.append(SQUEEZE_EXCITE_CLASS)
+    ordered = [kind for kind in REGISTRY.values() if kind.name in kinds]
+    parts += [kind.py_class for kind in ordered]
     pool_class = "nn.AdaptiveAvgPool2d" if net.pool == "avg" else "nn.AdaptiveMaxPool2d"
     pool_word = "average" if net.pool == "avg" else "max"
     parts.append((_HEAD_CONV if net.head else _HEAD_POOL).format(pool=pool_word, pool_class=pool_class))
     parts.append(_TABLE_DOC + _table(net))
 
     indent = " " * 16
-    ordered = [kind for kind in _MAKE if kind in kinds]
     if len(ordered) == 1:
-        lines = [f"{indent}block = {_MAKE[ordered[0]]}"]
+        lines = [f"{indent}block = {ordered[0].py_make}"]
     else:
         lines = []
         for i, kind in enumerate(ordered):
             if i == len(ordered) - 1:
                 lines.append(f"{indent}else:")
             else:
-                lines.append(f"{indent}{'if' if i == 0 else 'elif'} kind == {_lit(kind)}:")
-            lines.append(f"{indent}    block = {_MAKE[kind]}")
+                lines.append(f"{indent}{'if' if i == 0 else 'elif'} kind == {_lit(kind.name)}:")
+            lines.append(f"{indent}    block = {kind.py_make}")
     lines.append(f"{indent}stages[stage].append(block)")
     make = "\n".join(lines)
     stem = net.stem
@@ -592,6 +413,3 @@ def python_source(graph: nx.DiGraph) -> str:
         head_args=head_args, head_out=head_out,
     ))
     return "".join(parts)
-
-
-# ------------------------------------------------------------------ binary formats

@@ -1,26 +1,27 @@
-"""The graph IR: operator-level nodes in a networkx DiGraph, plus the stage plan.
+"""The lower level of the IR: operators in a networkx DiGraph.
 
 Each node id is the operator's module path (``stages.1.0.dw.conv``) and its ``op``
-attribute an :class:`Op`: one small frozen record for every kind, changed with
-:func:`dataclasses.replace`. Node insertion order is a topological order; edges carry
-the operand position (``arg``) for ``mul`` and ``add``.
+attribute an :class:`Op`: one small frozen record for every kind (a closed set,
+:data:`OpKind`), as in tinygrad's uniform node type. Node insertion order is a
+topological order; edges carry the operand position (``arg``) for ``mul`` and ``add``.
 
-``graph.graph["plan"]`` holds the :class:`Plan`, the stage table the operators were
-expanded from; passes that change the architecture rewrite the plan and re-expand.
+:class:`OpGraph` is the graph as lowering expands it from a :class:`~effdsl.ir.plan.Plan`
+(typed: ``graph.plan``). :class:`CompiledGraph` adds what shape and cost inference found:
+every node's shapes and cost, never missing, read as :class:`Node` records.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, fields
-from typing import Iterator
+from typing import Any, Literal, get_args
 
 import networkx as nx
 
 from effdsl.diagnostics import Diagnostic, Span
-from effdsl.language.spec import BatchNorm, Scaling
+from effdsl.ir.plan import Plan
 
-# The closed set of operator kinds.
-OP_KINDS: tuple[str, ...] = (
+OpKind = Literal[
     "input",      # the image
     "conv",       # dense conv (groups=1), optionally with bias (squeeze-excite convs)
     "dwconv",     # depthwise conv (groups = channels)
@@ -33,148 +34,43 @@ OP_KINDS: tuple[str, ...] = (
     "drop_path",  # stochastic depth (training only)
     "dropout",    # dropout before the classifier
     "linear",     # classifier
-)
-PARAMETRIC = frozenset({"conv", "dwconv", "bn", "linear"})
+]
+OP_KINDS: tuple[OpKind, ...] = get_args(OpKind)
+PARAMETRIC: frozenset[OpKind] = frozenset({"conv", "dwconv", "bn", "linear"})
+PoolKind = Literal["avg", "max"]
+Shape = tuple[int, ...]
 
 
 @dataclass(frozen=True, slots=True)
 class Op:
-    kind: str
+    """One operator. Fields beyond the channels apply to some kinds only (noted)."""
+
+    kind: OpKind
     name: str
     stage: int               # -1: stem, 0..n-1: stages, n: head
     block: int               # global block index; -1 outside the stages
-    part: str                # stem, expand, fused, dw, se, project, residual, head, classifier
+    part: str                # stem, expand, fused, dw, se, project, conv, residual, head, classifier
     span: Span | None
     in_ch: int
     out_ch: int
-    kernel: int = 1
-    stride: int = 1
-    groups: int = 1
-    bias: bool = False
-    act: str | None = None   # act: which function; pool: 'avg' or 'max'
-    eps: float | None = None
-    momentum: float | None = None
-    rate: float = 0.0        # dropout / drop_path probability
+    kernel: int = 1          # conv, dwconv
+    stride: int = 1          # conv, dwconv
+    groups: int = 1          # conv, dwconv
+    bias: bool = False       # conv, dwconv, linear
+    padding: str = "symmetric"  # conv, dwconv: (k-1)//2 on every side, or TensorFlow 'same'
+    act: str | None = None   # act, gate: the activation function
+    pool: PoolKind | None = None  # pool: average or max
     flatten: bool = False    # pool: flatten to a vector (head) or keep 1x1 (squeeze-excite)
-    padding: str = "symmetric"  # conv: (k-1)//2 on every side, or TensorFlow 'same'
-    in_shape: tuple[int, ...] | None = None
-    out_shape: tuple[int, ...] | None = None
-    params: int | None = None
-    macs: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ConvPlan:
-    """Stem or head conv after scaling."""
-
-    kernel: int
-    stride: int
-    out_ch: int
-    act: str
-    bn: BatchNorm
-    span: Span
-
-
-@dataclass(frozen=True, slots=True)
-class StagePlan:
-    """One row of the stage table after scaling."""
-
-    index: int
-    block: str
-    kernel: int
-    stride: int
-    expand: float
-    in_ch: int
-    out_ch: int
-    repeats: int
-    se: float
-    act: str
-    skip: bool
-    bn: BatchNorm            # the stage's own overrides; the network's fill the gaps
-    span: Span
-    spans: dict[str, Span] = field(default_factory=dict, hash=False, compare=False)
-
-
-@dataclass(frozen=True, slots=True)
-class Plan:
-    """Everything the operators are expanded from, and how it was scaled."""
-
-    name: str
-    in_ch: int
-    resolution: int
-    classes: int
-    stem: ConvPlan
-    stages: tuple[StagePlan, ...]
-    head: ConvPlan | None
-    pool: str
-    dropout: float
-    drop_path: float
-    policy: Scaling
-    divisor: int
-    bn: BatchNorm            # network-wide batch-norm settings (defaults, then the preset's)
-    padding: str = "symmetric"
-    width_mult: float = 1.0
-    depth_mult: float = 1.0
-    phi: float | None = None
-    preset: str | None = None
-    scaled: bool = False
-    resolution_span: Span | None = None
-
-    @property
-    def num_blocks(self) -> int:
-        return sum(s.repeats for s in self.stages)
-
-
-def new_graph(plan: Plan) -> nx.DiGraph:
-    graph = nx.DiGraph()
-    graph.graph["plan"] = plan
-    graph.graph["warnings"] = []
-    return graph
-
-
-def warn(graph: nx.DiGraph, diagnostic: Diagnostic) -> None:
-    """Record a warning about the user's network (reported once per code and line)."""
-    found = graph.graph.setdefault("warnings", [])
-    key = (diagnostic.code, diagnostic.span.line if diagnostic.span else None)
-    if all((d.code, d.span.line if d.span else None) != key for d in found):
-        found.append(diagnostic)
-
-
-def warnings_of(graph: nx.DiGraph) -> list[Diagnostic]:
-    return list(graph.graph.get("warnings", []))
-
-
-def plan_of(graph: nx.DiGraph) -> Plan:
-    return graph.graph["plan"]
-
-
-def add_op(graph: nx.DiGraph, op: Op, *inputs: str) -> str:
-    """Add ``op`` fed by ``inputs`` (in operand order); return its node id."""
-    graph.add_node(op.name, op=op)
-    for position, src in enumerate(inputs):
-        graph.add_edge(src, op.name, arg=position)
-    return op.name
-
-
-def ops(graph: nx.DiGraph) -> Iterator[Op]:
-    """Operators in topological (insertion) order."""
-    for _, data in graph.nodes(data=True):
-        yield data["op"]
-
-
-def operands(graph: nx.DiGraph, name: str) -> list[str]:
-    """The node ids feeding ``name``, in operand order."""
-    preds = graph._pred[name]
-    if len(preds) < 2:
-        return list(preds)
-    return sorted(preds, key=lambda src: preds[src]["arg"])
+    eps: float = 0.0         # bn
+    momentum: float = 0.0    # bn
+    rate: float = 0.0        # dropout / drop_path probability
 
 
 _OP_FIELDS = tuple(f.name for f in fields(Op))
 _set = object.__setattr__
 
 
-def evolve(op: Op, **changes) -> Op:
+def evolve(op: Op, **changes: Any) -> Op:
     """``dataclasses.replace`` for :class:`Op`, without its per-call introspection."""
     new = object.__new__(Op)
     for name in _OP_FIELDS:
@@ -186,38 +82,157 @@ def evolve(op: Op, **changes) -> Op:
     return new
 
 
-def replace_ops(graph: nx.DiGraph, new: dict[str, Op]) -> nx.DiGraph:
-    """A copy of ``graph`` with the ops of some nodes replaced (structure unchanged)."""
-    out = nx.DiGraph()
-    out.graph.update(graph.graph)
-    out.add_nodes_from((name, {"op": new.get(name, data["op"])}) for name, data in graph._node.items())
-    out.add_edges_from(graph.edges(data=True))
-    return out
+class OpGraph:
+    """Operators and their operand edges, expanded from ``plan``.
+
+    ``nx`` is the networkx graph itself (node attribute ``op``; edge attribute ``arg``),
+    for anyone who wants networkx's algorithms; changes go through :meth:`add`.
+    """
+
+    def __init__(self, plan: Plan, warnings: list[Diagnostic] | None = None):
+        self.plan = plan
+        self.nx = nx.DiGraph()
+        self.warnings: list[Diagnostic] = warnings if warnings is not None else []
+
+    def add(self, op: Op, *inputs: str) -> str:
+        """Add ``op`` fed by ``inputs`` (in operand order); return its node id."""
+        self.nx.add_node(op.name, op=op)
+        for position, src in enumerate(inputs):
+            self.nx.add_edge(src, op.name, arg=position)
+        return op.name
+
+    def ops(self) -> Iterator[Op]:
+        """Operators in topological (insertion) order."""
+        for _, op in self.nx.nodes(data="op"):
+            yield op
+
+    def op(self, name: str) -> Op:
+        op: Op = self.nx.nodes[name]["op"]
+        return op
+
+    def operands(self, name: str) -> list[str]:
+        """The node ids feeding ``name``, in operand order."""
+        preds = self.nx.pred[name]
+        if len(preds) < 2:
+            return list(preds)
+        return sorted(preds, key=lambda src: preds[src]["arg"])
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.nx
+
+    def __len__(self) -> int:
+        return len(self.nx)
+
+    def warn(self, diagnostic: Diagnostic) -> None:
+        """Record a warning about the user's network (reported once per code and line)."""
+        key = (diagnostic.code, diagnostic.span.line if diagnostic.span else None)
+        if all((d.code, d.span.line if d.span else None) != key for d in self.warnings):
+            self.warnings.append(diagnostic)
+
+    def replace(self, new: Mapping[str, Op]) -> OpGraph:
+        """A copy with the ops of some nodes replaced (structure unchanged)."""
+        out = OpGraph(self.plan, list(self.warnings))
+        out.nx.add_nodes_from((name, {"op": new.get(name, op)}) for name, op in self.nx.nodes(data="op"))
+        out.nx.add_edges_from(self.nx.edges(data=True))
+        return out
 
 
-def _fmt_shape(shape: tuple[int, ...] | None) -> str:
-    return "?" if shape is None else "x".join(str(d) for d in shape)
+@dataclass(frozen=True, slots=True)
+class Shapes:
+    """A node's input (its first operand) and output shape, per image: (C, H, W) or (C,)."""
+
+    in_shape: Shape
+    out_shape: Shape
 
 
-def dump(graph: nx.DiGraph) -> str:
-    """One line per node: ``%name = kind(args) : in -> out  params macs  @line``."""
-    plan = plan_of(graph)
-    head = (f"# {plan.name}: width_mult={plan.width_mult:.6g} depth_mult={plan.depth_mult:.6g} "
-            f"resolution={plan.resolution} phi={plan.phi if plan.phi is not None else '-'} "
-            f"preset={plan.preset or '-'}")
-    lines = [head]
-    for op in ops(graph):
-        args = ", ".join(f"%{src}" for src in operands(graph, op.name))
-        attrs = _attrs(op)
-        cost = ""
-        if op.params is not None:
-            cost = f"  params={op.params} macs={op.macs}"
-        where = f"  @{op.span.line}" if op.span else ""
-        lines.append(
-            f"%{op.name} = {op.kind}({args}){attrs} : {_fmt_shape(op.in_shape)} -> {_fmt_shape(op.out_shape)}"
-            f"{cost}{where}"
-        )
-    return "\n".join(lines) + "\n"
+@dataclass(frozen=True, slots=True)
+class Cost:
+    """Trainable parameters and multiply-accumulates of one node."""
+
+    params: int
+    macs: int
+
+
+@dataclass(frozen=True, slots=True)
+class Node:
+    """An operator with what inference found for it."""
+
+    op: Op
+    in_shape: Shape
+    out_shape: Shape
+    params: int
+    macs: int
+
+
+@dataclass(frozen=True, eq=False)
+class CompiledGraph:
+    """An op graph with every node's shapes and cost: what the passes hand to backends."""
+
+    graph: OpGraph
+    shapes: Mapping[str, Shapes]
+    costs: Mapping[str, Cost]
+    warnings: list[Diagnostic] = field(default_factory=list)
+
+    @property
+    def plan(self) -> Plan:
+        return self.graph.plan
+
+    @property
+    def nx(self) -> nx.DiGraph:
+        return self.graph.nx
+
+    def ops(self) -> Iterator[Op]:
+        return self.graph.ops()
+
+    def op(self, name: str) -> Op:
+        return self.graph.op(name)
+
+    def operands(self, name: str) -> list[str]:
+        return self.graph.operands(name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.graph
+
+    def __len__(self) -> int:
+        return len(self.graph)
+
+    def node(self, name: str) -> Node:
+        return self._node(self.graph.op(name))
+
+    def nodes(self) -> Iterator[Node]:
+        """Every node in topological order, with its shapes and cost."""
+        for op in self.graph.ops():
+            yield self._node(op)
+
+    def _node(self, op: Op) -> Node:
+        shapes, cost = self.shapes[op.name], self.costs[op.name]
+        return Node(op, shapes.in_shape, shapes.out_shape, cost.params, cost.macs)
+
+    def warn(self, diagnostic: Diagnostic) -> None:
+        """Record a warning found after compilation (W303), once per code and line."""
+        key = (diagnostic.code, diagnostic.span.line if diagnostic.span else None)
+        if all((d.code, d.span.line if d.span else None) != key for d in self.warnings):
+            self.warnings.append(diagnostic)
+
+    def dump(self) -> str:
+        """One line per node: ``%name = kind(args){attrs} : in -> out  params macs  @line``."""
+        plan = self.plan
+        phi = f"{plan.phi}" if plan.phi is not None else "-"
+        lines = [f"# {plan.name}: width_mult={plan.width_mult:.6g} depth_mult={plan.depth_mult:.6g} "
+                 f"resolution={plan.resolution} phi={phi} preset={plan.preset or '-'}"]
+        for node in self.nodes():
+            op = node.op
+            args = ", ".join(f"%{src}" for src in self.operands(op.name))
+            where = f"  @{op.span.line}" if op.span else ""
+            lines.append(
+                f"%{op.name} = {op.kind}({args}){_attrs(op)} : {_shape(node.in_shape)} -> {_shape(node.out_shape)}"
+                f"  params={node.params} macs={node.macs}{where}"
+            )
+        return "\n".join(lines) + "\n"
+
+
+def _shape(shape: Shape) -> str:
+    return "x".join(str(d) for d in shape)
 
 
 def _attrs(op: Op) -> str:
@@ -234,8 +249,10 @@ def _attrs(op: Op) -> str:
         parts.append(f"{op.in_ch}->{op.out_ch}")
     elif op.kind == "bn":
         parts += [f"c={op.out_ch}", f"eps={op.eps:g}", f"momentum={op.momentum:g}"]
-    elif op.kind in ("act", "pool"):
+    elif op.kind == "act":  # a gate is always a sigmoid: nothing to show
         parts.append(str(op.act))
+    elif op.kind == "pool":
+        parts.append(str(op.pool))
         if op.flatten:
             parts.append("flatten")
     elif op.kind in ("drop_path", "dropout"):

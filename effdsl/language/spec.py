@@ -20,7 +20,17 @@ Role = Literal["stem", "stage", "head"]
 
 ROUNDING_MODES: tuple[str, ...] = ("ceil", "floor", "half_up", "half_even")
 BLOCK_TYPES: tuple[str, ...] = ("mbconv", "fused_mbconv", "conv")
-ACTIVATIONS: tuple[str, ...] = ("relu", "relu6", "silu", "hardswish", "gelu", "sigmoid", "none")
+# Every activation the language names, with the torch.nn class that computes it: the one
+# table the torch backend (getattr(nn, ...)) and the .py export ("nn." + ...) both read.
+ACTIVATIONS: dict[str, str] = {
+    "relu": "ReLU",
+    "relu6": "ReLU6",
+    "silu": "SiLU",
+    "hardswish": "Hardswish",
+    "gelu": "GELU",
+    "sigmoid": "Sigmoid",
+    "none": "Identity",
+}
 POOLS: tuple[str, ...] = ("avg", "max")
 PADDINGS: tuple[str, ...] = ("symmetric", "same")
 

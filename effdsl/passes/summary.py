@@ -7,9 +7,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-import networkx as nx
-
-from effdsl.ir.graph import ops, plan_of
+from effdsl.ir.graph import CompiledGraph
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,19 +79,19 @@ def _row_json(row: StageRow) -> dict:
             "out_res": row.out_res, "params": row.params, "macs": row.macs}
 
 
-def summarize(graph: nx.DiGraph) -> Summary:
+def summarize(graph: CompiledGraph) -> Summary:
     """Per-stage totals and the network's totals; needs the shapes and cost passes."""
-    plan = plan_of(graph)
+    plan = graph.plan
     n = len(plan.stages)
     params = [0] * (n + 2)
     macs = [0] * (n + 2)
     out_res = [0] * (n + 2)
-    for op in ops(graph):
-        slot = op.stage + 1  # stem -> 0, stages -> 1..n, head -> n + 1
-        params[slot] += op.params
-        macs[slot] += op.macs
-        if op.out_shape is not None and len(op.out_shape) == 3:
-            out_res[slot] = op.out_shape[1]
+    for node in graph.nodes():
+        slot = node.op.stage + 1  # stem -> 0, stages -> 1..n, head -> n + 1
+        params[slot] += node.params
+        macs[slot] += node.macs
+        if len(node.out_shape) == 3:
+            out_res[slot] = node.out_shape[1]
     rows = [StageRow("stem", "conv", plan.stem.kernel, plan.stem.stride, 1, plan.in_ch, plan.stem.out_ch, 1,
                      out_res[0], params[0], macs[0])]
     for s in plan.stages:

@@ -31,7 +31,6 @@ from rich.table import Table
 
 from effdsl.api import Compiled, compile_spec
 from effdsl.diagnostics import Diagnostic, EffdslError
-from effdsl.ir.graph import ops, plan_of
 from effdsl.passes.summary import StageRow
 
 MAX_ROWS = 1000
@@ -388,7 +387,7 @@ def tensors(compiled: Compiled) -> list[Tensor]:
     num_batches_tracked (); linear: weight (out, in) and bias.
     """
     found: list[Tensor] = []
-    for op in ops(compiled.graph):
+    for op in compiled.graph.ops():
         if op.kind in ("conv", "dwconv"):
             found.append(Tensor(f"{op.name}.weight", (op.out_ch, op.in_ch // op.groups, op.kernel, op.kernel)))
             if op.bias:
@@ -527,7 +526,7 @@ def _side(spec: str | Path, choice: Choice | None) -> Side:
 def compare(a: Side, b: Side) -> Diff:
     rows_a = {r.name: r for r in a.compiled.summary.rows}
     rows_b = {r.name: r for r in b.compiled.summary.rows}
-    n = max(len(plan_of(side.compiled.graph).stages) for side in (a, b))
+    n = max(len(side.compiled.graph.plan.stages) for side in (a, b))
     names = ["stem"] + [f"stage{i + 1}" for i in range(n)] + ["head"]
     stages = tuple(StageDiff(name, rows_a.get(name), rows_b.get(name)) for name in names)
     ta, tb = tensors(a.compiled), tensors(b.compiled)

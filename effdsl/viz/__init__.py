@@ -7,7 +7,15 @@ language, scaling, ir and passes.
 """
 
 from effdsl.viz.html import html
-from effdsl.viz.output import MAIN_SUFFIXES, PNG_MAX_SIDE, SUFFIXES, format_of, png_renderer, render, write
+from effdsl.viz.output import (
+           MAIN_SUFFIXES,
+           PNG_MAX_SIDE,
+           SUFFIXES,
+           format_of,
+           png_renderer,
+           render,
+           write,
+)
 from effdsl.viz.svg import size, svg
 from effdsl.viz.text import dot, mermaid
 from effdsl.viz.view import LEVELS, Edge, Group, Node, View, caption_of, palette, view

@@ -15,10 +15,8 @@ from __future__ import annotations
 import json
 from html import escape
 
-import networkx as nx
-
+from effdsl.ir.graph import CompiledGraph
 from effdsl.viz.view import RESIDUAL, Node, View, caption_of, palette, view
-from effdsl.ir.graph import plan_of
 
 _CSS = """
 :root { --ink: #1f2328; --muted: #57606a; --line: #8c959f; --res: %(res)s; --panel: 310px; }
@@ -189,8 +187,8 @@ def _entry(node: Node, level: str) -> dict:
     return {"id": node.id, "kind": f"{level} level: {node.kind}", "facts": [list(f) for f in node.facts]}
 
 
-def html(graph: nx.DiGraph, level: str = "block", source: str | None = None) -> str:
-    plan = plan_of(graph)
+def html(graph: CompiledGraph, level: str = "block", source: str | None = None) -> str:
+    plan = graph.plan
     views: dict[str, View] = {lv: view(graph, lv, source) for lv in ("stage", "block", "op")}
     stages_v, blocks_v, ops_v = views["stage"], views["block"], views["op"]
     n = len(plan.stages)

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import networkx as nx
-
 from effdsl.diagnostics import Diagnostic, EffdslError
+from effdsl.ir.graph import CompiledGraph
 from effdsl.viz.html import html
 from effdsl.viz.svg import size, svg
 from effdsl.viz.text import dot, mermaid
@@ -50,7 +49,7 @@ def png_renderer():
     return svg2png
 
 
-def render(graph: nx.DiGraph, fmt: str, level: str = "block", source: str | None = None) -> str | bytes:
+def render(graph: CompiledGraph, fmt: str, level: str = "block", source: str | None = None) -> str | bytes:
     """The picture in ``fmt`` (svg, html, dot, mmd: text; png: bytes)."""
     if fmt == "html":
         return html(graph, level, source)

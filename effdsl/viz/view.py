@@ -23,9 +23,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import networkx as nx
-
-from effdsl.ir.graph import Op, ops, operands, plan_of
+from effdsl.blocks import REGISTRY
+from effdsl.ir.graph import CompiledGraph, Op
+from effdsl.ir.graph import Node as IRNode
 
 LEVELS = ("stage", "block", "op")
 
@@ -128,8 +128,8 @@ def _num(value: float) -> str:
     return f"{value:.6g}"
 
 
-def caption_of(graph: nx.DiGraph) -> str:
-    plan = plan_of(graph)
+def caption_of(graph: CompiledGraph) -> str:
+    plan = graph.plan
     if plan.preset:
         return f"preset {plan.preset}"
     if plan.phi is not None:
@@ -145,7 +145,7 @@ def op_tag(op: Op) -> str:
     if op.kind in ("act", "gate"):
         return f"{op.kind} {op.act}"
     if op.kind == "pool":
-        return f"pool {op.act}" + (" flatten" if op.flatten else "")
+        return f"pool {op.pool}" + (" flatten" if op.flatten else "")
     if op.kind in ("drop_path", "dropout"):
         return f"{op.kind} p={op.rate:.3g}"
     return op.kind
@@ -153,25 +153,25 @@ def op_tag(op: Op) -> str:
 
 # --- the view ---
 
-def view(graph: nx.DiGraph, level: str = "block", source: str | None = None) -> View:
+def view(graph: CompiledGraph, level: str = "block", source: str | None = None) -> View:
     """The nodes and edges to draw at ``level`` (stage, block or op)."""
     if level not in LEVELS:
         raise ValueError(f"level must be one of {LEVELS}, got {level!r}")
-    plan = plan_of(graph)
+    plan = graph.plan
     lines = source.splitlines() if source is not None else None
-    all_ops = list(ops(graph))
+    all_nodes = list(graph.nodes())
     n = len(plan.stages)
     key = {"op": lambda op: op.name, "block": _block_key(n), "stage": _stage_key(n)}[level]
-    members: dict[str, list[Op]] = {}
-    for op in all_ops:
-        members.setdefault(key(op), []).append(op)
+    members: dict[str, list[IRNode]] = {}
+    for ir_node in all_nodes:
+        members.setdefault(key(ir_node.op), []).append(ir_node)
     nodes = tuple(_node(level, node_id, group, graph, lines) for node_id, group in members.items())
-    where = {op.name: key(op) for op in all_ops}
+    where = {ir_node.op.name: key(ir_node.op) for ir_node in all_nodes}
     edges = _edges(graph, level, where)
     groups = _groups(plan, nodes) if level != "stage" else ()
-    total_params = sum(op.params or 0 for op in all_ops)
-    total_macs = sum(op.macs or 0 for op in all_ops)
-    first = all_ops[0]
+    total_params = sum(ir_node.params for ir_node in all_nodes)
+    total_macs = sum(ir_node.macs for ir_node in all_nodes)
+    first = all_nodes[0]
     totals = (f"width ×{_num(plan.width_mult)} · depth ×{_num(plan.depth_mult)} · input {full(first.in_shape)} · "
               f"{plan.num_blocks} blocks", f"{total_params:,} params · {total_macs:,} MACs")
     return View(plan.name, caption_of(graph), totals, level, nodes, edges, groups)
@@ -197,12 +197,12 @@ def _stage_key(n: int):
     return key
 
 
-def _edges(graph: nx.DiGraph, level: str, where: dict[str, str]) -> tuple[Edge, ...]:
+def _edges(graph: CompiledGraph, level: str, where: dict[str, str]) -> tuple[Edge, ...]:
     edges: list[Edge] = []
     seen: set[tuple[str, str]] = set()
     residuals: list[Edge] = []
-    for op in ops(graph):
-        args = operands(graph, op.name)
+    for op in graph.ops():
+        args = graph.operands(op.name)
         for position, src in enumerate(args):
             shortcut = op.kind == "add" and position == 0
             if level == "op":
@@ -213,15 +213,15 @@ def _edges(graph: nx.DiGraph, level: str, where: dict[str, str]) -> tuple[Edge, 
                 seen.add((a, b))
                 edges.append(Edge(a, b))
             if shortcut and level == "block":
-                after = [where[s] for s in graph.successors(op.name)]
+                after = [where[s] for s in graph.nx.successors(op.name)]
                 residuals.append(Edge(a, after[0], "residual", around=b))
     return tuple(edges + residuals)
 
 
-def _span_line(group: list[Op]) -> int | None:
-    for op in group:
-        if op.span is not None:
-            return op.span.line
+def _span_line(group: list[IRNode]) -> int | None:
+    for ir_node in group:
+        if ir_node.op.span is not None:
+            return ir_node.op.span.line
     return None
 
 
@@ -233,22 +233,23 @@ def _spec_fact(line: int | None, lines: list[str] | None) -> str:
     return str(line)
 
 
-def _node(level: str, node_id: str, group: list[Op], graph: nx.DiGraph, lines: list[str] | None) -> Node:
-    plan = plan_of(graph)
-    first, last = group[0], group[-1]
-    params = sum(op.params or 0 for op in group)
-    macs = sum(op.macs or 0 for op in group)
+def _node(level: str, node_id: str, group: list[IRNode], graph: CompiledGraph, lines: list[str] | None) -> Node:
+    plan = graph.plan
+    first_node, last_node = group[0], group[-1]
+    first, last = first_node.op, last_node.op
+    params = sum(ir_node.params for ir_node in group)
+    macs = sum(ir_node.macs for ir_node in group)
     line = _span_line(group)
     where = f"line {line}" if line is not None else ""
-    shapes = f"{hw(first.in_shape)} → {hw(last.out_shape)}"
+    shapes = f"{hw(first_node.in_shape)} → {hw(last_node.out_shape)}"
     cost = f"params {count(params)} · MACs {count(macs)}"
     facts: list[tuple[str, str]] = []
-    residual = any(op.kind == "add" for op in group)
-    names = tuple(op.name for op in group)
+    residual = any(ir_node.op.kind == "add" for ir_node in group)
+    names = tuple(ir_node.op.name for ir_node in group)
     if level == "op":
         kind = first.kind
         label = ((node_id, op_tag(first)),
-                 (f"{first.in_ch}→{first.out_ch} ch · {hw(first.out_shape)} · {cost}", where))
+                 (f"{first.in_ch}→{first.out_ch} ch · {hw(first_node.out_shape)} · {cost}", where))
         facts.append(("op", op_tag(first)))
         if first.kind in ("conv", "dwconv"):
             facts.append(("kernel / stride / groups", f"{first.kernel} / {first.stride} / {first.groups}"))
@@ -265,7 +266,7 @@ def _node(level: str, node_id: str, group: list[Op], graph: nx.DiGraph, lines: l
         parts += [f"{plan.pool} pool", "linear"]
         chans = [first.in_ch] + ([plan.head.out_ch] if plan.head is not None else []) + [last.out_ch]
         label = (("head", " · ".join(parts)),
-                 ("→".join(str(c) for c in chans) + f" · {hw(first.in_shape)} → {hw(last.out_shape)}", ""),
+                 ("→".join(str(c) for c in chans) + f" · {hw(first_node.in_shape)} → {hw(last_node.out_shape)}", ""),
                  (cost, where))
         facts.append(("block", ", ".join(parts) + f" (dropout {plan.dropout:g})"))
     else:
@@ -282,8 +283,8 @@ def _node(level: str, node_id: str, group: list[Op], graph: nx.DiGraph, lines: l
             facts.append(("residual", "yes: output = x + f(x)" if residual else "no"))
         else:
             kind = "stage"
-            blocks = sorted({op.block for op in group})
-            skips = sum(op.kind == "add" for op in group)
+            blocks = sorted({ir_node.op.block for ir_node in group})
+            skips = sum(ir_node.op.kind == "add" for ir_node in group)
             tag = _block_tag(stage.block, stage.kernel, stage.stride, stage.expand)
             label = ((f"stage{stage.index + 1}", f"{tag} ×{stage.repeats}"),
                      (f"{stage.in_ch}→{stage.out_ch} ch · {shapes}", f"{skips} residual" if skips else ""),
@@ -293,8 +294,8 @@ def _node(level: str, node_id: str, group: list[Op], graph: nx.DiGraph, lines: l
             facts.append(("block indices", f"{blocks[0]}..{blocks[-1]}"))
             facts.append(("residual", f"{skips} of {stage.repeats} blocks"))
     facts += [
-        ("input", full(first.in_shape)),
-        ("output", full(last.out_shape)),
+        ("input", full(first_node.in_shape)),
+        ("output", full(last_node.out_shape)),
         ("channels", f"{first.in_ch} → {last.out_ch}"),
         ("params", f"{params:,}"),
         ("MACs", f"{macs:,}"),
@@ -302,13 +303,14 @@ def _node(level: str, node_id: str, group: list[Op], graph: nx.DiGraph, lines: l
     ]
     if level != "op":
         facts.append(("operators", str(len(group))))
-    return Node(node_id, kind, first.stage, label, tuple(facts), params, macs, first.in_shape, last.out_shape,
+    return Node(node_id, kind, first.stage, label, tuple(facts), params, macs, first_node.in_shape,
+                last_node.out_shape,
                 residual, names)
 
 
 def _block_tag(block: str, kernel: int, stride: int, expand: float) -> str:
     tag = f"{block} k{kernel} s{stride}"
-    return tag if block == "conv" else tag + f" e{expand:g}"
+    return tag + f" e{expand:g}" if REGISTRY[block].expands else tag
 
 
 def _groups(plan, nodes: tuple[Node, ...]) -> tuple[Group, ...]:

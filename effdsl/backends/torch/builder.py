@@ -1,4 +1,4 @@
-"""Stage 5: graph IR -> a PyTorch module (the only module that imports torch).
+"""The PyTorch backend's builder: compiled IR graph -> a PyTorch module.
 
 The module is a :class:`torch.fx.GraphModule` generated from the IR node by node, so it
 computes exactly what the IR says, with one submodule per parametric or stateful
@@ -13,25 +13,21 @@ Kaiming normal, fan-out; batch norm: ones and zeros; linear: uniform in
 
 from __future__ import annotations
 
-import math
 import operator
 
-import networkx as nx
 import torch
 from torch import fx, nn
 
-from effdsl.backends.torch.layers import Conv2dSame, StochasticDepth
-from effdsl.ir.graph import Op, operands, ops, plan_of
+from effdsl.backends.torch.layers import Conv2dSame, StochasticDepth, init_weights
+from effdsl.blocks import class_name
+from effdsl.ir.graph import CompiledGraph, Op
+from effdsl.language.spec import ACTIVATIONS
 
-ACTIVATIONS: dict[str, type[nn.Module]] = {
-    "relu": nn.ReLU,
-    "relu6": nn.ReLU6,
-    "silu": nn.SiLU,
-    "hardswish": nn.Hardswish,
-    "gelu": nn.GELU,
-    "sigmoid": nn.Sigmoid,
-    "none": nn.Identity,
-}
+
+def activation(name: str) -> nn.Module:
+    """The torch module of an activation named in a spec (one table: the language's)."""
+    module: nn.Module = getattr(nn, ACTIVATIONS[name])()
+    return module
 
 
 def _module(op: Op, device: torch.device | str) -> nn.Module:
@@ -42,10 +38,10 @@ def _module(op: Op, device: torch.device | str) -> nn.Module:
                          groups=op.groups, bias=op.bias, device=device)
     if op.kind == "bn":
         return nn.BatchNorm2d(op.out_ch, eps=op.eps, momentum=op.momentum, device=device)
-    if op.kind in ("act", "gate"):
-        return ACTIVATIONS[op.act]()
+    if op.kind in ("act", "gate") and op.act is not None:
+        return activation(op.act)
     if op.kind == "pool":
-        return nn.AdaptiveAvgPool2d(1) if op.act == "avg" else nn.AdaptiveMaxPool2d(1)
+        return nn.AdaptiveAvgPool2d(1) if op.pool == "avg" else nn.AdaptiveMaxPool2d(1)
     if op.kind == "dropout":
         return nn.Dropout(op.rate)
     if op.kind == "drop_path":
@@ -55,12 +51,14 @@ def _module(op: Op, device: torch.device | str) -> nn.Module:
     raise KeyError(op.kind)
 
 
-def _fx_graph(graph: nx.DiGraph, features_only: bool = False) -> fx.Graph:
+def _fx_graph(graph: CompiledGraph, features_only: bool = False) -> fx.Graph:
     g = fx.Graph()
     values: dict[str, fx.Node] = {}
     stage_out: dict[int, fx.Node] = {}
-    for op in ops(graph):
-        args = [values[src] for src in operands(graph, op.name)]
+    num_stages = len(graph.plan.stages)
+    node: fx.Node | None = None
+    for op in graph.ops():
+        args = [values[src] for src in graph.operands(op.name)]
         if op.kind == "input":
             node = g.placeholder("x")
         elif op.kind == "mul":
@@ -72,7 +70,7 @@ def _fx_graph(graph: nx.DiGraph, features_only: bool = False) -> fx.Graph:
             if op.kind == "pool" and op.flatten:
                 node = g.call_function(torch.flatten, (node, 1))
         values[op.name] = node
-        if 0 <= op.stage < len(plan_of(graph).stages):
+        if 0 <= op.stage < num_stages:
             stage_out[op.stage] = node
     if features_only:
         g.output([stage_out[i] for i in sorted(stage_out)])
@@ -84,9 +82,9 @@ def _fx_graph(graph: nx.DiGraph, features_only: bool = False) -> fx.Graph:
     return g
 
 
-def _root(graph: nx.DiGraph, device: torch.device | str) -> nn.Module:
+def _root(graph: CompiledGraph, device: torch.device | str) -> nn.Module:
     root = nn.Module()
-    for op in ops(graph):
+    for op in graph.ops():
         if op.kind in ("input", "mul", "add"):
             continue
         module = _module(op, device)
@@ -102,26 +100,8 @@ def _root(graph: nx.DiGraph, device: torch.device | str) -> nn.Module:
     return root
 
 
-@torch.no_grad()
-def init_weights(model: nn.Module) -> None:
-    """torchvision's EfficientNet initialization, applied once."""
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out")
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm2d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-            m.reset_running_stats()
-        elif isinstance(m, nn.Linear):
-            bound = 1.0 / math.sqrt(m.out_features)
-            nn.init.uniform_(m.weight, -bound, bound)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-
-
-def build_module(graph: nx.DiGraph, device: torch.device | str = "cpu", features_only: bool = False) -> fx.GraphModule:
+def build_module(graph: CompiledGraph, device: torch.device | str = "cpu",
+                 features_only: bool = False) -> fx.GraphModule:
     """The PyTorch module of a compiled IR graph.
 
     ``device="meta"`` builds the module without allocating weights (for shape and
@@ -129,19 +109,14 @@ def build_module(graph: nx.DiGraph, device: torch.device | str = "cpu", features
     returns the list of every stage's output instead of the logits.
     """
     root = _root(graph, "meta")
-    module = fx.GraphModule(root, _fx_graph(graph, features_only), class_name=_class_name(plan_of(graph).name))
+    module = fx.GraphModule(root, _fx_graph(graph, features_only), class_name=class_name(graph.plan.name))
     if str(device) != "meta":
         module = module.to_empty(device=device)
         init_weights(module)
     return module
 
 
-def _class_name(name: str) -> str:
-    cleaned = "".join(part.capitalize() for part in name.replace("-", "_").split("_") if part)
-    return cleaned if cleaned.isidentifier() else "EffdslNetwork"
-
-
-def example_input(graph: nx.DiGraph, batch: int = 1) -> torch.Tensor:
+def example_input(graph: CompiledGraph, batch: int = 1) -> torch.Tensor:
     """A random image batch of the network's input channels and resolution."""
-    plan = plan_of(graph)
+    plan = graph.plan
     return torch.randn(batch, plan.in_ch, plan.resolution, plan.resolution)

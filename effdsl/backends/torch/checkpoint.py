@@ -13,11 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import networkx as nx
 import torch
 from torch import nn
 
-from effdsl.diagnostics import Diagnostic, EffdslError
+from effdsl.blocks import kind_of_parts
+from effdsl.diagnostics import Diagnostic, EffdslError, Span
+from effdsl.ir.graph import PARAMETRIC, CompiledGraph
 
 # A key that only a checkpoint of that origin has.
 ORIGINS: dict[str, str] = {
@@ -73,35 +74,28 @@ def origin_of(keys: list[str]) -> str:
     ))
 
 
-def _kind(key: str) -> str:
-    return key.rsplit(".", 1)[-1]
-
-
-def _layer_span(graph: nx.DiGraph, key: str):
+def _layer_span(graph: CompiledGraph, key: str) -> Span | None:
     node = key.rsplit(".", 1)[0]
-    return graph.nodes[node]["op"].span if node in graph else None
-
-
-def _block_parts(ours: dict) -> dict[tuple[str, str], list[str]]:
-    """The parametric parts of each block in order: ('0', '1') -> ['expand', 'dw', 'se', 'project']."""
-    parts: dict[tuple[str, str], list[str]] = {}
-    for key in ours:
-        bits = key.split(".")
-        if bits[0] == "stages":
-            names = parts.setdefault((bits[1], bits[2]), [])
-            if bits[3] not in names and bits[3] != "drop_path":
-                names.append(bits[3])
-    return parts
+    return graph.op(node).span if node in graph else None
 
 
 _CONV_BN = {"0": "conv", "1": "bn"}
 _TV_SE = {"fc1": "reduce", "fc2": "expand"}
 _TIMM_TOP = {"conv_stem": "stem.conv", "bn1": "stem.bn", "conv_head": "head.conv", "bn2": "head.bn",
              "classifier": "classifier"}
-_TIMM_INVERTED = {"conv_pw": "expand.conv", "bn1": "expand.bn", "conv_dw": "dw.conv", "bn2": "dw.bn",
-                  "conv_pwl": "project.conv", "bn3": "project.bn"}
-_TIMM_SEPARABLE = {"conv_dw": "dw.conv", "bn1": "dw.bn", "conv_pw": "project.conv", "bn2": "project.bn"}
-_TIMM_SE = {"conv_reduce": "reduce", "conv_expand": "expand"}
+
+
+def _block_parts(graph: CompiledGraph) -> dict[tuple[str, str], list[str]]:
+    """Each block's parts with weights, in order, by (stage, block-in-stage) as in module
+    paths: ('0', '1') -> ['expand', 'dw', 'se', 'project']."""
+    found: dict[tuple[str, str], list[str]] = {}
+    for op in graph.ops():
+        if op.name.startswith("stages.") and op.kind in PARAMETRIC:
+            _, stage, block, *_ = op.name.split(".")
+            parts = found.setdefault((stage, block), [])
+            if op.part not in parts:
+                parts.append(op.part)
+    return found
 
 
 def _torchvision_name(key: str, parts: dict, num_stages: int) -> str:
@@ -119,26 +113,28 @@ def _torchvision_name(key: str, parts: dict, num_stages: int) -> str:
     return f"stages.{stage}.{block}.{part}.{sub}.{bits[-1]}"
 
 
-def _timm_name(key: str, inverted: set[tuple[str, str]]) -> str:
+def _timm_name(key: str, block_parts: dict[tuple[str, str], list[str]]) -> str:
+    """timm's names, from the table of the block kind (see :mod:`effdsl.blocks`) at that place."""
     bits = key.split(".")
     if bits[0] != "blocks":
         return f"{_TIMM_TOP[bits[0]]}.{bits[-1]}"
     stage, block = bits[1], bits[2]
-    if bits[3] == "se":
-        return f"stages.{stage}.{block}.se.{_TIMM_SE[bits[4]]}.{bits[-1]}"
-    table = _TIMM_INVERTED if (stage, block) in inverted else _TIMM_SEPARABLE
-    return f"stages.{stage}.{block}.{table[bits[3]]}.{bits[-1]}"
+    parts = frozenset(block_parts[(stage, block)])
+    kind = kind_of_parts(parts)
+    if kind is None:
+        raise KeyError(key)
+    module = ".".join(bits[3:-1])
+    return f"stages.{stage}.{block}.{kind.timm_names(parts)[module]}.{bits[-1]}"
 
 
 class _Namer:
     """Translates checkpoint keys of one origin to effdsl's names (order-free, so checkpoints
     whose keys were re-sorted, as safetensors does, load too)."""
 
-    def __init__(self, theirs: dict[str, torch.Tensor], origin: str, ours: dict):
+    def __init__(self, origin: str, graph: CompiledGraph):
         self.origin = origin
-        self.parts = _block_parts(ours)
-        self.num_stages = len({stage for stage, _ in self.parts})
-        self.inverted = {tuple(k.split(".")[1:3]) for k in theirs if ".conv_pwl." in k}
+        self.parts = _block_parts(graph)
+        self.num_stages = len(graph.plan.stages)
 
     def name(self, key: str) -> str | None:
         if self.origin == "effdsl":
@@ -146,7 +142,7 @@ class _Namer:
         try:
             if self.origin == "torchvision":
                 return _torchvision_name(key, self.parts, self.num_stages)
-            return _timm_name(key, self.inverted)
+            return _timm_name(key, self.parts)
         except (KeyError, IndexError, ValueError):
             return None
 
@@ -163,16 +159,13 @@ class _Namer:
         return None
 
 
-def _stage_span(graph: nx.DiGraph, stage: int | None):
+def _stage_span(graph: CompiledGraph, stage: int | None) -> Span | None:
     if stage is None:
         return None
-    for _, data in graph.nodes(data=True):
-        if data["op"].stage == stage:
-            return data["op"].span
-    return None
+    return next((op.span for op in graph.ops() if op.stage == stage), None)
 
 
-def load_weights(module: nn.Module, path: str | Path | dict[str, torch.Tensor], graph: nx.DiGraph,
+def load_weights(module: nn.Module, path: str | Path | dict[str, torch.Tensor], graph: CompiledGraph,
                  strict: bool = True) -> LoadReport:
     """Copy a checkpoint's tensors into ``module`` (built from ``graph``).
 
@@ -184,8 +177,8 @@ def load_weights(module: nn.Module, path: str | Path | dict[str, torch.Tensor], 
     theirs = path if isinstance(path, dict) else read_state_dict(path)
     origin = origin_of(list(theirs))
     ours = module.state_dict()
-    namer = _Namer(theirs, origin, ours)
-    accepted: dict[str, torch.Tensor] = {}
+    namer = _Namer(origin, graph)
+    accepted: dict[str, torch.Tensor | None] = {}
     problems: list[Diagnostic] = []
     for key, tensor in theirs.items():
         mine = namer.name(key)
@@ -216,10 +209,3 @@ def load_weights(module: nn.Module, path: str | Path | dict[str, torch.Tensor], 
         for key, value in loadable.items():
             ours[key].copy_(value)
     return LoadReport(origin, len(loadable), [k for k in ours if k not in loadable])
-
-
-def num_parameters(path: str | Path) -> int:
-    """Trainable-tensor elements of a checkpoint (batch-norm statistics excluded)."""
-    state = read_state_dict(path)
-    stats = ("running_mean", "running_var", "num_batches_tracked")
-    return sum(t.numel() for k, t in state.items() if _kind(k) not in stats)

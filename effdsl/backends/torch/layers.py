@@ -1,4 +1,5 @@
-"""Layers of effdsl's modules that PyTorch lacks: stochastic depth and TensorFlow 'same' padding.
+"""Layers of effdsl's modules that PyTorch lacks (stochastic depth, TensorFlow 'same'
+padding) and the weight initialization.
 
 :mod:`effdsl.backends.torch.builder` builds modules with these classes, and
 :mod:`effdsl.export.pysource` copies their source text (read, not imported) into the
@@ -6,6 +7,8 @@ standalone ``.py`` export, so both share one definition.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
@@ -51,3 +54,23 @@ class Conv2dSame(nn.Conv2d):
             total = max((-(-size // s) - 1) * s + k - size, 0)
             pads += [total // 2, total - total // 2]
         return super().forward(nn.functional.pad(x, pads))
+
+
+@torch.no_grad()
+def init_weights(model: nn.Module) -> None:
+    """torchvision's EfficientNet initialization: conv Kaiming normal (fan-out), batch norm
+    ones and zeros, linear uniform in +-1/sqrt(out_features), biases zero."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+            m.reset_running_stats()
+        elif isinstance(m, nn.Linear):
+            bound = 1.0 / math.sqrt(m.out_features)
+            nn.init.uniform_(m.weight, -bound, bound)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)

@@ -1,0 +1,46 @@
+"""Block kinds, one module each, and the registry that the passes, the exports, the
+pictures and weight import read them from.
+
+Adding a block kind: a module here defining a :class:`~effdsl.blocks.base.BlockKind`
+(its lowering to IR operators, its parts, its ``.py`` export class, its checkpoint
+names), its entry in :data:`REGISTRY`, the name in the language's table
+(:data:`effdsl.language.spec.BLOCK_TYPES`), tests and docs.
+
+May import diagnostics, language, scaling and ir.
+"""
+
+from __future__ import annotations
+
+import keyword
+
+from effdsl.blocks import conv, fused_mbconv, mbconv
+from effdsl.blocks.base import BlockArgs, BlockKind, Builder, ConvRow
+
+REGISTRY: dict[str, BlockKind] = {kind.name: kind for kind in (mbconv.BLOCK, fused_mbconv.BLOCK, conv.BLOCK)}
+
+# Classes of the .py export besides the blocks' own: a network class must not take their names.
+HELPER_CLASSES = frozenset({"ConvBNAct", "SqueezeExcite", "StochasticDepth", "Conv2dSame", "Head"})
+
+
+def kind_of_parts(parts: set[str] | frozenset[str]) -> BlockKind | None:
+    """The block kind whose main part is among ``parts`` (one block's operator parts)."""
+    found = [kind for kind in REGISTRY.values() if kind.main_part in parts]
+    return found[0] if len(found) == 1 else None
+
+
+def class_name(name: str) -> str:
+    """The network class's name: the spec name in CamelCase (``efficientnet_b0`` -> ``EfficientnetB0``).
+
+    Used by the built module and the ``.py`` export alike; a name that is a keyword or
+    the name of one of the export's own classes gets a ``Net`` suffix.
+    """
+    cleaned = "".join(part.capitalize() for part in name.replace("-", "_").split("_") if part)
+    if not cleaned.isidentifier():
+        return "EffdslNetwork"
+    reserved = HELPER_CLASSES | {kind.class_name for kind in REGISTRY.values()}
+    if keyword.iskeyword(cleaned) or cleaned in reserved:
+        return cleaned + "Net"
+    return cleaned
+
+
+__all__ = ["REGISTRY", "BlockArgs", "BlockKind", "Builder", "ConvRow", "class_name", "kind_of_parts"]

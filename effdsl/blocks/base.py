@@ -1,0 +1,170 @@
+"""What a block kind is, and the pieces blocks share: conv + batch norm + activation,
+squeeze-excite and the residual, each with its lowering to IR operators and its class
+in the ``.py`` export.
+
+A block kind (:class:`BlockKind`) is defined once, in its own module of this package:
+how it lowers to operators, how its parts are told apart, its class in the ``.py``
+export, and the names its parts have in timm's checkpoints. Everything else (the torch
+module, shapes, costs, pictures, reports, weight import) derives from the operators.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from effdsl.diagnostics import Diagnostic
+from effdsl.ir.graph import Op, OpGraph, OpKind
+from effdsl.ir.plan import StagePlan
+from effdsl.language.spec import BatchNorm
+from effdsl.scaling.rounding import se_channels
+
+
+@dataclass(frozen=True, slots=True)
+class Where:
+    """The position fields every op of one part of the network shares."""
+
+    stage: int
+    block: int
+    part: str
+    span: object  # Span | None; kept loose so positions can be copied as they are
+
+    def at(self, part: str) -> Where:
+        return Where(self.stage, self.block, part, self.span)
+
+
+@dataclass(frozen=True, slots=True)
+class BlockArgs:
+    """One block of a stage, as :func:`effdsl.passes.lower.expand` hands it to a kind's ``lower``."""
+
+    stage: StagePlan
+    prefix: str        # module path: stages.1.0
+    index: int         # global block index
+    in_ch: int
+    stride: int
+    drop_path: float   # this block's stochastic-depth rate
+    divisor: int       # the channel divisor of the network
+
+    def where(self, part: str) -> Where:
+        return Where(self.stage.index, self.index, part, self.stage.span)
+
+
+class Builder:
+    """Appends operators to an :class:`OpGraph`; the shared pieces of every block kind."""
+
+    def __init__(self, graph: OpGraph, padding: str, bn: BatchNorm):
+        self.graph = graph
+        self.padding = padding
+        self.bn = bn  # the network's batch-norm settings, under every stage's own
+
+    def op(self, kind: OpKind, name: str, inputs: tuple[str, ...], where: Where, **fields: object) -> str:
+        op = Op(kind=kind, name=name, stage=where.stage, block=where.block, part=where.part,
+                span=where.span, **fields)  # type: ignore[arg-type]
+        return self.graph.add(op, *inputs)
+
+    def conv_bn_act(self, x: str, prefix: str, in_ch: int, out_ch: int, kernel: int, stride: int,
+                    act: str | None, bn: BatchNorm, where: Where, depthwise: bool = False) -> str:
+        """Conv (dense or depthwise), batch norm, and the activation unless it is none."""
+        x = self.op("dwconv" if depthwise else "conv", f"{prefix}.conv", (x,), where, in_ch=in_ch, out_ch=out_ch,
+                    kernel=kernel, stride=stride, groups=in_ch if depthwise else 1, padding=self.padding)
+        settings = bn.over(self.bn)
+        assert settings.eps is not None and settings.momentum is not None  # the defaults always set both
+        x = self.op("bn", f"{prefix}.bn", (x,), where, in_ch=out_ch, out_ch=out_ch, eps=settings.eps,
+                    momentum=settings.momentum)
+        if act is not None and act != "none":
+            x = self.op("act", f"{prefix}.act", (x,), where, in_ch=out_ch, out_ch=out_ch, act=act)
+        return x
+
+    def squeeze_excite(self, x: str, args: BlockArgs, width: int) -> str:
+        """Global pool, 1x1 reduce (to ``se x`` the block input), act, 1x1 expand, sigmoid, scale."""
+        stage, in_ch = args.stage, args.in_ch
+        squeezed = se_channels(in_ch, stage.se)
+        if in_ch * stage.se < 1:
+            self.graph.warn(Diagnostic(
+                "W302", f"the squeeze-excite width rounds up to 1 channel ({in_ch} x {stage.se:g} = "
+                        f"{in_ch * stage.se:g})", stage.span_of("se"),
+                "a larger se ratio, or se0 to drop squeeze-excite from this stage", severity="warning"))
+        p, where = f"{args.prefix}.se", args.where("se")
+        s = self.op("pool", f"{p}.pool", (x,), where, in_ch=width, out_ch=width, pool="avg")
+        s = self.op("conv", f"{p}.reduce", (s,), where, in_ch=width, out_ch=squeezed, bias=True)
+        s = self.op("act", f"{p}.act", (s,), where, in_ch=squeezed, out_ch=squeezed, act=stage.act)
+        s = self.op("conv", f"{p}.expand", (s,), where, in_ch=squeezed, out_ch=width, bias=True)
+        s = self.op("gate", f"{p}.gate", (s,), where, in_ch=width, out_ch=width, act="sigmoid")
+        return self.op("mul", f"{p}.mul", (x, s), where, in_ch=width, out_ch=width)
+
+    def residual(self, shortcut: str, x: str, args: BlockArgs) -> str:
+        """The block input plus its output through stochastic depth, when the shapes allow it."""
+        stage, out_ch = args.stage, args.stage.out_ch
+        if not (stage.skip and args.stride == 1 and args.in_ch == out_ch):
+            return x
+        where = args.where("residual")
+        x = self.op("drop_path", f"{args.prefix}.drop_path", (x,), where, in_ch=out_ch, out_ch=out_ch,
+                    rate=args.drop_path)
+        return self.op("add", f"{args.prefix}.add", (shortcut, x), where, in_ch=out_ch, out_ch=out_ch)
+
+
+@dataclass(frozen=True, slots=True)
+class ConvRow:
+    """A conv + batch norm (+ activation) of a block, as the ``.py`` export reads it back."""
+
+    in_ch: int
+    out_ch: int
+    kernel: int
+    stride: int
+    act: str | None
+    bn: tuple[float, float]
+    same: bool  # TensorFlow 'same' padding (only changes anything when strided)
+
+
+@dataclass(frozen=True)
+class BlockKind:
+    """Everything effdsl knows about one kind of block."""
+
+    name: str                    # as written in a spec: stage mbconv ...
+    class_name: str              # its class in the .py export
+    main_part: str               # the part every block of this kind has, and no other kind has
+    parts: frozenset[str]        # every part its operators may belong to
+    expands: bool                # takes an expansion ratio (e6)
+    lower: Callable[[Builder, str, BlockArgs], str]
+    mid: Callable[[Mapping[str, ConvRow], int], int | None]  # the expanded width, from its convs and in_ch
+    py_class: str                # source of its class in the .py export
+    py_make: str                 # the expression that makes one block in the export's loop
+    timm_names: Callable[[frozenset[str]], Mapping[str, str]] = lambda parts: {}
+    # timm's module name in a block -> effdsl's part path, given the parts the block has
+
+
+# ------------------------------------------------------------------ shared export classes
+
+CONV_BN_ACT_CLASS = '''
+
+class ConvBNAct(nn.Module):
+    """Conv, batch norm (bn = (eps, momentum)) and activation (none when act is None)."""
+
+    def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int, act: str | None,
+                 bn: tuple[float, float], groups: int = 1):
+        super().__init__()
+        eps, momentum = bn
+        self.conv = conv2d(in_ch, out_ch, kernel, stride, groups)
+        self.bn = nn.BatchNorm2d(out_ch, eps=eps, momentum=momentum)
+        self.act = ACTIVATIONS[act]() if act else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.bn(self.conv(x)))
+'''
+
+SQUEEZE_EXCITE_CLASS = '''
+
+class SqueezeExcite(nn.Module):
+    """Global average pool, 1x1 reduce to `squeeze` channels, act, 1x1 expand, sigmoid gate."""
+
+    def __init__(self, channels: int, squeeze: int, act: str | None):
+        super().__init__()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.reduce = nn.Conv2d(channels, squeeze, 1)
+        self.act = ACTIVATIONS[act]() if act else nn.Identity()
+        self.expand = nn.Conv2d(squeeze, channels, 1)
+        self.gate = nn.Sigmoid()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gate(self.expand(self.act(self.reduce(self.pool(x)))))
+'''

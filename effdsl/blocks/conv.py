@@ -1,0 +1,46 @@
+"""A plain conv block: kxk conv, batch norm and activation, residual when asked (``skip``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from effdsl.blocks.base import BlockArgs, BlockKind, Builder, ConvRow
+
+
+def lower(b: Builder, x: str, args: BlockArgs) -> str:
+    stage = args.stage
+    shortcut = x
+    x = b.conv_bn_act(x, f"{args.prefix}.conv", args.in_ch, stage.out_ch, stage.kernel, args.stride, stage.act,
+                      stage.bn, args.where("conv"))
+    return b.residual(shortcut, x, args)
+
+
+def _mid(convs: Mapping[str, ConvRow], in_ch: int) -> None:
+    return None
+
+
+PY_CLASS = '''
+
+class ConvBlock(nn.Module):
+    """A plain kxk conv, batch norm and activation, with an optional residual."""
+
+    def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int, act: str | None,
+                 bn: tuple[float, float], residual: bool, drop_path: float):
+        super().__init__()
+        self.conv = ConvBNAct(in_ch, out_ch, kernel, stride, act, bn)
+        self.residual = residual
+        self.drop_path = StochasticDepth(drop_path) if residual else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.conv(x)
+        if self.residual:
+            out = x + self.drop_path(out)
+        return out
+'''
+
+BLOCK = BlockKind(
+    name="conv", class_name="ConvBlock", main_part="conv",
+    parts=frozenset({"conv", "residual"}), expands=False,
+    lower=lower, mid=_mid, py_class=PY_CLASS,
+    py_make="ConvBlock(in_ch, out_ch, kernel, stride, act, bn, residual, rate)",
+)

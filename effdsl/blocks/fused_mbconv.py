@@ -1,0 +1,66 @@
+"""Fused-MBConv, EfficientNetV2's block: one full kxk conv does the expansion.
+
+A kxk conv to ``mid = e x in`` (or, when ``e = 1``, straight to the output width: then
+it is the whole block), squeeze-excite, 1x1 projection when expanded, residual as in
+MBConv (Tan and Le 2021).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from effdsl.blocks.base import BlockArgs, BlockKind, Builder, ConvRow
+from effdsl.scaling.rounding import expanded_channels
+
+
+def lower(b: Builder, x: str, args: BlockArgs) -> str:
+    stage, prefix, in_ch = args.stage, args.prefix, args.in_ch
+    shortcut = x
+    mid = expanded_channels(in_ch, stage.expand, args.divisor)
+    width = mid if mid != in_ch else stage.out_ch
+    x = b.conv_bn_act(x, f"{prefix}.fused", in_ch, width, stage.kernel, args.stride, stage.act, stage.bn,
+                      args.where("fused"))
+    if stage.se > 0:
+        x = b.squeeze_excite(x, args, width)
+    if mid != in_ch:
+        x = b.conv_bn_act(x, f"{prefix}.project", mid, stage.out_ch, 1, 1, None, stage.bn, args.where("project"))
+    return b.residual(shortcut, x, args)
+
+
+def _mid(convs: Mapping[str, ConvRow], in_ch: int) -> int:
+    return convs["project"].in_ch if "project" in convs else in_ch
+
+
+PY_CLASS = '''
+
+class FusedMBConv(nn.Module):
+    """EfficientNetV2's block: one kxk conv expands to `mid` (or, when mid == in_ch, goes straight to
+    out_ch and is the whole block), squeeze-excite, 1x1 project; residual as in MBConv."""
+
+    def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int, mid: int, squeeze: int,
+                 act: str | None, bn: tuple[float, float], residual: bool, drop_path: float):
+        super().__init__()
+        width = mid if mid != in_ch else out_ch
+        self.fused = ConvBNAct(in_ch, width, kernel, stride, act, bn)
+        self.se = SqueezeExcite(width, squeeze, act) if squeeze else None
+        self.project = ConvBNAct(mid, out_ch, 1, 1, None, bn) if mid != in_ch else None
+        self.residual = residual
+        self.drop_path = StochasticDepth(drop_path) if residual else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.fused(x)
+        if self.se is not None:
+            out = self.se(out)
+        if self.project is not None:
+            out = self.project(out)
+        if self.residual:
+            out = x + self.drop_path(out)
+        return out
+'''
+
+BLOCK = BlockKind(
+    name="fused_mbconv", class_name="FusedMBConv", main_part="fused",
+    parts=frozenset({"fused", "se", "project", "residual"}), expands=True,
+    lower=lower, mid=_mid, py_class=PY_CLASS,
+    py_make="FusedMBConv(in_ch, out_ch, kernel, stride, mid, squeeze, act, bn, residual, rate)",
+)

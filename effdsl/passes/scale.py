@@ -1,0 +1,86 @@
+"""The scale pass: compound scaling of the stage table.
+
+Channels, repeats, resolution and head of the member that a
+:class:`~effdsl.scaling.members.Scale` selects, with the spec's rounding rules (the
+arithmetic is in :mod:`effdsl.scaling.rounding`). Scaling always composes from the
+baseline plan; the scaled plan is then expanded into operators once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from effdsl.diagnostics import Diagnostic, EffdslError, InternalError
+from effdsl.ir.plan import Plan
+from effdsl.language.spec import MAX_BLOCKS, MAX_CHANNELS, MAX_RESOLUTION
+from effdsl.scaling.members import Scale
+from effdsl.scaling.rounding import head_from_last, round_channels, round_repeats
+
+
+def scale_plan(plan: Plan, scale: Scale) -> Plan:
+    """The stage table of the member of the family that ``scale`` selects."""
+    if plan.scaled:
+        raise InternalError("scale", "the plan is already scaled; scaling composes from the baseline only")
+    policy = plan.policy
+    w, d = scale.width_mult, scale.depth_mult
+    if not scale.resolution <= MAX_RESOLUTION:
+        raise _too_large(scale, f"a resolution of {scale.resolution:,} pixels; at most {MAX_RESOLUTION:,}")
+
+    def width(channels: int) -> int:
+        if not channels * w <= MAX_CHANNELS:  # also inf and nan: checked before rounding
+            raise _too_large(scale, f"{_count(channels * w)} channels (from {channels:,}); at most {MAX_CHANNELS:,}")
+        return round_channels(channels, w, policy.divisor, policy.min_ch, policy.guard)
+
+    stem = plan.stem if "stem" in policy.fixed_width else replace(plan.stem, out_ch=width(plan.stem.out_ch))
+    stages = []
+    in_ch = stem.out_ch
+    for stage in plan.stages:
+        if stage.index in policy.fixed_depth:
+            repeats = stage.repeats
+        elif stage.repeats * d <= MAX_BLOCKS:
+            repeats = round_repeats(stage.repeats, d, policy.depth_rounding)
+        else:  # also inf and nan
+            raise _too_large(scale, f"{_count(stage.repeats * d)} blocks in stage {stage.index + 1}; "
+                                    f"at most {MAX_BLOCKS:,} in all")
+        out_ch = width(stage.out_ch)
+        stages.append(replace(stage, in_ch=in_ch, out_ch=out_ch, repeats=repeats))
+        in_ch = out_ch
+    blocks = sum(stage.repeats for stage in stages)
+    if blocks > MAX_BLOCKS:
+        raise _too_large(scale, f"{blocks:,} blocks; at most {MAX_BLOCKS:,}")
+    head = plan.head
+    if head is not None and policy.head_from_last is not None:
+        head = replace(head, out_ch=head_from_last(stages[-1].out_ch, policy.head_from_last))
+        if head.out_ch > MAX_CHANNELS:
+            raise _too_large(scale, f"{head.out_ch:,} head channels; at most {MAX_CHANNELS:,}")
+    elif head is not None and "head" not in policy.fixed_width:
+        head = replace(head, out_ch=width(head.out_ch))
+    return replace(
+        plan, stem=stem, stages=tuple(stages), head=head, resolution=scale.resolution,
+        dropout=scale.dropout, drop_path=scale.drop_path, bn=scale.bn.over(plan.bn),
+        width_mult=w, depth_mult=d, phi=scale.phi, preset=scale.preset, scaled=True,
+        resolution_span=scale.resolution_span,
+    )
+
+
+def architecture(plan: Plan) -> tuple:
+    """What decides a scaled network: channels and repeats of every part, and resolution."""
+    head = plan.head.out_ch if plan.head is not None else None
+    return (plan.stem.out_ch, tuple((s.out_ch, s.repeats) for s in plan.stages), head, plan.resolution)
+
+
+def _count(value: float) -> str:
+    """A size for a message: 20,000 or 1e+308."""
+    return f"{value:,.0f}" if value < 1e15 else f"{value:.3g}"
+
+
+def _too_large(scale: Scale, what: str) -> EffdslError:
+    """E302: the member of the family that ``scale`` selects is too large to build."""
+    if scale.preset is not None:
+        member, hint = f"preset '{scale.preset}'", "lower the preset's width, depth or resolution"
+    elif scale.phi is not None:
+        member, hint = f"phi {scale.phi:g}", "use a smaller phi"
+    else:
+        member, hint = (f"width {scale.width_mult:g}, depth {scale.depth_mult:g}, resolution {scale.resolution:,}",
+                        "use smaller multipliers")
+    return EffdslError(Diagnostic("E302", f"{member} scales the network to {what}", None, hint))
