@@ -73,6 +73,7 @@ class Plan:
     preset: str | None = None
     scaled: bool = False
     resolution_span: Span | None = None
+    classifier_span: Span | None = None  # the 'linear' line
 
     @property
     def num_blocks(self) -> int:

@@ -48,6 +48,7 @@ def plan_from_spec(net: Network) -> Plan:
         bn=defaults.bn,
         padding=defaults.padding,
         resolution_span=net.span_of("resolution"),
+        classifier_span=net.head.spans.get("linear"),
     )
 
 
@@ -83,5 +84,6 @@ def expand(plan: Plan) -> OpGraph:
         last_ch = head.out_ch
     x = b.op("pool", "head.pool", (x,), where, in_ch=last_ch, out_ch=last_ch, pool=plan.pool, flatten=True)
     x = b.op("dropout", "head.dropout", (x,), where, in_ch=last_ch, out_ch=last_ch, rate=plan.dropout)
-    b.op("linear", "classifier", (x,), where.at("classifier"), in_ch=last_ch, out_ch=plan.classes, bias=True)
+    classifier = Where(len(plan.stages), -1, "classifier", plan.classifier_span or where.span)
+    b.op("linear", "classifier", (x,), classifier, in_ch=last_ch, out_ch=plan.classes, bias=True)
     return graph

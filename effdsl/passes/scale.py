@@ -83,4 +83,4 @@ def _too_large(scale: Scale, what: str) -> EffdslError:
     else:
         member, hint = (f"width {scale.width_mult:g}, depth {scale.depth_mult:g}, resolution {scale.resolution:,}",
                         "use smaller multipliers")
-    return EffdslError(Diagnostic("E302", f"{member} scales the network to {what}", None, hint))
+    return EffdslError(Diagnostic("E302", f"{member} scales the network to {what}", scale.span, hint))

@@ -27,6 +27,7 @@ class Scale:
     preset: str | None = None
     resolution_span: Span | None = None  # where the resolution was written; None for a flag
     resolution_source: str = "the input line"
+    span: Span | None = None  # what chose the member: the preset's line, or the scaling block for phi
 
 
 def resolve_scale(net: Network, *, phi: float | None = None, preset: str | None = None,
@@ -60,6 +61,7 @@ def resolve_scale(net: Network, *, phi: float | None = None, preset: str | None 
             drop_path=entry.drop_path if entry.drop_path is not None else net.defaults.drop_path,
             bn=entry.bn, preset=entry.name,
             resolution_span=entry.span_of("resolution"), resolution_source=f"preset '{entry.name}'",
+            span=entry.span,
         )
     if explicit:
         for flag, value in (("--width", width), ("--depth", depth), ("--resolution", resolution)):
@@ -90,4 +92,4 @@ def resolve_scale(net: Network, *, phi: float | None = None, preset: str | None 
     source = "the input line" if phi == 0 else f"the input line x gamma^{phi:g}"
     return Scale(width_mult=w, depth_mult=d, resolution=res, dropout=base_dropout,
                  drop_path=net.defaults.drop_path, phi=phi,
-                 resolution_span=net.span_of("resolution"), resolution_source=source)
+                 resolution_span=net.span_of("resolution"), resolution_source=source, span=policy.span)

@@ -21,6 +21,7 @@ from effdsl.viz.view import view
 SUFFIXES = {".svg": "svg", ".html": "html", ".htm": "html", ".dot": "dot", ".gv": "dot", ".mmd": "mmd",
             ".png": "png"}
 MAIN_SUFFIXES = (".svg", ".html", ".dot", ".mmd", ".png")  # the ones the help names (.htm and .gv work too)
+MAX_BOXES = 5_000  # boxes in one picture; above it a picture is unreadable and tens of MB
 PNG_MAX_SIDE = 32_000  # cairo's image surfaces stop at 32,767 pixels a side
 
 def format_of(path: str | Path) -> str:
@@ -50,7 +51,19 @@ def png_renderer():
 
 
 def render(graph: CompiledGraph, fmt: str, level: str = "block", source: str | None = None) -> str | bytes:
-    """The picture in ``fmt`` (svg, html, dot, mmd: text; png: bytes)."""
+    """The picture in ``fmt`` (svg, html, dot, mmd: text; png: bytes).
+
+    A picture of more than :data:`MAX_BOXES` boxes is refused (E405) before anything is
+    drawn, with the coarser level that fits as the hint: the pictures stay a few MB at most.
+    """
+    boxes = _boxes(graph, level)
+    if boxes > MAX_BOXES:
+        coarser = "block" if level == "op" and _boxes(graph, "block") <= MAX_BOXES else "stage"
+        what = "operators" if level == "op" else "blocks"
+        raise EffdslError(Diagnostic(
+            "E405", f"cannot draw {boxes - (2 if level == 'block' else 0):,} {what} at --level {level}; "
+                    f"a picture holds at most {MAX_BOXES:,} boxes", None,
+            f"draw --level {coarser} ({_boxes(graph, coarser):,} boxes)"))
     if fmt == "html":
         return html(graph, level, source)
     v = view(graph, level, source)
@@ -71,6 +84,13 @@ def render(graph: CompiledGraph, fmt: str, level: str = "block", source: str | N
             None, "draw a coarser --level, or write .svg or .html"))
     scale = min(2.0, PNG_MAX_SIDE / max(width, height))  # sharp on high-density screens, within cairo's limit
     return svg2png(bytestring=text.encode("utf-8"), scale=scale)
+
+
+def _boxes(graph: CompiledGraph, level: str) -> int:
+    """How many boxes a picture at ``level`` draws (stem and head are one box each above op level)."""
+    if level == "op":
+        return len(graph)
+    return (graph.plan.num_blocks if level == "block" else len(graph.plan.stages)) + 2
 
 
 def write(path: str | Path, picture: str | bytes) -> None:

@@ -10,6 +10,9 @@ the spec line of the layer; nothing is loaded then, unless a partial load is ask
 
 from __future__ import annotations
 
+import stat
+import warnings
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,31 +38,108 @@ class LoadReport:
     skipped: list[str] = field(default_factory=list)
 
 
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """The tensors of a checkpoint file (a state_dict, possibly under 'state_dict'/'model')."""
+# Floating dtypes a float parameter accepts (cast on load); integer buffers take integers.
+FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+INT_DTYPES = (torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64)
+
+
+def checkpoint_budget(module: nn.Module) -> int:
+    """The most bytes a checkpoint for ``module`` may unpack to: four times its tensors in
+    float64 (room for optimizer state and EMA copies) plus 64 MiB. A file that declares more
+    is refused before anything is unpacked."""
+    elements = sum(t.numel() for t in module.state_dict().values())
+    return 4 * 8 * elements + 64 * 2**20
+
+
+def _file_kind(path: Path) -> str | None:
+    """What a path is when it is not a regular file ('a directory', 'a FIFO', ...), or None."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        if exc.errno == 40:  # ELOOP
+            return "a symlink loop"
+        return None if path.is_symlink() else "missing"
+    if stat.S_ISREG(mode):
+        return None
+    for test, what in ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return what
+    return "not a regular file"
+
+
+def _unpacked_size(path: Path) -> int:
+    """The bytes a checkpoint unpacks to: a zip archive's (torch.save's format) declared
+    sizes, summed from its directory without unpacking; otherwise the file's size."""
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            return sum(info.file_size for info in archive.infolist())
+    return path.stat().st_size
+
+
+def read_state_dict(path: str | Path, max_bytes: int | None = None) -> dict[str, torch.Tensor]:
+    """The tensors of a checkpoint file (a state_dict, possibly under 'state_dict'/'model').
+
+    The file is checked before it is read: a regular file, at most ``max_bytes`` once
+    unpacked (``None``: no limit). Keys must be names; values dense tensors.
+    """
     path = Path(path)
-    if not path.is_file():
+    kind = _file_kind(path)
+    if kind == "missing":
         raise EffdslError(Diagnostic("E501", f"no such checkpoint file: '{path}'"))
+    if kind is not None:
+        raise EffdslError(Diagnostic("E501", f"the checkpoint '{path}' is {kind}, not a file",
+                                     help="expected a state_dict saved with torch.save, or a .safetensors file"))
+    try:
+        size = _unpacked_size(path)
+    except (OSError, zipfile.BadZipFile, ValueError) as exc:
+        raise EffdslError(Diagnostic("E501", f"cannot read checkpoint '{path}': {exc}")) from None
+    if max_bytes is not None and size > max_bytes:
+        raise EffdslError(Diagnostic(
+            "E501", f"the checkpoint '{path}' unpacks to {size:,} bytes, more than the {max_bytes:,} a "
+                    f"checkpoint of this network can need", help="is it the checkpoint of another, larger network?"))
     try:
         if path.suffix == ".safetensors":
             from safetensors.torch import load_file
 
             state = load_file(str(path))
         else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            with warnings.catch_warnings():  # torch warns about checking sparse tensors: E504 reports them
+                warnings.simplefilter("ignore")
+                state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # any unreadable file is the user's to fix, not a crash
         # torch's own message suggests weights_only=False, which runs code from the file:
         # effdsl never does that, so only the kind of failure is shown.
         raise EffdslError(Diagnostic(
             "E501", f"cannot read checkpoint '{path}': not a tensor file that torch.load (weights only) or "
-                    f"safetensors can open ({type(exc).__name__})",
+                    f"safetensors can open ({_reason(exc)})",
             help="expected a state_dict saved with torch.save, or a .safetensors file",
         )) from None
+    return state_dict_of(state, str(path))
+
+
+def _reason(exc: BaseException) -> str:
+    """A short reason for a failed read: the exception's class and its first line."""
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if "weights_only" in first or len(first) > 160:
+        first = ""  # torch's advice to set weights_only=False is not one effdsl takes
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+def state_dict_of(state: object, where: str) -> dict[str, torch.Tensor]:
+    """The state_dict inside a loaded checkpoint object, checked: string keys, tensor values."""
     for wrapper in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(wrapper), dict):
             state = state[wrapper]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise EffdslError(Diagnostic("E501", f"'{path}' does not hold a state_dict of tensors"))
+    if not isinstance(state, dict):
+        raise EffdslError(Diagnostic("E501", f"'{where}' does not hold a state_dict of tensors"))
+    for key, value in state.items():
+        if not isinstance(key, str):
+            raise EffdslError(Diagnostic(
+                "E501", f"'{where}' is not a state_dict: key {key!r} ({type(key).__name__}) is not a tensor name"))
+        if not isinstance(value, torch.Tensor):
+            raise EffdslError(Diagnostic("E501", f"'{where}' does not hold a state_dict of tensors "
+                                                 f"('{key}' is a {type(value).__name__})"))
     return state
 
 
@@ -166,17 +246,23 @@ def _stage_span(graph: CompiledGraph, stage: int | None) -> Span | None:
 
 
 def load_weights(module: nn.Module, path: str | Path | dict[str, torch.Tensor], graph: CompiledGraph,
-                 strict: bool = True) -> LoadReport:
+                 strict: bool = True, allow_nonfinite: bool = False) -> LoadReport:
     """Copy a checkpoint's tensors into ``module`` (built from ``graph``).
 
     ``strict``: every checkpoint tensor must have a layer of its shape and every layer a
     tensor; otherwise the first disagreement is an error (E503) pointing at the spec line
     of the layer, and nothing is loaded. With ``strict=False`` the tensors that fit are
-    loaded and the layers left out are listed in the report.
+    loaded and the layers left out are listed in the report. A tensor that cannot stand for
+    its layer (E504: sparse, meta, a dtype that is not a float for a float parameter, NaN or
+    infinite values unless ``allow_nonfinite``) is an error either way. Float tensors of
+    16, 32 or 64 bits are cast to the layer's dtype.
     """
-    theirs = path if isinstance(path, dict) else read_state_dict(path)
-    origin = origin_of(list(theirs))
     ours = module.state_dict()
+    if isinstance(path, dict):
+        theirs = state_dict_of(path, "the state_dict")
+    else:
+        theirs = read_state_dict(path, max_bytes=checkpoint_budget(module))
+    origin = origin_of(list(theirs))
     namer = _Namer(origin, graph)
     accepted: dict[str, torch.Tensor | None] = {}
     problems: list[Diagnostic] = []
@@ -197,6 +283,11 @@ def load_weights(module: nn.Module, path: str | Path | dict[str, torch.Tensor], 
                 "(strict=False in Python)"))
             accepted[mine] = None  # reported; not also missing
         else:
+            unusable = _unusable(tensor, ours[mine], allow_nonfinite)
+            if unusable is not None:
+                why, hint = unusable
+                raise EffdslError(Diagnostic("E504", f"checkpoint tensor '{key}' {why}", _layer_span(graph, mine),
+                                             hint))
             accepted[mine] = tensor
     for mine in ours:
         if mine not in accepted:
@@ -209,3 +300,26 @@ def load_weights(module: nn.Module, path: str | Path | dict[str, torch.Tensor], 
         for key, value in loadable.items():
             ours[key].copy_(value)
     return LoadReport(origin, len(loadable), [k for k in ours if k not in loadable])
+
+
+_DTYPE_HELP = "save float parameters as float16, bfloat16, float32 or float64, as dense tensors on the CPU"
+_NONFINITE_HELP = ("the checkpoint was saved from a diverged or broken run; "
+                   "load it anyway with allow_nonfinite=True in Python")
+
+
+def _unusable(tensor: torch.Tensor, layer: torch.Tensor, allow_nonfinite: bool) -> tuple[str, str] | None:
+    """Why ``tensor`` cannot be copied into ``layer`` and what to do, in words, or None."""
+    if tensor.layout != torch.strided:
+        return f"is {str(tensor.layout).removeprefix('torch.')}, not a dense tensor", _DTYPE_HELP
+    if tensor.is_meta:
+        return "has no data (a meta tensor)", _DTYPE_HELP
+    if layer.is_floating_point():
+        if tensor.dtype not in FLOAT_DTYPES:
+            return (f"is {str(tensor.dtype).removeprefix('torch.')}, but its layer holds floating-point numbers",
+                    _DTYPE_HELP)
+        if not allow_nonfinite and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            return f"holds {bad:,} NaN or infinite value{'s' if bad != 1 else ''}", _NONFINITE_HELP
+    elif tensor.dtype not in INT_DTYPES:
+        return f"is {str(tensor.dtype).removeprefix('torch.')}, but its buffer holds integers", _DTYPE_HELP
+    return None
