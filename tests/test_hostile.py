@@ -172,3 +172,15 @@ def test_viz_refuses_pictures_too_large_to_read(tmp_path, level, words):
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert "error[E405]" in result.stderr and words in result.stderr and "at most 5,000 boxes" in result.stderr
     assert "--level stage" in result.stderr and not out.exists()
+
+
+def test_an_html_page_is_bounded_by_its_operators(tmp_path):
+    deep = TINY.replace("stage mbconv e4 k3 c16 x2", "stage mbconv e1 k3 c16 x800")
+    spec = tmp_path / "deep.eff"
+    spec.write_text(deep, encoding="utf-8")
+    out = tmp_path / "deep.html"
+    result = CliRunner().invoke(app, ["viz", str(spec), "--level", "stage", "-o", str(out)])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "error[E405]: cannot draw 5,607 operators in an HTML page" in result.stderr
+    assert "write .svg at --level block (802 boxes)" in result.stderr and not out.exists()
+    assert CliRunner().invoke(app, ["viz", str(spec), "--level", "block", "-o", str(tmp_path / "d.svg")]).exit_code == 0

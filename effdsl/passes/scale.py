@@ -63,7 +63,10 @@ def scale_plan(plan: Plan, scale: Scale) -> Plan:
     )
 
 
-def architecture(plan: Plan) -> tuple:
+Architecture = tuple[int, tuple[tuple[int, int], ...], int | None, int]
+
+
+def architecture(plan: Plan) -> Architecture:
     """What decides a scaled network: channels and repeats of every part, and resolution."""
     head = plan.head.out_ch if plan.head is not None else None
     return (plan.stem.out_ch, tuple((s.out_ch, s.repeats) for s in plan.stages), head, plan.resolution)

@@ -37,7 +37,7 @@ def infer_shapes(graph: OpGraph, resolution_source: str = "the input line") -> d
     image = (plan.in_ch, plan.resolution, plan.resolution)
     for op in graph.ops():
         in_shape = image if op.kind == "input" else found[graph.operands(op.name)[0]].out_shape
-        if op.kind in ("conv", "dwconv") and 0 <= op.stage and in_shape[1] < op.kernel:
+        if op.kind in ("conv", "dwconv") and op.stage >= 0 and in_shape[1] < op.kernel:
             where = "the head" if op.stage == len(plan.stages) else f"stage {op.stage + 1}"
             graph.warn(Diagnostic(
                 "W301", f"{where} sees a {in_shape[1]}x{in_shape[2]} feature map, smaller than its "

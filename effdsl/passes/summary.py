@@ -43,7 +43,7 @@ class Summary:
     def flops(self) -> int:
         return 2 * self.macs
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, object]:
         """Machine-readable form (``effdsl compile --emit json``)."""
         stages = [
             {k: v for k, v in asdict(row).items()}
@@ -74,7 +74,7 @@ def _plain_number(value: float) -> float | int:
     return int(value) if float(value).is_integer() else value
 
 
-def _row_json(row: StageRow) -> dict:
+def _row_json(row: StageRow) -> dict[str, int]:
     return {"kernel": row.kernel, "stride": row.stride, "in_ch": row.in_ch, "out_ch": row.out_ch,
             "out_res": row.out_res, "params": row.params, "macs": row.macs}
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from effdsl.diagnostics import InternalError
-from effdsl.ir.graph import OP_KINDS, Cost, OpGraph, Shapes
+from effdsl.ir.graph import OP_KINDS, Cost, Op, OpGraph, Shapes
 
 _ARITY = {"input": 0, "mul": 2, "add": 2}
 
@@ -17,41 +17,56 @@ _ARITY = {"input": 0, "mul": 2, "add": 2}
 def verify(graph: OpGraph, after: str, shapes: Mapping[str, Shapes] | None = None,
            costs: Mapping[str, Cost] | None = None) -> None:
     """Structure always; shapes and costs once a pass has produced them."""
-    def fail(message: str) -> None:
-        raise InternalError(after, message)
+    order = {name: i for i, name in enumerate(graph.nx.nodes)}
+    problem = (_missing(graph, shapes, costs) or _single_output(graph)
+               or next((p for op in graph.ops() if (p := _op_problem(graph, op, order, shapes, costs))), None))
+    if problem is not None:
+        raise InternalError(after, problem)
 
+
+def _missing(graph: OpGraph, shapes: Mapping[str, Shapes] | None, costs: Mapping[str, Cost] | None) -> str | None:
     for table, what in ((shapes, "shape"), (costs, "cost")):
         missing = [name for name in graph.nx if table is not None and name not in table]
         if missing:
-            fail(f"{len(missing)} operators have no {what}, the first {missing[0]}")
-    order = {name: i for i, name in enumerate(graph.nx.nodes)}
+            return f"{len(missing)} operators have no {what}, the first {missing[0]}"
+    return None
+
+
+def _single_output(graph: OpGraph) -> str | None:
     sinks = [n for n in graph.nx.nodes if graph.nx.out_degree(n) == 0]
-    if len(sinks) != 1:
-        fail(f"expected one output, found {len(sinks)}: {sinks[:5]}")
-    for op in graph.ops():
-        name = op.name
-        if op.kind not in OP_KINDS:
-            fail(f"{name}: unknown kind {op.kind!r}")
-        args = graph.operands(name)
-        if len(args) != _ARITY.get(op.kind, 1):
-            fail(f"{name}: {op.kind} takes {_ARITY.get(op.kind, 1)} operands, has {len(args)}")
-        for position, src in enumerate(args):
-            if order[src] >= order[name]:
-                fail(f"{name}: operand {src} comes later in the node order")
-            src_op = graph.op(src)
-            if src_op.out_ch != op.in_ch:
-                fail(f"{name}: expects {op.in_ch} channels, {src} gives {src_op.out_ch}")
-            if shapes is not None and position == 0 and shapes[src].out_shape != shapes[name].in_shape:
-                fail(f"{name}: input shape {shapes[name].in_shape} but {src} gives {shapes[src].out_shape}")
-        if shapes is not None and op.kind == "add" and shapes[args[0]].out_shape != shapes[args[1]].out_shape:
-            fail(f"{name}: residual shapes differ: {shapes[args[0]].out_shape} vs {shapes[args[1]].out_shape}")
-        if op.kind == "dwconv" and op.groups != op.in_ch:
-            fail(f"{name}: depthwise conv with groups={op.groups} over {op.in_ch} channels")
-        if op.kind == "bn" and not (op.eps > 0 and 0 <= op.momentum <= 1):
-            fail(f"{name}: batch norm with eps={op.eps}, momentum={op.momentum}")
-        if op.kind == "pool" and op.pool is None:
-            fail(f"{name}: pooling without a kind")
-        if op.kind in ("act", "gate") and op.act is None:
-            fail(f"{name}: {op.kind} without a function")
-        if costs is not None and (costs[name].params < 0 or costs[name].macs < 0):
-            fail(f"{name}: negative cost")
+    return None if len(sinks) == 1 else f"expected one output, found {len(sinks)}: {sinks[:5]}"
+
+
+def _op_problem(graph: OpGraph, op: Op, order: Mapping[str, int], shapes: Mapping[str, Shapes] | None,
+                costs: Mapping[str, Cost] | None) -> str | None:
+    """What is wrong with one operator and its operands, or None."""
+    name = op.name
+    if op.kind not in OP_KINDS:
+        return f"{name}: unknown kind {op.kind!r}"
+    args = graph.operands(name)
+    if len(args) != _ARITY.get(op.kind, 1):
+        return f"{name}: {op.kind} takes {_ARITY.get(op.kind, 1)} operands, has {len(args)}"
+    for position, src in enumerate(args):
+        if order[src] >= order[name]:
+            return f"{name}: operand {src} comes later in the node order"
+        if graph.op(src).out_ch != op.in_ch:
+            return f"{name}: expects {op.in_ch} channels, {src} gives {graph.op(src).out_ch}"
+        if shapes is not None and position == 0 and shapes[src].out_shape != shapes[name].in_shape:
+            return f"{name}: input shape {shapes[name].in_shape} but {src} gives {shapes[src].out_shape}"
+    if shapes is not None and op.kind == "add" and shapes[args[0]].out_shape != shapes[args[1]].out_shape:
+        return f"{name}: residual shapes differ: {shapes[args[0]].out_shape} vs {shapes[args[1]].out_shape}"
+    if costs is not None and (costs[name].params < 0 or costs[name].macs < 0):
+        return f"{name}: negative cost"
+    return _attribute_problem(op)
+
+
+def _attribute_problem(op: Op) -> str | None:
+    if op.kind == "dwconv" and op.groups != op.in_ch:
+        return f"{op.name}: depthwise conv with groups={op.groups} over {op.in_ch} channels"
+    if op.kind == "bn" and not (op.eps > 0 and 0 <= op.momentum <= 1):
+        return f"{op.name}: batch norm with eps={op.eps}, momentum={op.momentum}"
+    if op.kind == "pool" and op.pool is None:
+        return f"{op.name}: pooling without a kind"
+    if op.kind in ("act", "gate") and op.act is None:
+        return f"{op.name}: {op.kind} without a function"
+    return None

@@ -20,5 +20,6 @@ from effdsl.viz.svg import size, svg
 from effdsl.viz.text import dot, mermaid
 from effdsl.viz.view import LEVELS, Edge, Group, Node, View, caption_of, palette, view
 
-__all__ = ["LEVELS", "MAIN_SUFFIXES", "MAX_BOXES", "PNG_MAX_SIDE", "SUFFIXES", "Edge", "Group", "Node", "View", "caption_of",
-           "dot", "format_of", "html", "mermaid", "palette", "png_renderer", "render", "size", "svg", "view", "write"]
+__all__ = ["LEVELS", "MAIN_SUFFIXES", "MAX_BOXES", "PNG_MAX_SIDE", "SUFFIXES", "Edge", "Group", "Node", "View",
+           "caption_of", "dot", "format_of", "html", "mermaid", "palette", "png_renderer", "render", "size", "svg",
+           "view", "write"]

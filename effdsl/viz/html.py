@@ -19,7 +19,7 @@ from effdsl.ir.graph import CompiledGraph
 from effdsl.viz.view import RESIDUAL, Node, View, caption_of, palette, view
 
 _CSS = """
-:root { --ink: #1f2328; --muted: #57606a; --line: #8c959f; --res: %(res)s; --panel: 310px; }
+:root { --ink: #1f2328; --muted: #57606a; --line: #8c959f; --res: {residual}; --panel: 310px; }
 * { box-sizing: border-box; }
 body { margin: 0; font: 13px/1.35 'Segoe UI', Helvetica, Arial, 'DejaVu Sans', sans-serif; color: var(--ink);
   background: #ffffff; }
@@ -87,7 +87,7 @@ aside th { text-align: left; color: var(--muted); font-weight: normal; padding: 
   white-space: nowrap; }
 aside td { padding: 2px 0; font-variant-numeric: tabular-nums; word-break: break-word; }
 aside td.code { font-family: ui-monospace, 'DejaVu Sans Mono', Menlo, Consolas, monospace; font-size: 12px; }
-""" % {"res": RESIDUAL}
+""".replace("{residual}", RESIDUAL)
 
 _JS = """
 (function () {
@@ -183,7 +183,7 @@ def _ops(op_nodes: list[Node], prefix: str) -> str:
     return '<ol class="ops">' + "".join(items) + "</ol>"
 
 
-def _entry(node: Node, level: str) -> dict:
+def _entry(node: Node, level: str) -> dict[str, object]:
     return {"id": node.id, "kind": f"{level} level: {node.kind}", "facts": [list(f) for f in node.facts]}
 
 
@@ -192,7 +192,7 @@ def html(graph: CompiledGraph, level: str = "block", source: str | None = None) 
     views: dict[str, View] = {lv: view(graph, lv, source) for lv in ("stage", "block", "op")}
     stages_v, blocks_v, ops_v = views["stage"], views["block"], views["op"]
     n = len(plan.stages)
-    data: dict[str, dict] = {}
+    data: dict[str, dict[str, object]] = {}
     scaling, cost = stages_v.totals
     data["network"] = {"id": plan.name, "kind": caption_of(graph), "facts": [
         ["width_mult", f"{plan.width_mult:.6g}"], ["depth_mult", f"{plan.depth_mult:.6g}"],

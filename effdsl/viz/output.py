@@ -9,6 +9,7 @@ output's suffix and render it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from effdsl.diagnostics import Diagnostic, EffdslError
@@ -38,7 +39,7 @@ def format_of(path: str | Path) -> str:
     return fmt
 
 
-def png_renderer():
+def png_renderer() -> Callable[..., bytes]:
     """cairosvg's ``svg2png``, or E405 when it (or the cairo library under it) is missing."""
     try:
         from cairosvg import svg2png
@@ -47,17 +48,24 @@ def png_renderer():
             "E405", "cannot write PNG: install cairosvg (pip install cairosvg)", None,
             "cairosvg needs the cairo library (Debian: apt-get install libcairo2); .svg and .html need nothing",
         )) from None
-    return svg2png
+    renderer: Callable[..., bytes] = svg2png
+    return renderer
 
 
 def render(graph: CompiledGraph, fmt: str, level: str = "block", source: str | None = None) -> str | bytes:
     """The picture in ``fmt`` (svg, html, dot, mmd: text; png: bytes).
 
-    A picture of more than :data:`MAX_BOXES` boxes is refused (E405) before anything is
-    drawn, with the coarser level that fits as the hint: the pictures stay a few MB at most.
+    A picture of more than :data:`MAX_BOXES` boxes (an HTML page: operators, as it holds
+    every level) is refused (E405) before anything is drawn, with a level that fits as the
+    hint: pictures stay a few MB at most.
     """
-    boxes = _boxes(graph, level)
+    boxes = len(graph) if fmt == "html" else _boxes(graph, level)  # a page holds every level
     if boxes > MAX_BOXES:
+        if fmt == "html":
+            raise EffdslError(Diagnostic(
+                "E405", f"cannot draw {boxes:,} operators in an HTML page (it holds every operator); a picture "
+                        f"holds at most {MAX_BOXES:,} boxes", None,
+                f"write .svg at --level block ({_boxes(graph, 'block'):,} boxes) or --level stage"))
         coarser = "block" if level == "op" and _boxes(graph, "block") <= MAX_BOXES else "stage"
         what = "operators" if level == "op" else "blocks"
         raise EffdslError(Diagnostic(

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from xml.sax.saxutils import escape, quoteattr
 
-from effdsl.viz.view import RESIDUAL, View, palette
+from effdsl.viz.view import RESIDUAL, Node, View, palette
 
 FONT = "'Segoe UI', Helvetica, Arial, 'DejaVu Sans', sans-serif"
 INK, MUTED, LINE = "#1f2328", "#57606a", "#8c959f"
@@ -121,7 +121,7 @@ def _layout(v: View) -> _Layout:
     return _Layout(width, height, boxes, frames, lanes, box_x + box_w, frame_right)
 
 
-def _box_height(node) -> int:
+def _box_height(node: Node) -> int:
     return 11 + LINE_H * len(node.lines)
 
 

@@ -21,11 +21,13 @@ number formatting.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from effdsl.blocks import REGISTRY
 from effdsl.ir.graph import CompiledGraph, Op
 from effdsl.ir.graph import Node as IRNode
+from effdsl.ir.plan import Plan
 
 LEVELS = ("stage", "block", "op")
 
@@ -177,7 +179,7 @@ def view(graph: CompiledGraph, level: str = "block", source: str | None = None) 
     return View(plan.name, caption_of(graph), totals, level, nodes, edges, groups)
 
 
-def _block_key(n: int):
+def _block_key(n: int) -> Callable[[Op], str]:
     def key(op: Op) -> str:
         if op.stage < 0:
             return "stem"
@@ -187,7 +189,7 @@ def _block_key(n: int):
     return key
 
 
-def _stage_key(n: int):
+def _stage_key(n: int) -> Callable[[Op], str]:
     def key(op: Op) -> str:
         if op.stage < 0:
             return "stem"
@@ -246,6 +248,8 @@ def _node(level: str, node_id: str, group: list[IRNode], graph: CompiledGraph, l
     facts: list[tuple[str, str]] = []
     residual = any(ir_node.op.kind == "add" for ir_node in group)
     names = tuple(ir_node.op.name for ir_node in group)
+    kind: str
+    label: tuple[tuple[str, str], ...]
     if level == "op":
         kind = first.kind
         label = ((node_id, op_tag(first)),
@@ -313,12 +317,13 @@ def _block_tag(block: str, kernel: int, stride: int, expand: float) -> str:
     return tag + f" e{expand:g}" if REGISTRY[block].expands else tag
 
 
-def _groups(plan, nodes: tuple[Node, ...]) -> tuple[Group, ...]:
+def _groups(plan: Plan, nodes: tuple[Node, ...]) -> tuple[Group, ...]:
     by_slot: dict[int, list[Node]] = {}
     for node in nodes:
         by_slot.setdefault(node.slot, []).append(node)
     out = []
     n = len(plan.stages)
+    lines: tuple[str, ...]
     for slot, members in by_slot.items():
         out_side = hw(members[-1].out_shape)
         cost = (f"params {count(sum(m.params for m in members))}", f"MACs {count(sum(m.macs for m in members))}")

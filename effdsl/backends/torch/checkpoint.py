@@ -47,7 +47,7 @@ def checkpoint_budget(module: nn.Module) -> int:
     """The most bytes a checkpoint for ``module`` may unpack to: four times its tensors in
     float64 (room for optimizer state and EMA copies) plus 64 MiB. A file that declares more
     is refused before anything is unpacked."""
-    elements = sum(t.numel() for t in module.state_dict().values())
+    elements = sum(int(t.numel()) for t in module.state_dict().values())
     return 4 * 8 * elements + 64 * 2**20
 
 
@@ -178,7 +178,7 @@ def _block_parts(graph: CompiledGraph) -> dict[tuple[str, str], list[str]]:
     return found
 
 
-def _torchvision_name(key: str, parts: dict, num_stages: int) -> str:
+def _torchvision_name(key: str, parts: dict[tuple[str, str], list[str]], num_stages: int) -> str:
     bits = key.split(".")
     if bits[0] == "classifier":
         return "classifier." + bits[-1]

@@ -45,12 +45,16 @@ class Conv2dSame(nn.Conv2d):
     symmetric ``(k-1)//2``, so only strided convs need this class.
     """
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, padding=0, **kwargs)
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, groups: int = 1,
+                 bias: bool = True, device: torch.device | str | None = None):
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding=0, groups=groups, bias=bias,
+                         device=device)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         pads = []
-        for size, k, s in zip(reversed(x.shape[-2:]), reversed(self.kernel_size), reversed(self.stride)):
+        sides = zip(reversed(x.shape[-2:]), reversed(self.kernel_size), reversed(self.stride),
+                    strict=True)
+        for size, k, s in sides:
             total = max((-(-size // s) - 1) * s + k - size, 0)
             pads += [total // 2, total - total // 2]
         return super().forward(nn.functional.pad(x, pads))
