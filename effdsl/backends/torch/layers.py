@@ -45,8 +45,8 @@ class Conv2dSame(nn.Conv2d):
     symmetric ``(k-1)//2``, so only strided convs need this class.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1, groups: int = 1,
-                 bias: bool = True, device: torch.device | str | None = None):
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, stride: int = 1,
+                 groups: int = 1, bias: bool = True, device: torch.device | str | None = None):
         super().__init__(in_channels, out_channels, kernel_size, stride, padding=0, groups=groups, bias=bias,
                          device=device)
 
