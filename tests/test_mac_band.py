@@ -134,7 +134,7 @@ def band(net: Network, phi: float, resolution: int) -> tuple[float, float]:
     outside, first, repeat = _first_and_repeat_costs(net)
     repeats = [st.repeats if i in s.fixed_depth else oracle.round_repeats(st.repeats, d, s.depth_rounding)
                for i, st in enumerate(net.stages)]
-    reweighted = outside + sum(f + (n - 1) * r for f, r, n in zip(first, repeat, repeats))
+    reweighted = outside + sum(f + (n - 1) * r for f, r, n in zip(first, repeat, repeats, strict=True))
     s_lo, s_hi = _slack(net, w)
     total_stride = net.stem.stride * math.prod(st.stride for st in net.stages)
     t_lo, t_hi = resolution / (net.resolution * g), (resolution + total_stride) / (net.resolution * g)
@@ -155,7 +155,8 @@ def test_macs_ratio_stays_in_the_derived_band(net, phi):
         assert [d.code for d in err.diagnostics] == ["E301"]
         assume(False)
     outside, first, repeat = _first_and_repeat_costs(net)
-    assert outside + sum(f + (st.repeats - 1) * r for f, r, st in zip(first, repeat, net.stages)) == base.macs
+    stages = zip(first, repeat, net.stages, strict=True)
+    assert outside + sum(f + (st.repeats - 1) * r for f, r, st in stages) == base.macs
     low, high = band(net, phi, scaled.resolution)
     assert low <= scaled.macs <= high
 

@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 from hypothesis import assume, example, given, note, reject
-from hypothesis import strategies as st
 from torch.utils.flop_counter import FlopCounterMode
 
 from effdsl.api import Compiled, compile_spec, parse_spec
 from effdsl.diagnostics import EffdslError
-from effdsl.language.format import format_spec
 from effdsl.ir.plan import Plan
+from effdsl.language.format import format_spec
 from effdsl.language.spec import Network
 
 import oracle
@@ -76,7 +76,7 @@ def scaled_widths(net: Network, p: Plan) -> list[tuple[str, int, int]]:
     out = []
     if "stem" not in fixed:
         out.append(("stem", net.stem.out_ch, p.stem.out_ch))
-    for i, (stage, row) in enumerate(zip(net.stages, p.stages)):
+    for i, (stage, row) in enumerate(zip(net.stages, p.stages, strict=True)):
         out.append((f"stage{i + 1}", stage.out_ch, row.out_ch))
     if net.head.conv is not None and "head" not in fixed:
         out.append(("head", net.head.conv.out_ch, p.head.out_ch))
@@ -137,6 +137,7 @@ def test_forward_gives_one_row_of_logits_per_image(net: Network, phi: float) -> 
 
 # ---------------------------------------------------------------------------- 3. cost model
 
+@pytest.mark.slow
 @given(networks(presets=False), phis())
 def test_ir_cost_matches_torch(net: Network, phi: float) -> None:
     text = format_spec(net)
@@ -236,7 +237,7 @@ def test_repeats_follow_the_depth_rounding_mode(net: Network, phi: float) -> Non
     compiled = compile_or_reject(format_spec(net), net, phi)
     depth_mult = net.scaling.alpha**phi
     mode = net.scaling.depth_rounding
-    for i, (stage, row) in enumerate(zip(net.stages, plan(compiled).stages)):
+    for i, (stage, row) in enumerate(zip(net.stages, plan(compiled).stages, strict=True)):
         if i in net.scaling.fixed_depth:
             expected = stage.repeats
         else:
