@@ -104,6 +104,7 @@ def bench_build_b7(repeats: int = 5) -> dict:
 
 def report(results: dict, machine: str) -> str:
     r = results
+    phi12 = f"{r['phi12_ms']:.1f} ms, torch imported: {r['torch_imported']}"
     return f"""# Benchmarks
 
 Measured by `python benchmarks/bench_compile.py` on: {machine}.
@@ -113,7 +114,7 @@ Medians of repeated runs in one process; ratios compare runs interleaved in the 
 |---|---|---|
 | parse + check + scale + IR + shapes + cost, B7 (warm, after import) | {r['compile_b7_ms']:.1f} ms | < 50 ms |
 | the same for B0 | {r['compile_b0_ms']:.1f} ms | |
-| analytic summary for phi = 12 (fresh process, after import) | {r['phi12_ms']:.1f} ms, torch imported: {r['torch_imported']} | no weight allocated |
+| analytic summary for phi = 12 (fresh process, after import) | {phi12} | no weight allocated |
 | phi = 12 network | {r['params']:,} params, {r['macs']:,} MACs at {r['resolution']} px, {r['blocks']} blocks | |
 | `import effdsl` | {r['import_ms']:.0f} ms | |
 | build the B7 module from its IR | {r['build_b7_ms']:.0f} ms | |

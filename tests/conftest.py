@@ -2,6 +2,10 @@
 
 ``pytest --update-goldens`` rewrites the golden files under tests/golden/ instead of
 comparing against them; review the diff before committing.
+
+A test that needs a tool outside Python's reach (Chromium, a build backend) skips
+without it and says why; with ``CI=true`` in the environment it fails instead, so that
+CI never passes with a capability left untested.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 ROOT = Path(__file__).resolve().parent.parent
+ON_CI = os.environ.get("CI", "").strip().lower() == "true"
 
 settings.register_profile(
     "ci", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
@@ -42,3 +47,12 @@ def check_golden(path: Path, actual: str, update: bool) -> None:
         return
     expected = path.read_text(encoding="utf-8")
     assert actual == expected, f"{path.name} differs from its golden file (pytest --update-goldens to rewrite)"
+
+
+def require(available: bool, reason: str) -> None:
+    """Skip the calling test unless ``available``; on CI (``CI=true``) fail with ``reason``."""
+    if available:
+        return
+    if ON_CI:
+        pytest.fail(f"{reason} [CI=true: a missing tool fails instead of skipping]", pytrace=False)
+    pytest.skip(reason)

@@ -9,8 +9,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from effdsl.api import compile_spec
 from effdsl import viz
+from effdsl.api import compile_spec
 
 IMG = Path(__file__).resolve().parent.parent / "docs" / "img"
 

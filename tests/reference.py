@@ -1,5 +1,22 @@
-"""Reference figures from ../shared/reference/efficientnet.md (computed there by building
-torchvision/timm models; FlopCounterMode total / 2). Tests compare effdsl against these."""
+"""Reference figures for EfficientNet that effdsl must reproduce; the tests compare against them.
+
+Where they come from:
+
+- width, depth, resolution and dropout of b0..b7: the variant table of the reference
+  implementations (TensorFlow ``efficientnet_builder.efficientnet_params``, torchvision
+  ``models/efficientnet.py``, timm ``_gen_efficientnet``);
+- parameter counts: ``sum(p.numel() for p in model.parameters())`` of
+  ``torchvision.models.efficientnet_b0()`` .. ``efficientnet_b7()`` (torchvision 0.29, 1000
+  classes); timm 1.0's ``efficientnet_b0`` .. ``b7`` give the same numbers;
+- MACs: ``torch.utils.flop_counter.FlopCounterMode``'s total for one image at the
+  variant's resolution, divided by 2 (it counts conv and linear layers, 2 FLOPs per
+  multiply-add), on the same torchvision models; the paper's "FLOPs" (0.39B for B0) are
+  these MACs;
+- the B0 stage table: Table 1 of Tan & Le, "EfficientNet: Rethinking Model Scaling for
+  Convolutional Neural Networks", ICML 2019 (arXiv:1905.11946);
+- the state_dict size: ``len(torchvision.models.efficientnet_b0().state_dict())``;
+- phi = 1: width 1.1 and depth 1.2 are B2's, so its parameter count is B2's.
+"""
 
 # preset: (width, depth, resolution, dropout, params, MACs at resolution)
 EFFICIENTNET = {

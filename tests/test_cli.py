@@ -8,6 +8,7 @@ import math
 from typer.testing import CliRunner
 
 from effdsl.cli import app
+
 from reference import EFFICIENTNET
 
 runner = CliRunner()

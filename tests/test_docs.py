@@ -155,7 +155,11 @@ def test_blocks_are_classified(page: Path):
             assert block.expected_codes(), f"{block.where}: an eff-error block starts with '# expect: E...'"
 
 
-@pytest.mark.parametrize("page", PAGES, ids=lambda p: p.name)
+SLOW_PAGES = {"exports.md", "sweep.md"}  # ONNX and torch.export runs; sweeps with plots
+
+
+@pytest.mark.parametrize("page", [pytest.param(p, marks=pytest.mark.slow) if p.name in SLOW_PAGES else p
+                                  for p in PAGES], ids=lambda p: p.name)
 def test_page_examples(page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     blocks = blocks_of(page)
     for block in blocks:
@@ -250,7 +254,7 @@ def test_errors_page_documents_every_code():
                                    f"not in the code: {sorted(documented - in_code)}")
     blocks = blocks_of(page)
     ends = [line for _, line in sections[1:]] + [float("inf")]
-    for (code, start), end in zip(sections, ends):
+    for (code, start), end in zip(sections, ends, strict=True):
         inside = [b for b in blocks if start < b.line < end]
         assert any(_shows(b, code) for b in inside), (
             f"errors.md:{start}: the section of {code} has no checked example (an eff-error block "

@@ -26,8 +26,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from conftest import ROOT, check_golden
 from effdsl.cli import app
+
+from conftest import ROOT, check_golden
 
 ERRORS = ROOT / "tests" / "errors"
 SPECS = sorted(ERRORS.glob("*.eff"))
@@ -177,7 +178,8 @@ def test_syntax_messages_say_what_was_expected(runner: CliRunner) -> None:
 
 USAGE = {
     "phi_and_preset": (["--phi", "1", "--preset", "b3"], ["--phi and --preset cannot be used together"]),
-    "phi_and_width": (["--phi", "1", "--width", "1.2"], ["--phi and --width/--depth/--resolution cannot be used together"]),
+    "phi_and_width": (["--phi", "1", "--width", "1.2"],
+                      ["--phi and --width/--depth/--resolution cannot be used together"]),
     "unknown_preset": (["--preset", "b9"], ["unknown preset 'b9'", "b0, b1, b2, b3, b4, b5, b6, b7"]),
     "misspelled_preset": (["--preset", "B3"], ["unknown preset 'B3'", "did you mean 'b3'?"]),
     "zero_classes": (["--num-classes", "0"], ["--num-classes must be at least 1, got 0"]),

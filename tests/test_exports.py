@@ -48,7 +48,8 @@ network mixed {
   linear
 }
 """
-HEADLESS = "network headless { input 3 x 32; classes 5; stem conv k3 s2 c16; stage mbconv e4 k3 c16 x2; pool avg; linear }"
+HEADLESS = ("network headless { input 3 x 32; classes 5; stem conv k3 s2 c16; stage mbconv e4 k3 c16 x2; "
+            "pool avg; linear }")
 
 
 def _randomize(module: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
@@ -170,6 +171,7 @@ def test_python_source_every_block_kind(text, tmp_path):
         assert _max_diff(net.eval()(x), module(x)) <= 1e-6
 
 
+@pytest.mark.slow
 def test_pt2_round_trip(network, tmp_path):
     _, _, module, x, logits = network
     path = tmp_path / "model.pt2"
@@ -182,6 +184,7 @@ def test_pt2_round_trip(network, tmp_path):
         assert _max_diff(loaded(x), logits) <= 1e-6
 
 
+@pytest.mark.slow
 def test_onnx_runs_in_onnxruntime(network, tmp_path):
     _, _, module, x, logits = network
     path = tmp_path / "model.onnx"

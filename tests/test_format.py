@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 from effdsl.api import format_source, parse_spec
 from effdsl.cli import app
 from effdsl.language.format import comments_of, format_spec
+
 from strategies import networks
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -19,7 +19,6 @@ import re
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pytest
@@ -33,6 +32,7 @@ from effdsl.cli import app
 from effdsl.diagnostics import EffdslError
 from effdsl.language.format import format_spec
 from effdsl.language.parser import _parser, normalize
+
 from strategies import networks
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -270,6 +270,20 @@ def _tokens(text: str) -> list[str]:
     return re.split(r"(\s+)", text)
 
 
+def _edit_lines(draw, text: str, kind: str) -> str:
+    """``text`` with one line deleted or duplicated, or two lines swapped."""
+    lines = text.split("\n")
+    i = draw(st.integers(0, len(lines) - 1))
+    if kind == "delete_line":
+        del lines[i]
+    elif kind == "duplicate_line":
+        lines.insert(i, lines[i])
+    else:
+        j = draw(st.integers(0, len(lines) - 1))
+        lines[i], lines[j] = lines[j], lines[i]
+    return "\n".join(lines)
+
+
 @st.composite
 def mutate(draw, text: str) -> str:
     """``text`` after 1 to 4 random edits of its tokens, numbers, words and lines."""
@@ -277,16 +291,7 @@ def mutate(draw, text: str) -> str:
         kind = draw(st.sampled_from(("delete", "duplicate", "swap", "number", "word", "insert",
                                      "delete_line", "duplicate_line", "swap_lines")))
         if kind.endswith(("_line", "_lines")):
-            lines = text.split("\n")
-            i = draw(st.integers(0, len(lines) - 1))
-            if kind == "delete_line":
-                del lines[i]
-            elif kind == "duplicate_line":
-                lines.insert(i, lines[i])
-            else:
-                j = draw(st.integers(0, len(lines) - 1))
-                lines[i], lines[j] = lines[j], lines[i]
-            text = "\n".join(lines)
+            text = _edit_lines(draw, text, kind)
             continue
         pieces = _tokens(text)
         words = [i for i, p in enumerate(pieces) if p and not p.isspace()]
@@ -468,13 +473,11 @@ PATHOLOGICAL = {  # text, options, the codes it must give
 
 @pytest.mark.parametrize("case", sorted(PATHOLOGICAL))
 def test_pathological_sizes(case):
+    """Each case is refused with its own codes; benchmarks/bench_pathological.py times them."""
     text, options, codes = PATHOLOGICAL[case]
-    start = time.perf_counter()
     with pytest.raises(EffdslError) as info:
         effdsl.compile_spec(text, **options)
     rendered = info.value.render()
-    elapsed = time.perf_counter() - start
-    assert elapsed < 20, f"{case}: {elapsed:.1f} s"  # a generous guard against a hang, not a benchmark
     check_error(info.value, text)
     assert {d.code for d in info.value.diagnostics} == codes, rendered[:2000]
     assert len(info.value.diagnostics) <= 51  # at most 50 errors and one E006 that counts the rest

@@ -11,8 +11,9 @@ import re
 import pytest
 from typer.testing import CliRunner
 
-from conftest import ROOT, check_golden
 from effdsl.cli import app
+
+from conftest import ROOT, check_golden
 
 GOLDEN = ROOT / "tests" / "golden"
 

@@ -9,7 +9,6 @@ import effdsl
 from effdsl.cli import app
 from effdsl.passes import pipeline as passes
 
-
 _COUNT_COST = passes.count_cost
 
 

@@ -14,13 +14,13 @@ baseline's MACs re-weighted by the scaled repeat counts n_i',
 
 With exact rounding (S = T = 1) and every term quadratic in w and g, and n_i' = n_i d,
 this is (d w^2 g^2)^... = (alpha beta^2 gamma^2)^phi: the band is centred on the ideal.
-The slack bounds are restated here from the rounding rules, not taken from effdsl.
+The slack bounds are restated here from the rounding rules, and the scaled repeat counts
+come from :mod:`oracle`, not from effdsl.
 """
 
 from __future__ import annotations
 
 import math
-from fractions import Fraction
 
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
@@ -30,21 +30,10 @@ from effdsl.diagnostics import EffdslError, Span
 from effdsl.language.format import format_spec
 from effdsl.language.spec import Block, Defaults, Head, Network, Scaling
 
+import oracle
+
 SPAN = Span(1, 1, 1, 2)
 DIV = 8
-
-
-def _round(x: float, mode: str) -> int:
-    if mode == "ceil":
-        return math.ceil(x)
-    if mode == "floor":
-        return math.floor(x)
-    if mode == "half_up":
-        return math.floor(x + 0.5)
-    q = Fraction(x)
-    low = math.floor(q)
-    frac = q - low
-    return low + (1 if frac > Fraction(1, 2) or (frac == Fraction(1, 2) and low % 2) else 0)
 
 
 @st.composite
@@ -108,7 +97,7 @@ def _first_and_repeat_costs(net: Network) -> tuple[int, list[int], list[int]]:
 
 
 def _channel_slack(c: float, w: float, guard: float, min_ch: int = DIV) -> tuple[float, float]:
-    """Bounds of round_channels(c, w) / (c * w), from the rule in the reference file."""
+    """Bounds of round_channels(c, w) / (c * w), from the channel rule (see :mod:`oracle`)."""
     x = c * w
     lo = max(1 - DIV / (2 * x), guard)
     hi = max(min_ch / x, 1 + DIV / (2 * x), guard + DIV / x)
@@ -143,9 +132,9 @@ def band(net: Network, phi: float, resolution: int) -> tuple[float, float]:
     s = net.scaling
     d, w, g = s.alpha**phi, s.beta**phi, s.gamma**phi
     outside, first, repeat = _first_and_repeat_costs(net)
-    repeats = [st.repeats if i in s.fixed_depth else max(1, _round(st.repeats * d, s.depth_rounding))
+    repeats = [st.repeats if i in s.fixed_depth else oracle.round_repeats(st.repeats, d, s.depth_rounding)
                for i, st in enumerate(net.stages)]
-    reweighted = outside + sum(f + (n - 1) * r for f, r, n in zip(first, repeat, repeats))
+    reweighted = outside + sum(f + (n - 1) * r for f, r, n in zip(first, repeat, repeats, strict=True))
     s_lo, s_hi = _slack(net, w)
     total_stride = net.stem.stride * math.prod(st.stride for st in net.stages)
     t_lo, t_hi = resolution / (net.resolution * g), (resolution + total_stride) / (net.resolution * g)
@@ -166,7 +155,8 @@ def test_macs_ratio_stays_in_the_derived_band(net, phi):
         assert [d.code for d in err.diagnostics] == ["E301"]
         assume(False)
     outside, first, repeat = _first_and_repeat_costs(net)
-    assert outside + sum(f + (st.repeats - 1) * r for f, r, st in zip(first, repeat, net.stages)) == base.macs
+    stages = zip(first, repeat, net.stages, strict=True)
+    assert outside + sum(f + (st.repeats - 1) * r for f, r, st in stages) == base.macs
     low, high = band(net, phi, scaled.resolution)
     assert low <= scaled.macs <= high
 

@@ -8,6 +8,7 @@ import torch
 
 import effdsl
 from effdsl.backends.torch.builder import StochasticDepth
+
 from reference import EFFICIENTNET
 
 

@@ -12,12 +12,15 @@ import torch
 
 import effdsl
 from effdsl.diagnostics import EffdslError
+
 from parity_full import RESOLUTION, compare, reference_model
 
 TOLERANCE = 1e-5
 CI_RESOLUTION = {p: (r if p in ("b0", "b1", "b2") else 128) for p, r in RESOLUTION.items()}
 
 
+@pytest.mark.oracle
+@pytest.mark.slow
 @pytest.mark.parametrize("preset", sorted(RESOLUTION))
 def test_torchvision_logits(preset):
     diff, scale = compare("torchvision", preset, CI_RESOLUTION[preset])
@@ -25,6 +28,7 @@ def test_torchvision_logits(preset):
     assert diff <= TOLERANCE
 
 
+@pytest.mark.oracle
 @pytest.mark.parametrize("source, spec", [("timm", "efficientnet_b0"), ("timm-tf", "tf_efficientnet_b0")])
 def test_timm_logits(source, spec):
     diff, scale = compare(source, "b0", 224)
@@ -32,6 +36,7 @@ def test_timm_logits(source, spec):
     assert diff <= TOLERANCE
 
 
+@pytest.mark.oracle
 def test_tf_weights_need_same_padding(tmp_path):
     """The check is sensitive: TF weights in the symmetric-padding spec give other logits."""
     ref = reference_model("timm-tf", "b0")
@@ -43,6 +48,7 @@ def test_tf_weights_need_same_padding(tmp_path):
         assert (wrong(x) - ref(x)).abs().max().item() > 1e-3
 
 
+@pytest.mark.oracle
 def test_safetensors_checkpoint(tmp_path):
     from safetensors.torch import save_file
 
@@ -71,6 +77,7 @@ def _load_error(checkpoint_preset: str, tmp_path, **target):
     return diag.message, line
 
 
+@pytest.mark.oracle
 def test_deeper_checkpoint_names_the_first_extra_tensor_and_its_stage_line(tmp_path):
     # b2 has two blocks in stage 1 (ceil(1 * 1.2)); b0 has one.
     message, line = _load_error("b2", tmp_path, preset="b0")
@@ -78,6 +85,7 @@ def test_deeper_checkpoint_names_the_first_extra_tensor_and_its_stage_line(tmp_p
     assert line.startswith("stage mbconv e1 k3 s1 c16")
 
 
+@pytest.mark.oracle
 def test_wider_network_names_the_first_tensor_of_another_shape(tmp_path):
     # width 1.1 keeps stages 1-2 (16, 24) but rounds stage 3's 40 channels up to 48.
     message, line = _load_error("b0", tmp_path, width=1.1, depth=1.0)
@@ -86,6 +94,7 @@ def test_wider_network_names_the_first_tensor_of_another_shape(tmp_path):
     assert line.startswith("stage mbconv e6 k5 s2 c40")
 
 
+@pytest.mark.oracle
 def test_partial_load_skips_the_classifier_for_other_class_counts(tmp_path):
     ref = reference_model("torchvision", "b0")
     path = tmp_path / "b0.pt"
@@ -113,6 +122,7 @@ def test_unreadable_and_unknown_checkpoints(tmp_path):
     assert info.value.diagnostics[0].code == "E502"
 
 
+@pytest.mark.oracle
 def test_cli_weights_flag(tmp_path):
     from typer.testing import CliRunner
 

@@ -7,6 +7,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import effdsl
+
 from reference import B0_STAGES, B0_STATE_DICT_TENSORS, EFFICIENTNET, PHI1_PARAMS
 
 PRESETS = sorted(EFFICIENTNET)

@@ -3,27 +3,26 @@
 Every network comes from :mod:`tests.strategies` as a :class:`~effdsl.language.spec.Network`,
 is printed with :func:`~effdsl.language.format.format_spec` and compiled from that text, so
 the parser, the analyzer, the scaling passes, the cost model and the torch backend
-are all exercised together. The rounding rules are restated here independently of
-:mod:`effdsl.scaling.rounding`.
+are all exercised together. The expected sizes come from the rounding rules restated
+in :mod:`oracle` (exact arithmetic, independent of :mod:`effdsl.scaling.rounding`).
 """
 
 from __future__ import annotations
 
 import math
-from fractions import Fraction
 
 import pytest
 import torch
 from hypothesis import assume, example, given, note, reject
-from hypothesis import strategies as st
 from torch.utils.flop_counter import FlopCounterMode
 
 from effdsl.api import Compiled, compile_spec, parse_spec
 from effdsl.diagnostics import EffdslError
-from effdsl.language.format import format_spec
 from effdsl.ir.plan import Plan
+from effdsl.language.format import format_spec
 from effdsl.language.spec import Network
 
+import oracle
 from strategies import networks, phi_pairs, phis, small_networks
 
 torch.set_num_threads(1)
@@ -71,31 +70,13 @@ def plan(compiled: Compiled) -> Plan:
     return compiled.graph.plan
 
 
-def round_mode(x: float, mode: str) -> int:
-    """The spec's rounding modes, restated exactly (on the float's exact value)."""
-    if mode == "ceil":
-        return math.ceil(x)
-    if mode == "floor":
-        return math.floor(x)
-    exact = Fraction(x)
-    if mode == "half_up":
-        return math.floor(exact + Fraction(1, 2))
-    if mode == "half_even":
-        low = math.floor(exact)
-        frac = exact - low
-        if frac != Fraction(1, 2):
-            return low + (frac > Fraction(1, 2))
-        return low if low % 2 == 0 else low + 1
-    raise AssertionError(mode)
-
-
 def scaled_widths(net: Network, p: Plan) -> list[tuple[str, int, int]]:
     """(where, base channels, scaled channels) of every width that scales."""
     fixed = net.scaling.fixed_width
     out = []
     if "stem" not in fixed:
         out.append(("stem", net.stem.out_ch, p.stem.out_ch))
-    for i, (stage, row) in enumerate(zip(net.stages, p.stages)):
+    for i, (stage, row) in enumerate(zip(net.stages, p.stages, strict=True)):
         out.append((f"stage{i + 1}", stage.out_ch, row.out_ch))
     if net.head.conv is not None and "head" not in fixed:
         out.append(("head", net.head.conv.out_ch, p.head.out_ch))
@@ -156,6 +137,7 @@ def test_forward_gives_one_row_of_logits_per_image(net: Network, phi: float) -> 
 
 # ---------------------------------------------------------------------------- 3. cost model
 
+@pytest.mark.slow
 @given(networks(presets=False), phis())
 def test_ir_cost_matches_torch(net: Network, phi: float) -> None:
     text = format_spec(net)
@@ -184,6 +166,8 @@ def test_scaled_channels_are_divisible_and_guarded(net: Network, phi: float) -> 
     width_mult = policy.beta**phi
     for where, base, scaled in scaled_widths(net, p):
         ideal = base * width_mult
+        expected = oracle.round_channels(base, width_mult, policy.divisor, policy.min_ch, policy.guard)
+        assert scaled == expected, f"{where}: {base} x {width_mult} gives {scaled} channels, not {expected}"
         assert scaled % policy.divisor == 0, f"{where}: {scaled} channels, divisor {policy.divisor}"
         assert scaled >= policy.divisor, f"{where}: {scaled} channels"
         if policy.guard > 0:
@@ -253,11 +237,11 @@ def test_repeats_follow_the_depth_rounding_mode(net: Network, phi: float) -> Non
     compiled = compile_or_reject(format_spec(net), net, phi)
     depth_mult = net.scaling.alpha**phi
     mode = net.scaling.depth_rounding
-    for i, (stage, row) in enumerate(zip(net.stages, plan(compiled).stages)):
+    for i, (stage, row) in enumerate(zip(net.stages, plan(compiled).stages, strict=True)):
         if i in net.scaling.fixed_depth:
             expected = stage.repeats
         else:
-            expected = max(1, round_mode(stage.repeats * depth_mult, mode))
+            expected = oracle.round_repeats(stage.repeats, depth_mult, mode)
         assert row.repeats == expected, f"stage {i + 1}: {stage.repeats} x {depth_mult} ({mode})"
     assert compiled.summary.num_blocks == sum(row.repeats for row in plan(compiled).stages)
 
@@ -269,22 +253,6 @@ def test_resolution_follows_its_rounding_mode(net: Network, phi: float) -> None:
     compiled = compile_or_reject(format_spec(net), net, phi)
     policy = net.scaling
     m = policy.resolution_multiple
-    expected = max(m, round_mode(net.resolution * policy.gamma**phi / m, policy.resolution_rounding) * m)
+    expected = oracle.round_resolution(net.resolution, policy.gamma**phi, policy.resolution_rounding, m)
     assert compiled.summary.resolution == expected
     assert compiled.summary.resolution % m == 0
-
-
-# ---------------------------------------------------------------------------- the restated modes
-
-@pytest.mark.parametrize(("x", "mode", "expected"), [
-    (2.5, "half_up", 3), (2.5, "half_even", 2), (3.5, "half_even", 4), (2.4999999999999996, "half_up", 2),
-    (2.0000000000000004, "ceil", 3), (2.9999999999999996, "floor", 2), (0.5, "half_even", 0),
-])
-def test_restated_rounding_modes(x: float, mode: str, expected: int) -> None:
-    assert round_mode(x, mode) == expected
-
-
-@given(st.floats(0, 1e6, allow_nan=False))
-def test_restated_modes_agree_with_python(x: float) -> None:
-    assert round_mode(x, "half_even") == round(x)  # Python's round() is half-to-even
-    assert round_mode(x, "floor") <= round_mode(x, "half_up") <= round_mode(x, "ceil")

@@ -2,12 +2,14 @@
 
 The facts are the published EfficientNet numbers (TF ``round_filters`` /
 ``round_repeats``, torchvision ``_make_divisible`` / ``adjust_depth``) and the
-definitions of the rounding modes.
+rounding rules restated exactly in :mod:`oracle`, which is itself checked here against
+the standard library's implementations of the modes.
 """
 
 from __future__ import annotations
 
 import math
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal
 from fractions import Fraction
 
 import pytest
@@ -26,7 +28,9 @@ from effdsl.scaling.rounding import (
     se_channels,
 )
 
-MODES = ("ceil", "floor", "half_up", "half_even")
+import oracle
+
+MODES = oracle.MODES
 
 # ---------------------------------------------------------------------------- channels
 
@@ -105,22 +109,18 @@ def test_depth_modes() -> None:
 # ---------------------------------------------------------------------------- modes
 
 
-@pytest.mark.parametrize(("value", "mode", "expected"), [
-    (2.5, "half_even", 2),
-    (3.5, "half_even", 4),
-    (0.5, "half_even", 0),
-    (2.5, "half_up", 3),
-    (0.5, "half_up", 1),
-    (2.4999999999999996, "half_up", 2),
-    (2.6, "half_even", 3),
-    (2.4, "half_even", 2),
-    (2.0000000000000004, "ceil", 3),
-    (2.9999999999999996, "floor", 2),
-    (3.0, "ceil", 3),
-    (3.0, "floor", 3),
-])
+@pytest.mark.parametrize(("value", "mode", "expected"), oracle.KNOWN_CASES)
 def test_round_number(value: float, mode: str, expected: int) -> None:
     assert round_number(value, mode) == expected
+
+
+def test_just_below_a_half_rounds_down() -> None:
+    x = 0.49999999999999994  # the largest float below 1/2
+    assert Fraction(x) == Fraction(1, 2) - Fraction(1, 2**54)
+    assert math.floor(x + 0.5) == 1  # the float shortcut: x + 0.5 rounds to 1.0 before floor sees it
+    assert oracle.round_mode(x, "half_up") == 0
+    assert round_number(x, "half_up") == 0
+    assert round_number(x, "half_even") == 0
 
 
 def test_unknown_mode() -> None:
@@ -161,6 +161,10 @@ def test_drop_path_and_conv_size() -> None:
 divisors = st.sampled_from((1, 2, 4, 8, 16))
 widths = st.floats(0.05, 4.0, allow_nan=False)
 guards = st.one_of(st.sampled_from((0.0, 0.9, 1.0)), st.floats(0.0, 1.0))
+halves = st.integers(0, 2 * 10**6).map(lambda n: n / 2)
+# Arbitrary values, exact halves, and the floats next to a half on either side.
+values = st.one_of(st.floats(0, 1e6, allow_nan=False), halves,
+                   halves.flatmap(lambda h: st.sampled_from((math.nextafter(h, 0), math.nextafter(h, math.inf)))))
 
 
 @st.composite
@@ -192,23 +196,47 @@ def test_round_channels_keeps_multiples_at_width_one(units: int, divisor: int, g
     assert round_channels(units * divisor, 1.0, divisor, guard=guard) == units * divisor
 
 
-@given(st.one_of(st.floats(0, 1e6, allow_nan=False), st.integers(0, 2 * 10**6).map(lambda n: n / 2)),
-       st.sampled_from(MODES))
-def test_round_number_matches_its_definition(value: float, mode: str) -> None:
-    out = round_number(value, mode)
-    exact = Fraction(value)
-    assert math.floor(exact) <= out <= math.ceil(exact)
-    if mode == "ceil":
-        assert out == math.ceil(exact)
-    elif mode == "floor":
-        assert out == math.floor(exact)
-    elif mode == "half_up":
-        assert out == math.floor(exact + Fraction(1, 2))
-    else:
+@given(values, st.sampled_from(MODES))
+def test_round_number_agrees_with_the_oracle(value: float, mode: str) -> None:
+    assert round_number(value, mode) == oracle.round_mode(value, mode)
+
+
+@given(st.integers(1, 2048), widths, channel_rules())
+def test_round_channels_agrees_with_the_oracle(channels: int, width: float, rules: dict) -> None:
+    assert round_channels(channels, width, **rules) == oracle.round_channels(channels, width, **rules)
+
+
+@given(st.integers(1, 10), widths, st.sampled_from(MODES))
+def test_round_repeats_agrees_with_the_oracle(repeats: int, depth: float, mode: str) -> None:
+    assert round_repeats(repeats, depth, mode) == oracle.round_repeats(repeats, depth, mode)
+
+
+# ---------------------------------------------------------------------------- the oracle itself
+# Checked against the standard library's own implementations of the modes: math.floor
+# and math.ceil are exact on floats, and Decimal(float) holds the float's exact value.
+
+DECIMAL_MODES = {"ceil": ROUND_CEILING, "floor": ROUND_FLOOR, "half_up": ROUND_HALF_UP, "half_even": ROUND_HALF_EVEN}
+
+
+@pytest.mark.parametrize(("value", "mode", "expected"), oracle.KNOWN_CASES)
+def test_oracle_known_cases(value: float, mode: str, expected: int) -> None:
+    assert oracle.round_mode(value, mode) == expected
+
+
+@given(values, st.sampled_from(MODES))
+def test_oracle_agrees_with_the_standard_library(value: float, mode: str) -> None:
+    out = oracle.round_mode(value, mode)
+    assert out == int(Decimal(value).quantize(Decimal(1), rounding=DECIMAL_MODES[mode]))
+    if mode == "half_even":
         assert out == round(value)  # Python's round() is exact half-to-even on floats
-        assert abs(out - exact) <= Fraction(1, 2)
-        if abs(out - exact) == Fraction(1, 2):
-            assert out % 2 == 0
+    elif mode in ("ceil", "floor"):
+        assert out == (math.ceil(value) if mode == "ceil" else math.floor(value))
+    assert oracle.round_mode(value, "floor") <= out <= oracle.round_mode(value, "ceil")
+
+
+def test_oracle_refuses_an_unknown_mode() -> None:
+    with pytest.raises(ValueError, match="half_down"):
+        oracle.round_mode(2.5, "half_down")
 
 
 @given(st.integers(1, 10), widths, widths, st.sampled_from(MODES))

@@ -147,9 +147,9 @@ def test_markdown_parses_back(tmp_path, swept):
     lines = [line for line in text.splitlines() if line.startswith("|")]
     header = [c.strip() for c in lines[0].strip("|").split("|")]
     assert header == list(report.COLUMNS) and set(lines[1]) <= set("|-:")
-    body = [dict(zip(header, (c.strip() for c in line.strip("|").split("|")))) for line in lines[2:]]
+    body = [dict(zip(header, (c.strip() for c in line.strip("|").split("|")), strict=True)) for line in lines[2:]]
     assert len(body) == len(swept.table(True))
-    for cells, row in zip(body, swept.table(True)):
+    for cells, row in zip(body, swept.table(True), strict=True):
         assert cells["preset"] == (row.preset or "")
         assert _number(cells["params"]) == row.params and _number(cells["MACs"]) == row.macs
         assert _number(cells["res"]) == row.resolution and _number(cells["blocks"]) == row.blocks
@@ -162,7 +162,7 @@ def test_csv_parses_back(tmp_path, swept):
     rows = list(csv.DictReader(io.StringIO((tmp_path / "r.csv").read_text())))
     assert list(rows[0]) == list(report.CSV_FIELDS)
     assert len(rows) == len(swept.table(True))
-    for got, row in zip(rows, swept.table(True)):
+    for got, row in zip(rows, swept.table(True), strict=True):
         assert (got["preset"] or None) == row.preset
         for key in ("resolution", "blocks", "params", "macs"):
             assert int(got[key]) == getattr(row, key)
@@ -310,14 +310,14 @@ def test_diff_b0_b1_adds_blocks_and_keeps_channels():
     ref = [math.ceil(n * 1.1) for n in base]  # the reference: ceil(repeats * depth)
     stages = {s.name: s for s in d.stages}
     changed = {name for name, s in stages.items() if s.changed}
-    assert changed == {f"stage{i + 1}" for i, (x, y) in enumerate(zip(base, ref)) if x != y}
-    for i, (x, y) in enumerate(zip(base, ref)):
+    assert changed == {f"stage{i + 1}" for i, (x, y) in enumerate(zip(base, ref, strict=True)) if x != y}
+    for i, (x, y) in enumerate(zip(base, ref, strict=True)):
         s = stages[f"stage{i + 1}"]
         assert (s.a.repeats, s.b.repeats) == (x, y)
         assert s.a.out_ch == s.b.out_ch and "channels" not in s.changed
     assert stages["stem"].changed == [] and stages["head"].changed == []
     assert d.changed == () and d.only_a == ()
-    new_blocks = {f"stages.{i}.{j}" for i, (x, y) in enumerate(zip(base, ref)) for j in range(x, y)}
+    new_blocks = {f"stages.{i}.{j}" for i, (x, y) in enumerate(zip(base, ref, strict=True)) for j in range(x, y)}
     assert {report.block_of(t.name) for t in d.only_b} == new_blocks
     b_tensors = report.tensors(d.b.compiled)
     assert list(d.only_b) == [t for t in b_tensors if report.block_of(t.name) in new_blocks]

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from torchvision.models import efficientnet as tv_efficientnet
 
 import effdsl
+
+pytestmark = pytest.mark.oracle
 
 PRESETS = [f"b{i}" for i in range(8)]
 
@@ -67,7 +68,7 @@ def test_blocks_match_torchvision_layer_by_layer(preset):
     ours = _our_blocks(compiled.graph)
     theirs = _tv_blocks(tv)
     assert len(ours) == len(theirs)
-    for mine, ref in zip(ours, theirs):
+    for mine, ref in zip(ours, theirs, strict=True):
         # torchvision applies stochastic depth to every block; only residual blocks need it here,
         # so the rate is compared where a residual exists (stride 1 and in == out).
         has_residual = mine[5] == 1 and mine[1] == mine[3]

@@ -8,8 +8,11 @@ is the IR itself.
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import os
 import re
+import subprocess
 import sys
 import types
 import xml.etree.ElementTree as ET
@@ -18,11 +21,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from effdsl.api import compile_spec
 from effdsl import viz
+from effdsl.api import compile_spec
 from effdsl.cli import app
 
 import make_pictures
+from conftest import ROOT, require
+from reference import B0_STAGES, EFFICIENTNET
 
 runner = CliRunner()
 SVG = "{http://www.w3.org/2000/svg}"
@@ -144,10 +149,34 @@ def test_mermaid_has_one_node_per_ir_node(members, level: str):
     assert len(edges) == n_edges and all(a in known and b in known for a, b in edges)
 
 
-@pytest.mark.parametrize("fmt", ["svg", "html", "dot", "mmd"])
-def test_output_is_deterministic(fmt: str):
-    one, two = (compile_spec("efficientnet_b0", phi=1) for _ in range(2))
-    assert viz.render(one.graph, fmt, "block", one.source.text) == viz.render(two.graph, fmt, "block", two.source.text)
+FORMATS = ("svg", "html", "dot", "mmd")
+# Prints the SHA-256 of every picture of efficientnet_b0 at phi 1, by "format/level".
+DIGESTS = """
+import hashlib, json
+from effdsl import viz
+from effdsl.api import compile_spec
+compiled = compile_spec("efficientnet_b0", phi=1)
+print(json.dumps({f"{fmt}/{level}": hashlib.sha256(viz.render(compiled.graph, fmt, level, compiled.source.text)
+                                                   .encode("utf-8")).hexdigest()
+                  for fmt in FORMATS for level in LEVELS}))
+""".replace("FORMATS", repr(FORMATS)).replace("LEVELS", repr(tuple(viz.LEVELS)))
+
+
+def _digests_in_a_new_process(hash_seed: str) -> dict[str, str]:
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    env = {**os.environ, "PYTHONHASHSEED": hash_seed, "PYTHONPATH": path}
+    done = subprocess.run([sys.executable, "-c", DIGESTS], env=env, cwd=ROOT, capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_output_is_the_same_bytes_in_separate_processes():
+    """Interpreters with different string hashing (so other set and dict orders) draw the same bytes."""
+    first = _digests_in_a_new_process("1")
+    second = _digests_in_a_new_process("2024")
+    assert len(first) == len(FORMATS) * len(viz.LEVELS) == len(set(first.values()))
+    assert first == second
 
 
 @pytest.mark.parametrize("name", sorted(make_pictures.PICTURES))
@@ -169,13 +198,44 @@ def test_doc_pictures_are_what_the_cli_writes(tmp_path, monkeypatch):
 
 # --- the command ---
 
-@pytest.mark.parametrize("suffix", [".svg", ".html", ".htm", ".dot", ".gv", ".mmd"])
+def b0_stage_labels() -> list[str]:
+    """What each part of B0 must be labelled with: channels in -> out and the feature map sides.
+
+    Read off the paper's B0 stage table (tests/reference.py): a 3x3 stride-2 stem to 32
+    channels on 224 px, each stage's stride and output channels, and the head's 1280.
+    """
+    labels, in_ch, side = [], 3, 224
+    for stride, out_ch in [(2, 32)] + [(s, c) for _, s, _, c, _ in B0_STAGES]:
+        labels.append(f"{in_ch}→{out_ch} ch · {side}×{side} → {side // stride}×{side // stride}")
+        in_ch, side = out_ch, side // stride
+    return labels + [f"{in_ch}→1280"]
+
+
+FORMAT_OPENINGS = {".svg": "<svg ", ".html": "<!DOCTYPE html>", ".htm": "<!DOCTYPE html>",
+                   ".dot": 'digraph "efficientnet_b0" {', ".gv": 'digraph "efficientnet_b0" {',
+                   ".mmd": "%% effdsl viz: efficientnet_b0"}
+
+
+@pytest.mark.parametrize("suffix", sorted(FORMAT_OPENINGS))
 def test_cli_writes_each_text_format(tmp_path, suffix: str):
     out = tmp_path / f"b0{suffix}"
     result = runner.invoke(app, ["viz", "efficientnet_b0", "--level", "stage", "-o", str(out)])
     assert result.exit_code == 0, result.output
     assert result.output == f"wrote {out}\n"
-    assert out.stat().st_size > 500
+    text = out.read_text(encoding="utf-8")
+    assert text.startswith(FORMAT_OPENINGS[suffix])
+    if suffix == ".svg":
+        assert ET.fromstring(text).tag == f"{SVG}svg"
+    # The totals are torchvision's B0 (5,288,548 parameters, 385,814,752 MACs at 224 px).
+    assert f"{EFFICIENTNET['b0'][4]:,} params" in text and f"{EFFICIENTNET['b0'][5]:,} MACs" in text
+    missing = [label for label in b0_stage_labels() if label not in text]
+    assert missing == [], f"{suffix} lacks {missing}"
+    if suffix in (".html", ".htm"):  # the page holds every block, ready to be opened
+        keys = re.findall(r'data-key="block:(stages\.\d+\.\d+)"', text)
+        assert keys == [f"stages.{i}.{j}" for i, (*_, repeats) in enumerate(B0_STAGES) for j in range(repeats)]
+    else:
+        named = list(dict.fromkeys(re.findall(r"\bstage\d+\b", text)))  # once each, in order of appearance
+        assert named == [f"stage{i + 1}" for i in range(len(B0_STAGES))]
 
 
 def test_cli_errors_exit_2(tmp_path):
@@ -239,11 +299,13 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disa
 
 @pytest.fixture(scope="module")
 def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"no Chromium at {CHROMIUM}: the HTML page is not opened in a browser "
-                    "(apt-get install chromium, as .ci/run does, or set EFFDSL_CHROMIUM)")
-    sync_api = pytest.importorskip("playwright.sync_api",
-                                   reason="playwright is not installed (pip install playwright)")
+    """Chromium driven by playwright; without either the browser tests skip, or fail when CI=true."""
+    require(Path(CHROMIUM).exists(), f"no Chromium at {CHROMIUM}: the HTML page is not opened in a browser "
+                                     "(apt-get install chromium, as .ci/run does, or set EFFDSL_CHROMIUM)")
+    require(importlib.util.find_spec("playwright") is not None,
+            "playwright is not installed (pip install playwright): the HTML page is not opened in a browser")
+    from playwright import sync_api
+
     with sync_api.sync_playwright() as p:
         chromium = p.chromium.launch(executable_path=CHROMIUM, args=ARGS, timeout=120_000)
         yield chromium
@@ -269,6 +331,7 @@ def _details(page) -> str:
     return page.locator("#details").inner_text()
 
 
+@pytest.mark.browser
 def test_html_stages_open_and_show_details(browser, members, tmp_path):
     compiled = members["phi3"]
     out = tmp_path / "b0.html"
@@ -316,6 +379,7 @@ def test_html_stages_open_and_show_details(browser, members, tmp_path):
     assert problems == []
 
 
+@pytest.mark.browser
 def test_html_b7_is_readable(browser, members, tmp_path):
     """All 55 blocks of B7 open at once: no text spills out of its box, no sideways scrolling."""
     compiled = members["b7"]
