@@ -69,7 +69,7 @@ class Compiled:
             raise EffdslError(Diagnostic(
                 "E303", f"the network has {self.summary.params:,} parameters ({shown} in float32), "
                         f"more than the budget of {max_params:,}", None,
-                "raise it with --max-params (max_params= in Python); the summary alone needs no weights",
+                "raise it with max_params=N; the summary alone needs no weights", arguments=("max_params",),
             )).with_source(self.source.text, self.source.filename)
         if weights is not None:  # a missing or unreadable file is reported before any allocation
             from effdsl.backends.torch.checkpoint import read_state_dict

@@ -5,11 +5,16 @@ Every command runs its work inside :func:`reporting`: an :class:`EffdslError` (a
 in the spec or the arguments) is rendered and ends the command with status 2, an
 :class:`InternalError` (a bug in effdsl) is reported as a bug with status 70 and what
 to include when reporting it.
+
+Diagnostics about an argument name the Python parameter (``width must be greater than
+0``); :func:`as_flags` writes those names as this command line's flags (``--width``)
+before they are shown.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 from contextlib import contextmanager
 from dataclasses import replace
@@ -18,10 +23,50 @@ from typing import Iterator
 
 import typer
 
-from effdsl.diagnostics import EffdslError, InternalError
+from effdsl.diagnostics import Diagnostic, EffdslError, InternalError
 
 EXIT_USER = 2
 EXIT_BUG = 70
+
+
+# The Python parameter behind each flag (compile_spec, build, Compiled.build).
+FLAGS: dict[str, str] = {
+    "phi": "--phi",
+    "preset": "--preset",
+    "width": "--width",
+    "depth": "--depth",
+    "resolution": "--resolution",
+    "num_classes": "--num-classes",
+    "in_chans": "--in-chans",
+    "drop_rate": "--drop-rate",
+    "drop_path_rate": "--drop-path-rate",
+    "max_params": "--max-params",
+}
+
+
+def as_flags(diag: Diagnostic) -> Diagnostic:
+    """``diag`` with the parameters it names written as flags: ``width`` -> ``--width``,
+    ``width=W`` -> ``--width W``. Only the names listed in ``diag.arguments`` change."""
+    names = [name for name in diag.arguments if name in FLAGS]
+    if not names:
+        return diag
+    pattern = re.compile(r"(?<![\w-])(" + "|".join(map(re.escape, sorted(names, key=len, reverse=True)))
+                         + r")(?:(=)|(?!\w))")
+
+    def flag(match: re.Match) -> str:
+        return FLAGS[match.group(1)] + (" " if match.group(2) else "")
+
+    return replace(diag, message=pattern.sub(flag, diag.message),
+                   help=pattern.sub(flag, diag.help) if diag.help is not None else None, arguments=())
+
+
+def _shown(err: EffdslError) -> EffdslError:
+    """``err`` with its diagnostics spelled for the command line (same source attached)."""
+    if not any(d.arguments for d in err.diagnostics):
+        return err
+    shown = EffdslError([as_flags(d) for d in err.diagnostics])
+    shown.source, shown.filename = err.source, err.filename
+    return shown
 
 
 class Format(str, Enum):
@@ -46,6 +91,7 @@ def reporting(fmt: Format = Format.text, to_stdout: bool = False) -> Iterator[No
 
 def fail(err: EffdslError, fmt: Format = Format.text, to_stdout: bool = False) -> None:
     """Print the diagnostics of ``err`` and exit with status 2."""
+    err = _shown(err)
     if fmt is Format.json:
         typer.echo(json.dumps([d.to_json(err.filename) for d in err.diagnostics], indent=2), err=not to_stdout)
     else:

@@ -14,6 +14,10 @@ text (the CLI or the Python API) renders them, in the shape::
 
 Every code is registered, with its title, in :mod:`effdsl.diagnostics.codes`; a
 diagnostic with an unregistered code is a bug (:class:`InternalError`).
+
+A diagnostic about an argument of the Python API (``width=-1``) names the parameter and
+lists it in ``arguments``; a front end that spells arguments differently (the CLI's
+``--width``) rewrites those names when it renders the diagnostic.
 """
 
 from __future__ import annotations
@@ -52,6 +56,8 @@ class Diagnostic:
     span: Span | None = None
     help: str | None = None
     severity: Severity = "error"
+    # the Python parameters that the message and help name, as ``width`` or ``width=W``
+    arguments: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         registered = lookup(self.code)
