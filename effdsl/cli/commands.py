@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 
 from effdsl.api import MAX_PARAMS, check_spec, compile_spec, format_source, load_source
+from effdsl.cli.files import write_output
 from effdsl.cli.reporting import Format, report_warnings, reporting
 from effdsl.diagnostics import Diagnostic, EffdslError
 from effdsl.language.resources import builtin_specs
@@ -108,7 +109,7 @@ def compile_cmd(
         if output is None:
             sys.stdout.write(text)
         else:
-            output.write_text(text, encoding="utf-8")
+            write_output(output, text)
             typer.echo(f"wrote {output}", err=True)
 
 
@@ -133,11 +134,11 @@ def _export(compiled, module, emit: Emit, output: Path) -> None:
     example = example_input(compiled.graph)
     module.eval()
     if emit is Emit.pt2:
-        export.save_pt2(module, example, output)
+        write_output(output, lambda path: export.save_pt2(module, example, path))
     elif emit is Emit.onnx:
-        export.save_onnx(module, example, output)
+        write_output(output, lambda path: export.save_onnx(module, example, path))
     else:
-        export.save_weights(module, output)
+        write_output(output, lambda path: export.save_weights(module, path))
     typer.echo(f"wrote {output}", err=True)
 
 
@@ -180,7 +181,7 @@ def fmt_cmd(
             if not path.is_file():
                 raise EffdslError(Diagnostic("E404", f"--write needs a spec file, not '{spec}'"))
             if text != original:
-                path.write_text(text, encoding="utf-8")
+                write_output(path, text)
                 typer.echo(f"reformatted {spec}", err=True)
         else:
             sys.stdout.write(text)
@@ -207,7 +208,7 @@ def sweep_cmd(
         if output is None:
             sys.stdout.write(report.render_sweep(result, with_presets=presets))
         for path, content in files:
-            path.write_bytes(content)
+            write_output(path, content)
             typer.echo(f"wrote {path}", err=True)
 
 
@@ -275,7 +276,7 @@ def viz_cmd(
         compiled = compile_spec(spec, phi=phi, preset=preset, width=width, depth=depth, resolution=resolution)
         report_warnings(compiled, Format.text, False)
         picture = viz.render(compiled.graph, fmt, level.value, compiled.source.text)
-        viz.write(output, picture)
+        write_output(output, picture)
         typer.echo(f"wrote {output}", err=True)
 
 
