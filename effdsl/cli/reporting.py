@@ -111,7 +111,7 @@ def bug(err: InternalError) -> None:
 
 def report_warnings(compiled, fmt: Format, werror: bool, to_stdout: bool = False) -> None:
     """Report the warnings of a successful compile; with -W they fail the command."""
-    found = compiled.warnings
+    found = [as_flags(d) for d in compiled.warnings]
     if werror and found:
         err = EffdslError([replace(d, severity="error") for d in found])
         fail(err.with_source(compiled.source.text, compiled.source.filename), fmt, to_stdout)
