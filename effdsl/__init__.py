@@ -6,8 +6,9 @@
     12233232
 """
 
-from effdsl.api import Compiled, build, compile_spec, load_source, parse_spec
+from effdsl.api import Compiled, build, compile_network, compile_spec, load_source, parse_spec
 from effdsl.diagnostics import Diagnostic, EffdslError, InternalError
+from effdsl.scaling.members import Member
 
 __version__ = "0.1.0"
 
@@ -16,7 +17,9 @@ __all__ = [
     "Diagnostic",
     "EffdslError",
     "InternalError",
+    "Member",
     "build",
+    "compile_network",
     "compile_spec",
     "load_source",
     "parse_spec",

@@ -23,7 +23,7 @@ from effdsl.passes.lower import plan_from_spec
 from effdsl.passes.pipeline import run_pipeline
 from effdsl.passes.scale import architecture, scale_plan
 from effdsl.passes.summary import Summary, summarize
-from effdsl.scaling.members import resolve_scale
+from effdsl.scaling.members import Member, resolve_member, resolve_scale
 
 if TYPE_CHECKING:  # torch is imported only when a module is built
     from torch import nn
@@ -68,7 +68,7 @@ class Compiled:
             raise EffdslError(Diagnostic(
                 "E303", f"the network has {self.summary.params:,} parameters ({shown} in float32), "
                         f"more than the budget of {max_params:,}", None,
-                "raise it with --max-params (max_params= in Python); the summary alone needs no weights",
+                "raise it with max_params=N; the summary alone needs no weights", arguments=("max_params",),
             )).with_source(self.source.text, self.source.filename)
         if weights is not None:  # a missing or unreadable file is reported before any allocation
             from effdsl.backends.torch.checkpoint import read_state_dict
@@ -148,15 +148,15 @@ def _not_text(data: bytes, offset: int, message: str, filename: str) -> EffdslEr
 
 def parse_spec(spec: str | Path) -> Network:
     """The checked spec AST."""
-    source = load_source(spec)
+    return analyze_source(load_source(spec))
+
+
+def analyze_source(source: Source) -> Network:
+    """Parse and check the text of a spec; errors come with the source attached."""
     try:
         return analyze(parse(source.text))
     except EffdslError as err:
         raise err.with_source(source.text, source.filename)
-
-
-def _usage(flag: str, value: object, expected: str) -> EffdslError:
-    return EffdslError(Diagnostic("E402", f"{flag} must be {expected}, got {value}"))
 
 
 def compile_spec(spec: str | Path, *, phi: float | None = None, preset: str | None = None,
@@ -168,28 +168,30 @@ def compile_spec(spec: str | Path, *, phi: float | None = None, preset: str | No
     ``num_classes`` and ``in_chans`` replace the spec's classes and input channels;
     ``drop_rate`` (dropout before the classifier) and ``drop_path_rate`` (stochastic depth,
     scheduled as rate * i / N over the blocks) replace the spec's or the preset's.
+    To compile several members of one spec, parse it once (:func:`parse_spec`) and call
+    :func:`compile_network` for each.
     """
     source = load_source(spec)
+    member = Member(phi=phi, preset=preset, width=width, depth=depth, resolution=resolution,
+                    num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
+                    drop_path_rate=drop_path_rate)
+    return compile_network(analyze_source(source), member, source=source)
+
+
+def compile_network(network: Network, member: Member | None = None, *, source: Source | None = None) -> Compiled:
+    """Compile one member of an already parsed and checked network (the baseline by default).
+
+    ``source`` is the text ``network`` was parsed from: errors and warnings are rendered
+    against it. Without it they show their line and column but no source line.
+    """
+    if source is None:
+        source = Source("", f"<network {network.name}>")
+    member = member or Member()
     try:
-        net = analyze(parse(source.text))
-        if num_classes is not None:
-            if num_classes < 1:
-                raise _usage("--num-classes", num_classes, "at least 1")
-            net = net.model_copy(update={"classes": num_classes})
-        if in_chans is not None:
-            if in_chans < 1:
-                raise _usage("--in-chans", in_chans, "at least 1")
-            net = net.model_copy(update={"in_ch": in_chans})
-        target = resolve_scale(net, phi=phi, preset=preset, width=width, depth=depth, resolution=resolution)
-        for flag, rate, key in (("--drop-rate", drop_rate, "dropout"), ("--drop-path-rate", drop_path_rate,
-                                                                         "drop_path")):
-            if rate is not None:
-                if not 0 <= rate < 1:
-                    raise _usage(flag, rate, "at least 0 and below 1")
-                target = replace(target, **{key: rate})
+        net, target = resolve_member(network, member)
         graph = run_pipeline(net, target)
-        if phi:
-            _warn_if_collapsed(net, phi, graph)
+        if member.phi:
+            _warn_if_collapsed(net, member.phi, graph)
     except EffdslError as err:
         raise err.with_source(source.text, source.filename)
     return Compiled(net, graph, summarize(graph), source)
@@ -231,28 +233,29 @@ def build(spec: str | Path, phi: float | None = None, preset: str | None = None,
 def check_spec(spec: str | Path) -> Compiled:
     """Validate a spec: the baseline and every preset must compile (all errors together).
 
-    Returns the baseline; its ``warnings`` include those of every preset.
+    The spec is read and parsed once. Returns the baseline; its ``warnings`` include
+    those of every preset. An error of a preset that has no position of its own (E302)
+    points at the preset's name.
     """
-    compiled = compile_spec(spec)
+    source = load_source(spec)
+    net = analyze_source(source)
+    compiled = compile_network(net, source=source)
     problems: list[Diagnostic] = []
-    for preset in compiled.spec.presets:
+    for preset in net.presets:
         try:
-            member = compile_spec(compiled.source.text, preset=preset.name)
+            member = compile_network(net, Member(preset=preset.name), source=source)
         except EffdslError as err:
-            problems.extend(err.diagnostics)
+            problems.extend(d if d.span is not None else replace(d, span=preset.span_of("name"))
+                            for d in err.diagnostics)
             continue
         for diag in member.warnings:
             compiled.graph.warn(diag)
     if problems:
-        raise EffdslError(problems).with_source(compiled.source.text, compiled.source.filename)
+        raise EffdslError(problems).with_source(source.text, source.filename)
     return compiled
 
 
 def format_source(spec: str | Path) -> str:
     """The canonical text of a spec, comments kept (``effdsl fmt``)."""
     source = load_source(spec)
-    try:
-        net = analyze(parse(source.text))
-    except EffdslError as err:
-        raise err.with_source(source.text, source.filename)
-    return format_spec(net, comments_of(source.text))
+    return format_spec(analyze_source(source), comments_of(source.text))

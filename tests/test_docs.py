@@ -204,7 +204,7 @@ def test_elapsed_rule():
     assert _normalize("elapsed 38.8 s") == "elapsed 38.8 s"
 
 
-_CODE_HEADING = re.compile(r"^## ([EW]\d{3})\s*$")
+_CODE_HEADING = re.compile(r"^## ([EW]\d{3})(?::\s.*)?$")  # '## E201: title'; the title is checked in test_codes.py
 
 
 def codes_in_package() -> set[str]:
@@ -217,7 +217,7 @@ def codes_in_package() -> set[str]:
 
 
 def code_sections(path: Path) -> list[tuple[str, int]]:
-    """(code, line) of each '## E201' heading outside fenced blocks, in page order."""
+    """(code, line) of each '## E201: title' heading outside fenced blocks, in page order."""
     out = []
     fenced = False
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):

@@ -110,7 +110,7 @@ def test_wheel_holds_the_package_data_and_one_version(wheel: Path):
     names = set(zipfile.ZipFile(wheel).namelist())
     specs = {f"effdsl/specs/{p.name}" for p in (ROOT / "specs").glob("*.eff")}
     assert specs and specs <= names
-    assert {"effdsl/grammars/effdsl.lark", "effdsl/py.typed", "effdsl/__init__.py", "effdsl/cli.py"} <= names
+    assert {"effdsl/grammars/effdsl.lark", "effdsl/py.typed", "effdsl/__init__.py", "effdsl/cli/__init__.py"} <= names
     info = f"effdsl-{effdsl.__version__}.dist-info"
     assert f"{info}/licenses/LICENSE" in names
     metadata = zipfile.ZipFile(wheel).read(f"{info}/METADATA").decode("utf-8")

@@ -1,9 +1,10 @@
-"""Diagnostics: source spans, error codes and their rendering.
+"""Diagnostics: source spans, the registry of error codes, and their rendering.
 
 Every stage reports user mistakes through this package; it imports nothing else of
 effdsl's.
 """
 
+from effdsl.diagnostics.codes import CODES, Code
 from effdsl.diagnostics.errors import (
     Collector,
     Diagnostic,
@@ -15,4 +16,5 @@ from effdsl.diagnostics.errors import (
     render,
 )
 
-__all__ = ["Collector", "Diagnostic", "EffdslError", "InternalError", "Severity", "Span", "did_you_mean", "render"]
+__all__ = ["CODES", "Code", "Collector", "Diagnostic", "EffdslError", "InternalError", "Severity", "Span",
+           "did_you_mean", "render"]

@@ -12,17 +12,21 @@ text (the CLI or the Python API) renders them, in the shape::
        |                   ^^
        = help: use k3, k5 or k7
 
-Code ranges: E0xx syntax, E1xx names, E2xx values, E3xx shapes and scaling,
-E4xx usage (command-line arguments).
+Every code is registered, with its title, in :mod:`effdsl.diagnostics.codes`; a
+diagnostic with an unregistered code is a bug (:class:`InternalError`).
+
+A diagnostic about an argument of the Python API (``width=-1``) names the parameter and
+lists it in ``arguments``; a front end that spells arguments differently (the CLI's
+``--width``) rewrites those names when it renders the diagnostic.
 """
 
 from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, field
-from typing import Iterable, Literal
+from typing import Iterable
 
-Severity = Literal["error", "warning"]
+from effdsl.diagnostics.codes import Severity, lookup
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +56,16 @@ class Diagnostic:
     span: Span | None = None
     help: str | None = None
     severity: Severity = "error"
+    # the Python parameters that the message and help name, as ``width`` or ``width=W``
+    arguments: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        registered = lookup(self.code)
+        if registered is None:
+            raise InternalError("diagnostics", f"a diagnostic has the code {self.code!r}, which is not in the "
+                                f"registry (effdsl/diagnostics/codes.py): {self.message}", what="module")
+        if self.severity == "warning" and registered.severity == "error":  # -W may raise a warning, not lower an error
+            raise InternalError("diagnostics", f"{self.code} is an error, reported as a warning", what="module")
 
     def to_json(self, filename: str | None) -> dict:
         """The machine-readable form (``--format json``); positions are 1-based."""
@@ -98,12 +112,13 @@ class EffdslError(Exception):
 
 
 class InternalError(Exception):
-    """A bug in effdsl (an invariant broken by a pass), never the user's fault."""
+    """A bug in effdsl (an invariant broken by a pass, an unregistered diagnostic code),
+    never the user's fault."""
 
-    def __init__(self, stage: str, message: str):
+    def __init__(self, stage: str, message: str, what: str = "pass"):
         self.stage = stage
         super().__init__(
-            f"internal error in pass '{stage}': {message}\n"
+            f"internal error in {what} '{stage}': {message}\n"
             "This is a bug in effdsl, not in your spec. Please report it with the spec "
             "and the command line that produced it."
         )

@@ -16,7 +16,8 @@ from typing import Any
 from effdsl.diagnostics import Collector, Diagnostic, Span, did_you_mean
 from effdsl.language.parser import RawNetwork, RawStatement, Tok
 from effdsl.language.settings import bn_of, bn_pairs, clean, read_defaults, read_preset, read_scaling
-from effdsl.language.spec import BLOCK_TYPES, MAX_BLOCKS, MAX_STAGES, POOLS, Block, Defaults, Head, Network, Scaling
+from effdsl.language.spec import (BLOCK_TYPES, MAX_BLOCKS, MAX_STAGES, POOLS, Block, Defaults, Head, Network, Preset,
+                                  Scaling)
 from effdsl.language.values import Reader, check_act, check_value, to_float
 
 # k3 s2 e6 c24 x2 se0.25: a one- or two-letter field glued to its number.
@@ -149,17 +150,17 @@ def analyze(raw: RawNetwork) -> Network:
     in_ch, resolution, classes = _input(first.get("input"), first.get("classes"), raw, errors)
     scaling = read_scaling(first["scaling"], stages, errors) if "scaling" in first else Scaling(span=raw.name.span)
     defaults = read_defaults(first["defaults"], errors) if "defaults" in first else Defaults(span=raw.name.span)
-    preset_nodes = []
+    preset_nodes: dict[str, Preset] = {}  # by name: a spec may define thousands
     for stmt in presets:
         node = read_preset(stmt, errors)
         if node is None:
             continue
-        clash = next((p for p in preset_nodes if p.name == node.name), None)
+        clash = preset_nodes.get(node.name)
         if clash is not None:
             errors.error("E105", f"preset '{node.name}' is defined twice", node.span_of("name"),
                          f"first defined at line {clash.span.line}")
             continue
-        preset_nodes.append(node)
+        preset_nodes[node.name] = node
 
     stem = _block(first["stem"], errors) if "stem" in first else None
     stage_nodes = [_block(s, errors) for s in stages]
@@ -181,7 +182,7 @@ def analyze(raw: RawNetwork) -> Network:
         classes=classes,
         scaling=scaling,
         defaults=defaults,
-        presets=tuple(preset_nodes),
+        presets=tuple(preset_nodes.values()),
         stem=stem,
         stages=tuple(stage_nodes),
         head=head,

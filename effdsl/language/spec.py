@@ -144,4 +144,15 @@ class Network(SpecNode):
     head: Head
 
     def preset(self, name: str) -> Preset | None:
-        return next((p for p in self.presets if p.name == name), None)
+        """The preset called ``name`` (the first, should two share it), or None."""
+        # An index by name, built on the first lookup (a spec may define thousands of
+        # presets). It lives in __dict__ outside the fields, so ==, hashing and dumps
+        # ignore it, and it is kept with the tuple it indexes: a copy with other
+        # presets (model_copy) builds its own.
+        index = self.__dict__.get("_preset_index")
+        if index is None or index[0] is not self.presets:
+            by_name: dict[str, Preset] = {}
+            for p in self.presets:
+                by_name.setdefault(p.name, p)
+            index = self.__dict__["_preset_index"] = (self.presets, by_name)
+        return index[1].get(name)

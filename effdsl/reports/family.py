@@ -29,9 +29,11 @@ from typing import Iterable, Literal
 from rich.console import Console
 from rich.table import Table
 
-from effdsl.api import Compiled, compile_spec
+from effdsl.api import Compiled, Source, analyze_source, compile_network, load_source
 from effdsl.diagnostics import Diagnostic, EffdslError
 from effdsl.passes.summary import StageRow
+from effdsl.scaling.members import Member
+from effdsl.language.spec import Network
 
 MAX_ROWS = 1000
 PHI_LIMIT = 20  # compile_spec's range for --phi
@@ -131,18 +133,19 @@ class Sweep:
 
 
 def sweep(spec: str | Path, phis: Iterable[Fraction | float]) -> Sweep:
-    """Compile ``spec`` at every phi and at each of its presets."""
-    base = compile_spec(spec, phi=0.0)
-    policy = base.spec.scaling
+    """Compile ``spec`` at every phi and at each of its presets (the spec is parsed once)."""
+    source, net = _parsed(spec)
+    base = compile_network(net, Member(phi=0.0), source=source)
+    policy = net.scaling
     factor = policy.alpha * policy.beta ** 2 * policy.gamma ** 2
-    r0 = base.spec.resolution
+    r0 = net.resolution
     rows = []
     for phi in phis:
-        member = base if phi == 0 else compile_spec(spec, phi=float(phi))
+        member = base if phi == 0 else compile_network(net, Member(phi=float(phi)), source=source)
         rows.append(_row(member, float(phi), None, base.summary.macs * factor ** float(phi)))
     presets = []
-    for preset in base.spec.presets:
-        member = compile_spec(spec, preset=preset.name)
+    for preset in net.presets:
+        member = compile_network(net, Member(preset=preset.name), source=source)
         nominal = preset.depth * preset.width ** 2 * (preset.resolution / r0) ** 2
         phi_eq = math.log(nominal) / math.log(factor) if factor != 1 else None
         presets.append(_row(member, phi_eq, preset.name, base.summary.macs * nominal))
@@ -505,21 +508,27 @@ def diff(spec: str | Path, choices: list[Choice], against: str | Path | None = N
         first, second = (choices[0], choices[0]) if against is not None else (None, choices[0])
     else:
         first = second = None
-    a = _side(spec, first)
-    b = _side(against if against is not None else spec, second)
+    parsed = _parsed(spec)
+    a = _side(parsed, first)
+    b = _side(_parsed(against) if against is not None else parsed, second)
     return compare(a, b)
 
 
-def _side(spec: str | Path, choice: Choice | None) -> Side:
+def _parsed(spec: str | Path) -> tuple[Source, Network]:
+    """Read and check a spec once, for all the members compiled from it."""
+    source = load_source(spec)
+    return source, analyze_source(source)
+
+
+def _side(parsed: tuple[Source, Network], choice: Choice | None) -> Side:
+    source, net = parsed
     if choice is None:
-        compiled = compile_spec(spec, phi=0.0)
-        which = "baseline"
+        member, which = Member(phi=0.0), "baseline"
     elif choice[0] == "phi":
-        compiled = compile_spec(spec, phi=float(choice[1]))
-        which = f"phi {float(choice[1]):g}"
+        member, which = Member(phi=float(choice[1])), f"phi {float(choice[1]):g}"
     else:
-        compiled = compile_spec(spec, preset=str(choice[1]))
-        which = f"preset {choice[1]}"
+        member, which = Member(preset=str(choice[1])), f"preset {choice[1]}"
+    compiled = compile_network(net, member, source=source)
     return Side(f"{compiled.source.filename} ({which})", compiled)
 
 

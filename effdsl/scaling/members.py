@@ -1,14 +1,22 @@
 """Which member of the family to build: phi, a named preset, or explicit multipliers.
 
-:func:`resolve_scale` turns the user's choice into a :class:`Scale` (width and depth
-multipliers, resolution in pixels, dropout, drop-path rate, batch-norm overrides). The
-three ways of choosing are mutually exclusive.
+A :class:`Member` is the user's choice, as given (``phi=3``, ``preset="b3"``, or
+``width``/``depth``/``resolution``), with the overrides of the classifier, the input
+channels and the regularization. :func:`resolve_member` checks it against a network and
+returns the network with the overrides applied and the :class:`Scale` that selects the
+member (width and depth multipliers, resolution in pixels, dropout, drop-path rate,
+batch-norm overrides); :func:`resolve_scale` does the scale alone. The three ways of
+choosing are mutually exclusive.
+
+Mistakes in the choice are usage errors (E401, E402) that name the Python parameter
+(``width must be greater than 0``) and list it in ``Diagnostic.arguments``, so that the
+command line can speak of its flags instead.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from effdsl.diagnostics import Diagnostic, EffdslError, Span, did_you_mean
 from effdsl.scaling.rounding import compound_multipliers, round_resolution
@@ -30,6 +38,53 @@ class Scale:
     span: Span | None = None  # what chose the member: the preset's line, or the scaling block for phi
 
 
+_MEMBER_ARGUMENTS = ("phi", "preset", "width", "depth", "resolution")  # the ways of choosing (E401)
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """One member of a spec's family, as chosen: by ``phi``, by ``preset`` name, or by
+    explicit ``width``/``depth``/``resolution`` (at most one way; none is the baseline),
+    with optional overrides of ``num_classes``, ``in_chans``, ``drop_rate`` (dropout
+    before the classifier) and ``drop_path_rate`` (stochastic depth)."""
+
+    phi: float | None = None
+    preset: str | None = None
+    width: float | None = None
+    depth: float | None = None
+    resolution: int | None = None
+    num_classes: int | None = None
+    in_chans: int | None = None
+    drop_rate: float | None = None
+    drop_path_rate: float | None = None
+
+
+def resolve_member(net: Network, member: Member) -> tuple[Network, Scale]:
+    """``net`` with the member's overrides, and the scale that selects the member."""
+    if member.num_classes is not None:
+        if member.num_classes < 1:
+            raise _out_of_range("num_classes", member.num_classes, "at least 1")
+        net = net.model_copy(update={"classes": member.num_classes})
+    if member.in_chans is not None:
+        if member.in_chans < 1:
+            raise _out_of_range("in_chans", member.in_chans, "at least 1")
+        net = net.model_copy(update={"in_ch": member.in_chans})
+    target = resolve_scale(net, phi=member.phi, preset=member.preset, width=member.width, depth=member.depth,
+                           resolution=member.resolution)
+    for name, rate, key in (("drop_rate", member.drop_rate, "dropout"),
+                            ("drop_path_rate", member.drop_path_rate, "drop_path")):
+        if rate is not None:
+            if not 0 <= rate < 1:
+                raise _out_of_range(name, rate, "at least 0 and below 1")
+            target = replace(target, **{key: rate})
+    return net, target
+
+
+def _out_of_range(name: str, value: object, expected: str) -> EffdslError:
+    """E402 for the Python parameter ``name`` (the CLI shows its flag instead)."""
+    return EffdslError(Diagnostic("E402", f"{name} must be {expected}, got {value}", arguments=(name,)))
+
+
 def resolve_scale(net: Network, *, phi: float | None = None, preset: str | None = None,
                   width: float | None = None, depth: float | None = None,
                   resolution: int | None = None) -> Scale:
@@ -39,12 +94,13 @@ def resolve_scale(net: Network, *, phi: float | None = None, preset: str | None 
     explicit ``width``/``depth``/``resolution`` is a usage error (E401).
     """
     explicit = any(v is not None for v in (width, depth, resolution))
-    chosen = [name for name, given in (("--phi", phi is not None), ("--preset", preset is not None),
-                                       ("--width/--depth/--resolution", explicit)) if given]
+    chosen = [name for name, given in (("phi", phi is not None), ("preset", preset is not None),
+                                       ("width/depth/resolution", explicit)) if given]
     if len(chosen) > 1:
         raise EffdslError(Diagnostic(
             "E401", f"{' and '.join(chosen)} cannot be used together",
-            help="choose a member of the family one way: --phi F, --preset NAME, or --width W --depth D --resolution R",
+            help="choose a member of the family one way: phi=F, preset=NAME, or width=W depth=D resolution=R",
+            arguments=_MEMBER_ARGUMENTS,
         ))
     base_dropout = net.head.dropout if net.head.dropout is not None else net.defaults.dropout
     if preset is not None:
@@ -61,24 +117,23 @@ def resolve_scale(net: Network, *, phi: float | None = None, preset: str | None 
             drop_path=entry.drop_path if entry.drop_path is not None else net.defaults.drop_path,
             bn=entry.bn, preset=entry.name,
             resolution_span=entry.span_of("resolution"), resolution_source=f"preset '{entry.name}'",
-            span=entry.span,
+            span=entry.span_of("name"),
         )
     if explicit:
-        for flag, value in (("--width", width), ("--depth", depth), ("--resolution", resolution)):
+        for name, value in (("width", width), ("depth", depth), ("resolution", resolution)):
             if value is not None and not (value > 0 and math.isfinite(value)):
-                expected = "finite" if value > 0 else "greater than 0"
-                raise EffdslError(Diagnostic("E402", f"{flag} must be {expected}, got {value:g}"))
+                raise _out_of_range(name, f"{value:g}", "finite" if value > 0 else "greater than 0")
         return Scale(
             width_mult=1.0 if width is None else width,
             depth_mult=1.0 if depth is None else depth,
             resolution=net.resolution if resolution is None else int(resolution),
             dropout=base_dropout, drop_path=net.defaults.drop_path,
             resolution_span=None if resolution is not None else net.span_of("resolution"),
-            resolution_source="--resolution" if resolution is not None else "the input line",
+            resolution_source="the resolution given" if resolution is not None else "the input line",
         )
     phi = 0.0 if phi is None else phi
     if not -20 <= phi <= 20:
-        raise EffdslError(Diagnostic("E402", f"--phi must be between -20 and 20, got {phi:g}"))
+        raise _out_of_range("phi", f"{phi:g}", "between -20 and 20")
     policy = net.scaling
     try:
         d, w, r = compound_multipliers(phi, policy.alpha, policy.beta, policy.gamma)

@@ -1,14 +1,14 @@
-"""The ``effdsl`` command line: the only place that prints, writes files and exits.
+"""The commands of ``effdsl``: compile, check, fmt, sweep, diff, viz and list.
 
-Exit status: 0 success, 2 a mistake in the spec or the arguments (rendered with the
-source line and a caret on stderr), 70 an internal error (a bug in effdsl).
+Each command does its work inside :func:`~effdsl.cli.reporting.reporting`, which turns
+a user error into diagnostics and exit status 2 and a bug into a bug report and status
+70 (see :mod:`effdsl.cli`).
 """
 
 from __future__ import annotations
 
 import json
 import sys
-from dataclasses import replace
 import time
 from enum import Enum
 from pathlib import Path
@@ -19,7 +19,9 @@ from rich.console import Console
 from rich.table import Table
 
 from effdsl.api import MAX_PARAMS, check_spec, compile_spec, format_source, load_source
-from effdsl.diagnostics import Diagnostic, EffdslError, InternalError
+from effdsl.cli.files import write_output
+from effdsl.cli.reporting import Format, report_warnings, reporting
+from effdsl.diagnostics import Diagnostic, EffdslError
 from effdsl.language.resources import builtin_specs
 from effdsl.passes.summary import Summary
 
@@ -30,10 +32,6 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
-
-EXIT_USER = 2
-EXIT_BUG = 70
-
 
 class Emit(str, Enum):
     summary = "summary"
@@ -52,45 +50,8 @@ MODULE_EMITS = (Emit.pt2, Emit.onnx, Emit.weights)
 SpecArg = typer.Argument(..., help="A .eff file, or the name of a built-in spec (see 'effdsl list').")
 
 
-class Format(str, Enum):
-    text = "text"
-    json = "json"
-
-
 FormatOpt = typer.Option(Format.text, "--format", help="Diagnostics as text (with carets) or JSON.")
 WerrorOpt = typer.Option(False, "--warnings-as-errors", "-W", help="Exit with status 2 on any warning.")
-
-
-def _fail(err: EffdslError, fmt: Format = Format.text, to_stdout: bool = False) -> None:
-    if fmt is Format.json:
-        typer.echo(json.dumps([d.to_json(err.filename) for d in err.diagnostics], indent=2), err=not to_stdout)
-    else:
-        typer.echo(err.render(), err=True)
-    raise typer.Exit(EXIT_USER)
-
-
-def _warnings(compiled, fmt: Format, werror: bool, to_stdout: bool = False) -> None:
-    """Report the warnings of a successful compile; with -W they fail the command."""
-    found = compiled.warnings
-    if werror and found:
-        err = EffdslError([replace(d, severity="error") for d in found])
-        _fail(err.with_source(compiled.source.text, compiled.source.filename), fmt, to_stdout)
-    if fmt is Format.json:
-        if to_stdout or found:
-            typer.echo(json.dumps([d.to_json(compiled.source.filename) for d in found], indent=2),
-                       err=not to_stdout)
-    elif found:
-        err = EffdslError(found).with_source(compiled.source.text, compiled.source.filename)
-        typer.echo(err.render(), err=True)
-
-
-def _bug(err: InternalError) -> None:
-    from effdsl import __version__
-
-    command = " ".join(["effdsl", *sys.argv[1:]])
-    typer.echo(f"{err}\nTo report it, include:\n  effdsl {__version__}, Python {sys.version.split()[0]}\n"
-               f"  the command: {command}\n  the spec file, and this message.", err=True)
-    raise typer.Exit(EXIT_BUG)
 
 
 @app.command("compile")
@@ -124,14 +85,14 @@ def compile_cmd(
     With --format json, diagnostics go to stderr as a JSON array (stdout keeps the output).
     """
     start = time.perf_counter()
-    if emit in MODULE_EMITS and output is None:
-        _fail(EffdslError(Diagnostic("E403", f"--emit {emit.value} writes a binary file; give -o FILE")))
-    try:
+    with reporting(fmt):
+        if emit in MODULE_EMITS and output is None:
+            raise EffdslError(Diagnostic("E403", f"--emit {emit.value} writes a binary file; give -o FILE"))
         compiled = compile_spec(spec, phi=phi, preset=preset, width=width, depth=depth,
                                 resolution=resolution, num_classes=num_classes, in_chans=in_chans,
                                 drop_rate=drop_rate, drop_path_rate=drop_path_rate)
         elapsed = time.perf_counter() - start
-        _warnings(compiled, fmt, werror)
+        report_warnings(compiled, fmt, werror)
         module = None
         if weights is not None or emit in MODULE_EMITS:
             module = compiled.build(max_params=max_params)
@@ -144,25 +105,25 @@ def compile_cmd(
         if emit in MODULE_EMITS:
             _export(compiled, module, emit, output)
             return
-    except EffdslError as err:
-        _fail(err, fmt)
-    except InternalError as err:
-        _bug(err)
+        text = _text_output(compiled, emit, elapsed)
+        if output is None:
+            sys.stdout.write(text)
+        else:
+            write_output(output, text)
+            typer.echo(f"wrote {output}", err=True)
+
+
+def _text_output(compiled, emit: Emit, elapsed: float) -> str:
+    """The text of ``--emit summary``, ``json``, ``ir`` or ``py``."""
     if emit is Emit.json:
-        text = json.dumps(compiled.summary.to_json(), indent=2) + "\n"
-    elif emit is Emit.ir:
-        text = compiled.ir()
-    elif emit is Emit.py:
+        return json.dumps(compiled.summary.to_json(), indent=2) + "\n"
+    if emit is Emit.ir:
+        return compiled.ir()
+    if emit is Emit.py:
         from effdsl.export import python_source
 
-        text = python_source(compiled.graph)
-    else:
-        text = render_summary(compiled.summary, elapsed)
-    if output is None:
-        sys.stdout.write(text)
-    else:
-        output.write_text(text, encoding="utf-8")
-        typer.echo(f"wrote {output}", err=True)
+        return python_source(compiled.graph)
+    return render_summary(compiled.summary, elapsed)
 
 
 def _export(compiled, module, emit: Emit, output: Path) -> None:
@@ -173,11 +134,11 @@ def _export(compiled, module, emit: Emit, output: Path) -> None:
     example = example_input(compiled.graph)
     module.eval()
     if emit is Emit.pt2:
-        export.save_pt2(module, example, output)
+        write_output(output, lambda path: export.save_pt2(module, example, path))
     elif emit is Emit.onnx:
-        export.save_onnx(module, example, output)
+        write_output(output, lambda path: export.save_onnx(module, example, path))
     else:
-        export.save_weights(module, output)
+        write_output(output, lambda path: export.save_weights(module, path))
     typer.echo(f"wrote {output}", err=True)
 
 
@@ -189,13 +150,9 @@ def check_cmd(spec: str = SpecArg, fmt: Format = FormatOpt, werror: bool = Werro
     JSON array, empty when the spec is clean.
     """
     json_out = fmt is Format.json
-    try:
+    with reporting(fmt, to_stdout=json_out):
         compiled = check_spec(spec)
-    except EffdslError as err:
-        _fail(err, fmt, to_stdout=json_out)
-    except InternalError as err:
-        _bug(err)
-    _warnings(compiled, fmt, werror, to_stdout=json_out)
+        report_warnings(compiled, fmt, werror, to_stdout=json_out)
     net = compiled.spec
     if json_out:
         return
@@ -211,28 +168,23 @@ def fmt_cmd(
     write: bool = typer.Option(False, "--write", help="Rewrite the file in place."),
 ) -> None:
     """Print a spec in canonical form (comments kept)."""
-    try:
+    with reporting():
         text = format_source(spec)
         original = load_source(spec).text
-    except EffdslError as err:
-        _fail(err)
-    except InternalError as err:
-        _bug(err)
-    if check:
-        if text != original:
-            typer.echo(f"{spec}: would be reformatted", err=True)
-            raise typer.Exit(1)
-        typer.echo(f"{spec}: formatted", err=True)
-        return
-    if write:
-        path = Path(spec)
-        if not path.is_file():
-            _fail(EffdslError(Diagnostic("E404", f"--write needs a spec file, not '{spec}'")))
-        if text != original:
-            path.write_text(text, encoding="utf-8")
-            typer.echo(f"reformatted {spec}", err=True)
-        return
-    sys.stdout.write(text)
+        if check:
+            if text != original:
+                typer.echo(f"{spec}: would be reformatted", err=True)
+                raise typer.Exit(1)
+            typer.echo(f"{spec}: formatted", err=True)
+        elif write:
+            path = Path(spec)
+            if not path.is_file():
+                raise EffdslError(Diagnostic("E404", f"--write needs a spec file, not '{spec}'"))
+            if text != original:
+                write_output(path, text)
+                typer.echo(f"reformatted {spec}", err=True)
+        else:
+            sys.stdout.write(text)
 
 
 @app.command("sweep")
@@ -249,19 +201,15 @@ def sweep_cmd(
     """Tabulate a family over phi: multipliers, resolution, blocks, params, MACs and MACs/ideal."""
     from effdsl import reports as report
 
-    try:
+    with reporting():
         report.check_outputs(output, plot)
         result = report.sweep(spec, report.parse_phi_range(phi))
         files = report.sweep_files(result, output, plot, with_presets=presets)
-    except EffdslError as err:
-        _fail(err)
-    except InternalError as err:
-        _bug(err)
-    if output is None:
-        sys.stdout.write(report.render_sweep(result, with_presets=presets))
-    for path, content in files:
-        path.write_bytes(content)
-        typer.echo(f"wrote {path}", err=True)
+        if output is None:
+            sys.stdout.write(report.render_sweep(result, with_presets=presets))
+        for path, content in files:
+            write_output(path, content)
+            typer.echo(f"wrote {path}", err=True)
 
 
 class _InOrder(typer.core.TyperCommand):
@@ -293,17 +241,13 @@ def diff_cmd(
     """
     from effdsl import reports as report
 
-    try:
+    with reporting():
         choices = report.choices_in_order(ctx.meta.get("order", []), phi or [], preset or [])
         result = report.diff(spec, choices, against=against)
-    except EffdslError as err:
-        _fail(err)
-    except InternalError as err:
-        _bug(err)
-    if emit is DiffEmit.json:
-        sys.stdout.write(json.dumps(result.to_json(), indent=2) + "\n")
-    else:
-        sys.stdout.write(report.render_diff(result))
+        if emit is DiffEmit.json:
+            sys.stdout.write(json.dumps(result.to_json(), indent=2) + "\n")
+        else:
+            sys.stdout.write(report.render_diff(result))
 
 
 class Level(str, Enum):
@@ -327,17 +271,13 @@ def viz_cmd(
     """Draw a member of a spec's family: every box with its scaled channels, shapes, params and MACs."""
     from effdsl import viz
 
-    try:
+    with reporting():
         fmt = viz.format_of(output)
         compiled = compile_spec(spec, phi=phi, preset=preset, width=width, depth=depth, resolution=resolution)
-        _warnings(compiled, Format.text, False)
+        report_warnings(compiled, Format.text, False)
         picture = viz.render(compiled.graph, fmt, level.value, compiled.source.text)
-        viz.write(output, picture)
-    except EffdslError as err:
-        _fail(err)
-    except InternalError as err:
-        _bug(err)
-    typer.echo(f"wrote {output}", err=True)
+        write_output(output, picture)
+        typer.echo(f"wrote {output}", err=True)
 
 
 @app.command("list")
