@@ -235,81 +235,115 @@ def _spec_fact(line: int | None, lines: list[str] | None) -> str:
     return str(line)
 
 
+@dataclass(frozen=True, slots=True)
+class _Group:
+    """The IR nodes one box stands for, and what every kind of box shows of them."""
+
+    node_id: str
+    nodes: list[IRNode]
+    plan: Plan
+    where: str  # 'line N' of the spec, or ''
+
+    @property
+    def first(self) -> Op:
+        return self.nodes[0].op
+
+    @property
+    def last(self) -> Op:
+        return self.nodes[-1].op
+
+    @property
+    def shapes(self) -> str:
+        return f"{hw(self.nodes[0].in_shape)} → {hw(self.nodes[-1].out_shape)}"
+
+    @property
+    def cost(self) -> str:
+        return f"params {count(sum(n.params for n in self.nodes))} · MACs {count(sum(n.macs for n in self.nodes))}"
+
+    @property
+    def residuals(self) -> int:
+        return sum(n.op.kind == "add" for n in self.nodes)
+
+
+Label = tuple[tuple[str, str], ...]
+Facts = list[tuple[str, str]]
+
+
+def _op_box(g: _Group) -> tuple[str, Label, Facts]:
+    op = g.first
+    label = ((g.node_id, op_tag(op)), (f"{op.in_ch}→{op.out_ch} ch · {hw(g.nodes[0].out_shape)} · {g.cost}", g.where))
+    facts = [("op", op_tag(op))]
+    if op.kind in ("conv", "dwconv"):
+        facts.append(("kernel / stride / groups", f"{op.kernel} / {op.stride} / {op.groups}"))
+    return op.kind, label, facts
+
+
+def _stem_box(g: _Group) -> tuple[str, Label, Facts]:
+    stem = g.plan.stem
+    label = (("stem", f"conv k{stem.kernel} s{stem.stride} {stem.act}"),
+             (f"{g.first.out_ch}→{g.last.out_ch} ch · {g.shapes}", ""), (g.cost, g.where))
+    return "stem", label, [("block", f"input + conv k{stem.kernel} s{stem.stride}, bn, {stem.act}")]
+
+
+def _head_box(g: _Group) -> tuple[str, Label, Facts]:
+    plan = g.plan
+    parts = [f"conv k{plan.head.kernel}"] if plan.head is not None else []
+    parts += [f"{plan.pool} pool", "linear"]
+    chans = [g.first.in_ch] + ([plan.head.out_ch] if plan.head is not None else []) + [g.last.out_ch]
+    label = (("head", " · ".join(parts)), ("→".join(str(c) for c in chans) + f" · {g.shapes}", ""), (g.cost, g.where))
+    return "head", label, [("block", ", ".join(parts) + f" (dropout {plan.dropout:g})")]
+
+
+def _block_box(g: _Group) -> tuple[str, Label, Facts]:
+    stage = g.plan.stages[g.first.stage]
+    repeat = int(g.node_id.split(".")[2])
+    tag = _block_tag(stage.block, stage.kernel, stage.stride if repeat == 0 else 1, stage.expand)
+    residual = g.residuals > 0
+    label = ((g.node_id, tag), (f"{g.first.in_ch}→{g.last.out_ch} ch · {g.shapes}", "+ residual" if residual else ""),
+             (g.cost, g.where))
+    facts = [("block", tag + (f", se {stage.se:g}" if stage.se else "") + f", {stage.act}"),
+             ("residual", "yes: output = x + f(x)" if residual else "no")]
+    return "block", label, facts
+
+
+def _stage_box(g: _Group) -> tuple[str, Label, Facts]:
+    stage = g.plan.stages[g.first.stage]
+    blocks = sorted({n.op.block for n in g.nodes})
+    skips = g.residuals
+    tag = _block_tag(stage.block, stage.kernel, stage.stride, stage.expand)
+    label = ((f"stage{stage.index + 1}", f"{tag} ×{stage.repeats}"),
+             (f"{stage.in_ch}→{stage.out_ch} ch · {g.shapes}", f"{skips} residual" if skips else ""), (g.cost, g.where))
+    facts = [("blocks", f"{stage.repeats} × {tag}" + (f", se {stage.se:g}" if stage.se else "") + f", {stage.act}"),
+             ("block indices", f"{blocks[0]}..{blocks[-1]}"), ("residual", f"{skips} of {stage.repeats} blocks")]
+    return "stage", label, facts
+
+
 def _node(level: str, node_id: str, group: list[IRNode], graph: CompiledGraph, lines: list[str] | None) -> Node:
-    plan = graph.plan
-    first_node, last_node = group[0], group[-1]
-    first, last = first_node.op, last_node.op
-    params = sum(ir_node.params for ir_node in group)
-    macs = sum(ir_node.macs for ir_node in group)
+    """One box: its label and details, from the IR nodes it stands for."""
     line = _span_line(group)
-    where = f"line {line}" if line is not None else ""
-    shapes = f"{hw(first_node.in_shape)} → {hw(last_node.out_shape)}"
-    cost = f"params {count(params)} · MACs {count(macs)}"
-    facts: list[tuple[str, str]] = []
-    residual = any(ir_node.op.kind == "add" for ir_node in group)
-    names = tuple(ir_node.op.name for ir_node in group)
-    kind: str
-    label: tuple[tuple[str, str], ...]
+    g = _Group(node_id, group, graph.plan, f"line {line}" if line is not None else "")
     if level == "op":
-        kind = first.kind
-        label = ((node_id, op_tag(first)),
-                 (f"{first.in_ch}→{first.out_ch} ch · {hw(first_node.out_shape)} · {cost}", where))
-        facts.append(("op", op_tag(first)))
-        if first.kind in ("conv", "dwconv"):
-            facts.append(("kernel / stride / groups", f"{first.kernel} / {first.stride} / {first.groups}"))
-        residual = False
-    elif node_id == "stem":
-        kind = "stem"
-        stem = plan.stem
-        label = (("stem", f"conv k{stem.kernel} s{stem.stride} {stem.act}"),
-                 (f"{first.out_ch}→{last.out_ch} ch · {shapes}", ""), (cost, where))
-        facts.append(("block", f"input + conv k{stem.kernel} s{stem.stride}, bn, {stem.act}"))
-    elif node_id == "head":
-        kind = "head"
-        parts = [f"conv k{plan.head.kernel}"] if plan.head is not None else []
-        parts += [f"{plan.pool} pool", "linear"]
-        chans = [first.in_ch] + ([plan.head.out_ch] if plan.head is not None else []) + [last.out_ch]
-        label = (("head", " · ".join(parts)),
-                 ("→".join(str(c) for c in chans) + f" · {hw(first_node.in_shape)} → {hw(last_node.out_shape)}", ""),
-                 (cost, where))
-        facts.append(("block", ", ".join(parts) + f" (dropout {plan.dropout:g})"))
+        box = _op_box
+    elif node_id in ("stem", "head"):
+        box = _stem_box if node_id == "stem" else _head_box
     else:
-        stage = plan.stages[first.stage]
-        if level == "block":
-            kind = "block"
-            repeat = int(node_id.split(".")[2])
-            stride = stage.stride if repeat == 0 else 1
-            tag = _block_tag(stage.block, stage.kernel, stride, stage.expand)
-            label = ((node_id, tag),
-                     (f"{first.in_ch}→{last.out_ch} ch · {shapes}", "+ residual" if residual else ""),
-                     (cost, where))
-            facts.append(("block", tag + (f", se {stage.se:g}" if stage.se else "") + f", {stage.act}"))
-            facts.append(("residual", "yes: output = x + f(x)" if residual else "no"))
-        else:
-            kind = "stage"
-            blocks = sorted({ir_node.op.block for ir_node in group})
-            skips = sum(ir_node.op.kind == "add" for ir_node in group)
-            tag = _block_tag(stage.block, stage.kernel, stage.stride, stage.expand)
-            label = ((f"stage{stage.index + 1}", f"{tag} ×{stage.repeats}"),
-                     (f"{stage.in_ch}→{stage.out_ch} ch · {shapes}", f"{skips} residual" if skips else ""),
-                     (cost, where))
-            facts.append(("blocks", f"{stage.repeats} × {tag}" + (f", se {stage.se:g}" if stage.se else "")
-                          + f", {stage.act}"))
-            facts.append(("block indices", f"{blocks[0]}..{blocks[-1]}"))
-            facts.append(("residual", f"{skips} of {stage.repeats} blocks"))
+        box = _block_box if level == "block" else _stage_box
+    kind, label, facts = box(g)
+    params = sum(n.params for n in group)
+    macs = sum(n.macs for n in group)
     facts += [
-        ("input", full(first_node.in_shape)),
-        ("output", full(last_node.out_shape)),
-        ("channels", f"{first.in_ch} → {last.out_ch}"),
+        ("input", full(group[0].in_shape)),
+        ("output", full(group[-1].out_shape)),
+        ("channels", f"{g.first.in_ch} → {g.last.out_ch}"),
         ("params", f"{params:,}"),
         ("MACs", f"{macs:,}"),
         ("spec line", _spec_fact(line, lines)),
     ]
     if level != "op":
         facts.append(("operators", str(len(group))))
-    return Node(node_id, kind, first.stage, label, tuple(facts), params, macs, first_node.in_shape,
-                last_node.out_shape,
-                residual, names)
+    residual = level != "op" and g.residuals > 0
+    return Node(node_id, kind, g.first.stage, label, tuple(facts), params, macs, group[0].in_shape,
+                group[-1].out_shape, residual, tuple(n.op.name for n in group))
 
 
 def _block_tag(block: str, kernel: int, stride: int, expand: float) -> str:
