@@ -11,6 +11,7 @@ import effdsl
 from effdsl import api
 from effdsl import reports as report
 from effdsl.cli import app
+
 from reference import EFFICIENTNET
 
 TINY = """network tiny {

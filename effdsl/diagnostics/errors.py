@@ -23,8 +23,8 @@ lists it in ``arguments``; a front end that spells arguments differently (the CL
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 from effdsl.diagnostics.codes import Severity, lookup
 
@@ -42,7 +42,7 @@ class Span:
         return f"{self.line}:{self.column}"
 
     @staticmethod
-    def cover(first: "Span", last: "Span") -> "Span":
+    def cover(first: Span, last: Span) -> Span:
         """The smallest span reaching from the start of ``first`` to the end of ``last``."""
         return Span(first.line, first.column, last.end_line, last.end_column)
 
@@ -97,7 +97,7 @@ class EffdslError(Exception):
         self.filename: str | None = None
         super().__init__("; ".join(d.message for d in self.diagnostics))
 
-    def with_source(self, source: str, filename: str) -> "EffdslError":
+    def with_source(self, source: str, filename: str) -> EffdslError:
         """Attach the text the spans refer to (done once, by whoever read the file)."""
         if self.source is None:
             self.source = source

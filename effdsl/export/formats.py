@@ -27,7 +27,7 @@ __all__ = ["ONNX_OPSET", "class_name", "python_source", "save_onnx", "save_pt2",
 
 ONNX_OPSET = 18
 
-def _eval_mode(module: "nn.Module"):
+def _eval_mode(module: nn.Module):
     """Put ``module`` in eval mode; returns a function that restores its modes."""
     modes = [(m, m.training) for m in module.modules()]
     module.eval()
@@ -39,7 +39,7 @@ def _eval_mode(module: "nn.Module"):
     return restore
 
 
-def save_pt2(module: "nn.Module", example_input: "torch.Tensor", path: str | Path) -> None:
+def save_pt2(module: nn.Module, example_input: torch.Tensor, path: str | Path) -> None:
     """Export ``module`` in eval mode with ``torch.export`` and save the program to ``path``.
 
     Load it back with ``torch.export.load(path).module()``. The program has the example's
@@ -56,7 +56,7 @@ def save_pt2(module: "nn.Module", example_input: "torch.Tensor", path: str | Pat
     torch.export.save(program, str(path))
 
 
-def save_onnx(module: "nn.Module", example_input: "torch.Tensor", path: str | Path) -> None:
+def save_onnx(module: nn.Module, example_input: torch.Tensor, path: str | Path) -> None:
     """Export ``module`` in eval mode to an ONNX file (opset 18, input ``image``, output ``logits``).
 
     Uses torch's dynamo-based exporter (``torch.onnx.export(..., dynamo=True)``, which
@@ -83,7 +83,7 @@ def save_onnx(module: "nn.Module", example_input: "torch.Tensor", path: str | Pa
     onnx.checker.check_model(str(path), full_check=True)
 
 
-def save_weights(module: "nn.Module", path: str | Path) -> None:
+def save_weights(module: nn.Module, path: str | Path) -> None:
     """Save ``module``'s ``state_dict`` (parameters and buffers) as a safetensors file."""
     from safetensors.torch import save_file
 

@@ -16,8 +16,18 @@ from typing import Any
 from effdsl.diagnostics import Collector, Diagnostic, Span, did_you_mean
 from effdsl.language.parser import RawNetwork, RawStatement, Tok
 from effdsl.language.settings import bn_of, bn_pairs, clean, read_defaults, read_preset, read_scaling
-from effdsl.language.spec import (BLOCK_TYPES, MAX_BLOCKS, MAX_STAGES, POOLS, Block, Defaults, Head, Network, Preset,
-                                  Scaling)
+from effdsl.language.spec import (
+    BLOCK_TYPES,
+    MAX_BLOCKS,
+    MAX_STAGES,
+    POOLS,
+    Block,
+    Defaults,
+    Head,
+    Network,
+    Preset,
+    Scaling,
+)
 from effdsl.language.values import Reader, check_act, check_value, to_float
 
 # k3 s2 e6 c24 x2 se0.25: a one- or two-letter field glued to its number.

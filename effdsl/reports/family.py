@@ -21,19 +21,20 @@ import html
 import io
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterable, Literal
+from typing import Literal
 
 from rich.console import Console
 from rich.table import Table
 
 from effdsl.api import Compiled, Source, analyze_source, compile_network, load_source
 from effdsl.diagnostics import Diagnostic, EffdslError
+from effdsl.language.spec import Network
 from effdsl.passes.summary import StageRow
 from effdsl.scaling.members import Member
-from effdsl.language.spec import Network
 
 MAX_ROWS = 1000
 PHI_LIMIT = 20  # compile_spec's range for --phi

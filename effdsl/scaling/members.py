@@ -19,8 +19,8 @@ import math
 from dataclasses import dataclass, replace
 
 from effdsl.diagnostics import Diagnostic, EffdslError, Span, did_you_mean
-from effdsl.scaling.rounding import compound_multipliers, round_resolution
 from effdsl.language.spec import BatchNorm, Network
+from effdsl.scaling.rounding import compound_multipliers, round_resolution
 
 
 @dataclass(frozen=True, slots=True)
