@@ -48,10 +48,8 @@ class Reader:
         return tok
 
     def last_span(self) -> Span:
-        if self.pos:
-            s = self.items[self.pos - 1].span
-        else:
-            s = self.anchor
+        """Just after the last item taken (or the anchor): where a missing item belongs."""
+        s = self.items[self.pos - 1].span if self.pos else self.anchor
         return Span(s.end_line, s.end_column, s.end_line, s.end_column + 1)
 
     def number(self, what: str) -> tuple[float | None, Span]:
