@@ -120,7 +120,7 @@ def test_check_reports_each_bad_preset_at_its_line(tmp_path, monkeypatch):
                 (line_of[118], "preset 'p118' scales the network to", "E302"),
                 (line_of[149], "resolution 6 (from preset 'p149')", "E301")]
     assert [(int(line), code) for line, _, code, _ in headers] == [(line, code) for line, _, code in expected]
-    for (_, _, _, message), (_, start, _) in zip(headers, expected):
+    for (_, _, _, message), (_, start, _) in zip(headers, expected, strict=True):
         assert message.startswith(start)
     source_lines = text.splitlines()
     columns = [int(col) for _, col, _, _ in headers]

@@ -67,7 +67,7 @@ class Diagnostic:
         if self.severity == "warning" and registered.severity == "error":  # -W may raise a warning, not lower an error
             raise InternalError("diagnostics", f"{self.code} is an error, reported as a warning", what="module")
 
-    def to_json(self, filename: str | None) -> dict:
+    def to_json(self, filename: str | None) -> dict[str, str | int | None]:
         """The machine-readable form (``--format json``); positions are 1-based."""
         span = self.span
         return {
@@ -177,10 +177,8 @@ def _snippet(text: str, span: Span) -> list[str]:
     pad = " " * len(gutter)
     shown = text.expandtabs(1)  # one column per character, as Lark counts them
     start = max(span.column - 1, 0)
-    if span.end_line == span.line:
-        end = max(span.end_column - 1, start + 1)
-    else:
-        end = max(len(shown), start + 1)
+    # a span over several lines is underlined to the end of its first
+    end = max(span.end_column - 1 if span.end_line == span.line else len(shown), start + 1)
     if len(shown) > _MAX_SHOWN:  # a very long line: show a window around the mistake
         left = max(0, min(start - _MAX_SHOWN // 4, len(shown) - _MAX_SHOWN))
         right = left + _MAX_SHOWN
