@@ -198,7 +198,7 @@ def analyze(raw: RawNetwork) -> Network:
     if not stages:
         errors.error("E106", "the network has no stage", raw.end, "add a line like: stage mbconv e6 k3 s2 c24 x2")
     _raise_if_any(errors)
-    # Each value missing here was reported above, so the errors were raised
+    # a part left None was reported, and _raise_if_any raised: none is left here
     stage_blocks = [node for node in stage_nodes if node is not None]
     assert stem is not None and head is not None and scaling is not None and len(stage_blocks) == len(stages)
     assert in_ch is not None and resolution is not None and classes is not None
