@@ -159,7 +159,8 @@ def test_a_preset_too_large_points_at_its_line(tmp_path):
     with pytest.raises(effdsl.EffdslError) as info:
         effdsl.compile_spec(text, preset="huge")
     (diag,) = info.value.diagnostics
-    assert diag.code == "E302" and diag.span is not None and diag.span.line == 4 and diag.span.column == 10  # the preset name
+    assert diag.code == "E302" and diag.span is not None
+    assert (diag.span.line, diag.span.column) == (4, 10)  # the preset name
 
 
 @pytest.mark.parametrize("level, words", [("op", "operators at --level op"), ("block", "blocks at --level block")])

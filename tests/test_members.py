@@ -11,6 +11,7 @@ import effdsl
 from effdsl import api
 from effdsl import reports as report
 from effdsl.cli import app
+
 from reference import EFFICIENTNET
 
 TINY = """network tiny {
@@ -119,7 +120,7 @@ def test_check_reports_each_bad_preset_at_its_line(tmp_path, monkeypatch):
                 (line_of[118], "preset 'p118' scales the network to", "E302"),
                 (line_of[149], "resolution 6 (from preset 'p149')", "E301")]
     assert [(int(line), code) for line, _, code, _ in headers] == [(line, code) for line, _, code in expected]
-    for (_, _, _, message), (_, start, _) in zip(headers, expected):
+    for (_, _, _, message), (_, start, _) in zip(headers, expected, strict=True):
         assert message.startswith(start)
     source_lines = text.splitlines()
     columns = [int(col) for _, col, _, _ in headers]

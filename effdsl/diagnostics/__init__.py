@@ -4,17 +4,8 @@ Every stage reports user mistakes through this package; it imports nothing else 
 effdsl's.
 """
 
-from effdsl.diagnostics.codes import CODES, Code
-from effdsl.diagnostics.errors import (
-    Collector,
-    Diagnostic,
-    EffdslError,
-    InternalError,
-    Severity,
-    Span,
-    did_you_mean,
-    render,
-)
+from effdsl.diagnostics.codes import CODES, Code, Severity
+from effdsl.diagnostics.errors import Collector, Diagnostic, EffdslError, InternalError, Span, did_you_mean, render
 
 __all__ = ["CODES", "Code", "Collector", "Diagnostic", "EffdslError", "InternalError", "Severity", "Span",
            "did_you_mean", "render"]

@@ -23,8 +23,8 @@ lists it in ``arguments``; a front end that spells arguments differently (the CL
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 from effdsl.diagnostics.codes import Severity, lookup
 
@@ -42,7 +42,7 @@ class Span:
         return f"{self.line}:{self.column}"
 
     @staticmethod
-    def cover(first: "Span", last: "Span") -> "Span":
+    def cover(first: Span, last: Span) -> Span:
         """The smallest span reaching from the start of ``first`` to the end of ``last``."""
         return Span(first.line, first.column, last.end_line, last.end_column)
 
@@ -67,7 +67,7 @@ class Diagnostic:
         if self.severity == "warning" and registered.severity == "error":  # -W may raise a warning, not lower an error
             raise InternalError("diagnostics", f"{self.code} is an error, reported as a warning", what="module")
 
-    def to_json(self, filename: str | None) -> dict:
+    def to_json(self, filename: str | None) -> dict[str, str | int | None]:
         """The machine-readable form (``--format json``); positions are 1-based."""
         span = self.span
         return {
@@ -97,7 +97,7 @@ class EffdslError(Exception):
         self.filename: str | None = None
         super().__init__("; ".join(d.message for d in self.diagnostics))
 
-    def with_source(self, source: str, filename: str) -> "EffdslError":
+    def with_source(self, source: str, filename: str) -> EffdslError:
         """Attach the text the spans refer to (done once, by whoever read the file)."""
         if self.source is None:
             self.source = source
@@ -177,10 +177,8 @@ def _snippet(text: str, span: Span) -> list[str]:
     pad = " " * len(gutter)
     shown = text.expandtabs(1)  # one column per character, as Lark counts them
     start = max(span.column - 1, 0)
-    if span.end_line == span.line:
-        end = max(span.end_column - 1, start + 1)
-    else:
-        end = max(len(shown), start + 1)
+    # a span over several lines is underlined to the end of its first
+    end = max(span.end_column - 1 if span.end_line == span.line else len(shown), start + 1)
     if len(shown) > _MAX_SHOWN:  # a very long line: show a window around the mistake
         left = max(0, min(start - _MAX_SHOWN // 4, len(shown) - _MAX_SHOWN))
         right = left + _MAX_SHOWN

@@ -5,7 +5,8 @@ May import diagnostics, language, scaling, ir, passes and, inside functions,
 backends.torch.
 """
 
+from effdsl.blocks import class_name
 from effdsl.export.formats import ONNX_OPSET, save_onnx, save_pt2, save_weights
-from effdsl.export.pysource import class_name, python_source
+from effdsl.export.pysource import python_source
 
 __all__ = ["ONNX_OPSET", "class_name", "python_source", "save_onnx", "save_pt2", "save_weights"]

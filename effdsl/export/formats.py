@@ -14,10 +14,13 @@ The ``save_*`` functions import torch (and onnx) when called.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from effdsl.export.pysource import class_name, python_source
+from effdsl.blocks import class_name
+from effdsl.diagnostics import InternalError
+from effdsl.export.pysource import python_source
 
 if TYPE_CHECKING:
     import torch
@@ -27,7 +30,8 @@ __all__ = ["ONNX_OPSET", "class_name", "python_source", "save_onnx", "save_pt2",
 
 ONNX_OPSET = 18
 
-def _eval_mode(module: "nn.Module"):
+
+def _eval_mode(module: nn.Module) -> Callable[[], None]:
     """Put ``module`` in eval mode; returns a function that restores its modes."""
     modes = [(m, m.training) for m in module.modules()]
     module.eval()
@@ -39,7 +43,7 @@ def _eval_mode(module: "nn.Module"):
     return restore
 
 
-def save_pt2(module: "nn.Module", example_input: "torch.Tensor", path: str | Path) -> None:
+def save_pt2(module: nn.Module, example_input: torch.Tensor, path: str | Path) -> None:
     """Export ``module`` in eval mode with ``torch.export`` and save the program to ``path``.
 
     Load it back with ``torch.export.load(path).module()``. The program has the example's
@@ -56,7 +60,7 @@ def save_pt2(module: "nn.Module", example_input: "torch.Tensor", path: str | Pat
     torch.export.save(program, str(path))
 
 
-def save_onnx(module: "nn.Module", example_input: "torch.Tensor", path: str | Path) -> None:
+def save_onnx(module: nn.Module, example_input: torch.Tensor, path: str | Path) -> None:
     """Export ``module`` in eval mode to an ONNX file (opset 18, input ``image``, output ``logits``).
 
     Uses torch's dynamo-based exporter (``torch.onnx.export(..., dynamo=True)``, which
@@ -79,11 +83,13 @@ def save_onnx(module: "nn.Module", example_input: "torch.Tensor", path: str | Pa
             )
     finally:
         restore()
+    if program is None:  # torch returns None only from the older, non-dynamo exporter
+        raise InternalError("export", "torch.onnx.export(dynamo=True) returned no program", what="module")
     program.save(str(path), external_data=size >= 2**31 - 2**24)
     onnx.checker.check_model(str(path), full_check=True)
 
 
-def save_weights(module: "nn.Module", path: str | Path) -> None:
+def save_weights(module: nn.Module, path: str | Path) -> None:
     """Save ``module``'s ``state_dict`` (parameters and buffers) as a safetensors file."""
     from safetensors.torch import save_file
 

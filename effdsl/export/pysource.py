@@ -24,6 +24,7 @@ from effdsl.blocks import REGISTRY, ConvRow, class_name, kind_of_parts
 from effdsl.blocks.base import CONV_BN_ACT_CLASS, SQUEEZE_EXCITE_CLASS
 from effdsl.diagnostics import InternalError
 from effdsl.ir.graph import CompiledGraph, Op
+from effdsl.ir.plan import Plan
 from effdsl.language.spec import ACTIVATIONS
 
 _PASS = "export"  # what an InternalError names as the failing stage
@@ -164,7 +165,19 @@ def _read(graph: CompiledGraph) -> _Network:
     if pool.kind != "pool" or not pool.flatten or dropout.kind != "dropout":
         raise InternalError(_PASS, "expected global pooling and dropout before the classifier")
 
-    rows: list[list] = []
+    rows = _rows(blocks, plan, same)
+    return _Network(
+        name=plan.name, class_name=class_name(plan.name), in_ch=image.out_ch, resolution=plan.resolution,
+        classes=classifier.out_ch, stem=stem_conv, rows=tuple(rows),
+        num_stages=len(plan.stages), drop_path=plan.drop_path, head=head_conv, head_in=pool.in_ch,
+        pool=pool.pool or "avg", dropout=dropout.rate, same=same,
+        params=sum(node.params for node in graph.nodes()), member=plan.member,
+    )
+
+
+def _rows(blocks: dict[int, list[Op]], plan: Plan, same: bool) -> list[tuple[_Block, int]]:
+    """The table's rows: each run of identical blocks once, with its length; checked by stage."""
+    rows: list[tuple[_Block, int]] = []
     num_blocks = len(blocks)
     for index in range(num_blocks):
         if index not in blocks:
@@ -173,20 +186,13 @@ def _read(graph: CompiledGraph) -> _Network:
         if row.residual and rate != plan.drop_path * index / num_blocks:
             raise InternalError(_PASS, f"block {index}: drop-path rate {rate} is not rate * i / N")
         if rows and rows[-1][0] == row:
-            rows[-1][1] += 1
+            rows[-1] = (row, rows[-1][1] + 1)
         else:
-            rows.append([row, 1])
+            rows.append((row, 1))
     stages = [row.stage for row, _ in rows]
     if stages != sorted(stages) or set(stages) != set(range(len(plan.stages))):
         raise InternalError(_PASS, "blocks are not grouped by stage")
-
-    return _Network(
-        name=plan.name, class_name=class_name(plan.name), in_ch=image.out_ch, resolution=plan.resolution,
-        classes=classifier.out_ch, stem=stem_conv, rows=tuple((r, n) for r, n in rows),
-        num_stages=len(plan.stages), drop_path=plan.drop_path, head=head_conv, head_in=pool.in_ch,
-        pool=pool.pool or "avg", dropout=dropout.rate, same=same,
-        params=sum(node.params for node in graph.nodes()), member=plan.member,
-    )
+    return rows
 
 
 # ------------------------------------------------------------------ the source file
@@ -336,10 +342,10 @@ def _table(net: _Network) -> str:
     widths = [max(len(name) + 1, *(len(row[j]) for row in cells)) for j, name in enumerate(header)]
     widths[0] = max(widths[0], len(header[0]) + 2)  # room for the header's "# "
     lines = ["    #" + " ".join(name.ljust(w) if name in left else name.rjust(w - 1) + " "
-                             for name, w in zip(header, widths)).rstrip()]
+                             for name, w in zip(header, widths, strict=True)).rstrip()]
     for row in cells:
         lines.append("    (" + " ".join(cell.ljust(w) if name in left else cell.rjust(w)
-                                        for name, cell, w in zip(header, row, widths)).rstrip() + "),")
+                                        for name, cell, w in zip(header, row, widths, strict=True)).rstrip() + "),")
     return "BLOCKS = [\n" + "\n".join(lines) + "\n]\n"
 
 

@@ -11,13 +11,26 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Any
 
-from effdsl.diagnostics import Collector, Diagnostic, Span, did_you_mean
+from effdsl.diagnostics import Collector, Diagnostic, InternalError, Span, did_you_mean
 from effdsl.language.parser import RawNetwork, RawStatement, Tok
-from effdsl.language.settings import bn_of, bn_pairs, clean, read_defaults, read_preset, read_scaling
-from effdsl.language.spec import (BLOCK_TYPES, MAX_BLOCKS, MAX_STAGES, POOLS, Block, Defaults, Head, Network, Preset,
-                                  Scaling)
+from effdsl.language.settings import Values, bn_of, bn_pairs, clean, read_defaults, read_preset, read_scaling
+from effdsl.language.spec import (
+    BLOCK_TYPES,
+    MAX_BLOCKS,
+    MAX_STAGES,
+    POOLS,
+    ROLES,
+    Block,
+    BlockType,
+    Defaults,
+    Head,
+    Network,
+    Pool,
+    Preset,
+    Role,
+    Scaling,
+)
 from effdsl.language.values import Reader, check_act, check_value, to_float
 
 # k3 s2 e6 c24 x2 se0.25: a one- or two-letter field glued to its number.
@@ -30,85 +43,134 @@ _STAGE_WORDS = ("k<kernel>", "s<stride>", "e<expand>", "c<channels>", "x<repeats
 # ---------------------------------------------------------------------------- blocks
 
 def _block(stmt: RawStatement, errors: Collector) -> Block | None:
-    role = stmt.keyword.text
-    kind = stmt.name
-    allowed = BLOCK_TYPES if role == "stage" else ("conv",)
-    ok = True
-    if kind.text not in allowed:
-        hint = did_you_mean(kind.text, allowed)
-        errors.error("E101", f"unknown {role} block '{kind.text}'" if role == "stage"
-                     else f"a {role} is a 'conv', got '{kind.text}'", kind.span, hint)
-        ok = False
-    values: dict[str, Any] = {}
+    """A stem, stage or head line; None when a mistake (reported) leaves no block to build."""
+    role, kind = _role_and_kind(stmt)
+    block_type = _block_type(role, kind, errors)
+    values: Values = {}
     spans: dict[str, Span] = {"block": kind.span}
+    ok = block_type is not None
     reader = Reader(stmt.items, errors, kind.span)
     while reader.more():
-        tok = reader.take()
-        match = None if tok.is_number else _FIELD.match(tok.text)
-        if match:
-            key = _FIELD_NAMES[match.group(1)]
-            value: Any = float(match.group(2))
-            if not math.isfinite(value):
-                errors.error("E200", f"{key} is out of range: {tok.text}", tok.span)
-                ok = False
-                continue
-            field = key
-        elif tok.text == "se" and reader.peek() is not None and reader.peek().is_number:
-            field, (value, _) = "se", reader.number("se")
-            tok = Tok(tok.text, False, Span.cover(tok.span, reader.items[reader.pos - 1].span))
-        elif tok.text == "act":
-            name = reader.word("an activation name after 'act'")
-            if name is not None and "act" in spans:
-                errors.error("E105", "act is given twice", name.span, f"first given at {spans['act']}")
-                ok = False
-            elif name is not None and check_act(name, errors):
-                values["act"], spans["act"] = name.text, name.span
-            continue
-        elif tok.text in ("skip", "noskip"):
-            field, value = "skip", tok.text == "skip"
-        elif tok.text == "bn":
-            bn_pairs(reader, values, spans)
-            continue
-        else:
-            hint = did_you_mean(tok.text, ("act", "bn", "skip", "noskip", "se"))
-            if hint is None or hint.startswith("expected"):
-                hint = "block options are " + ", ".join(_STAGE_WORDS)
-            errors.error("E103", f"unknown option '{tok.text}' for a {role}", tok.span, hint)
-            ok = False
-            continue
-        if field in values or (field in spans and field != "block"):
-            errors.error("E105", f"{field} is given twice", tok.span, f"first given at {spans[field]}")
-            ok = False
-            continue
-        spans[field] = tok.span
-        if field == "skip":
-            values[field] = value
-            continue
-        checked = check_value(field, value, tok.span, errors)
-        if checked is None:
-            ok = False
-        values[field] = checked
+        ok = _option(reader, reader.take(), role, values, spans, errors) and ok
+    ok = _has_required(stmt, role, values, errors) and ok
+    ok = _fits_role(role, block_type, values, spans, errors) and ok
+    if not ok or block_type is None:
+        return None
+    bn = bn_of(values)
+    return Block(span=stmt.span, spans=spans, role=role, block=block_type, bn=bn, **clean(values))
+
+
+def _role_and_kind(stmt: RawStatement) -> tuple[Role, Tok]:
+    """The role (the keyword) and the block type's word; the grammar gives a block line both."""
+    role = stmt.keyword.text
+    if role not in ROLES or stmt.name is None:
+        raise InternalError("analyze", f"'{role}' is not a block line with a block type", what="module")
+    return role, stmt.name
+
+
+def _block_type(role: Role, kind: Tok, errors: Collector) -> BlockType | None:
+    """The block type ``kind`` names; a stem and a head are convs (E101 otherwise)."""
+    allowed: tuple[BlockType, ...] = BLOCK_TYPES if role == "stage" else ("conv",)
+    if kind.text in allowed:
+        return kind.text
+    hint = did_you_mean(kind.text, allowed)
+    errors.error("E101", f"unknown {role} block '{kind.text}'" if role == "stage"
+                 else f"a {role} is a 'conv', got '{kind.text}'", kind.span, hint)
+    return None
+
+
+def _option(reader: Reader, tok: Tok, role: Role, values: Values, spans: dict[str, Span],
+            errors: Collector) -> bool:
+    """Read the option starting at ``tok``; False when it is wrong in a way that leaves no block."""
+    match = None if tok.is_number else _FIELD.match(tok.text)
+    nxt = reader.peek()
+    if match:
+        return _glued_field(match, tok, values, spans, errors)
+    if tok.text == "se" and nxt is not None and nxt.is_number:  # 'se 0.25', apart
+        value, span = reader.number("se")
+        return _number_field("se", value, Tok(tok.text, False, Span.cover(tok.span, span)), values, spans, errors)
+    if tok.text == "act":
+        return _act(reader, values, spans, errors)
+    if tok.text in ("skip", "noskip"):
+        if _given_twice("skip", tok, values, spans, errors):
+            return False
+        spans["skip"], values["skip"] = tok.span, tok.text == "skip"
+        return True
+    if tok.text == "bn":
+        bn_pairs(reader, values, spans)
+        return True
+    hint = did_you_mean(tok.text, ("act", "bn", "skip", "noskip", "se"))
+    if hint is None or hint.startswith("expected"):
+        hint = "block options are " + ", ".join(_STAGE_WORDS)
+    errors.error("E103", f"unknown option '{tok.text}' for a {role}", tok.span, hint)
+    return False
+
+
+def _glued_field(match: re.Match[str], tok: Tok, values: Values, spans: dict[str, Span], errors: Collector) -> bool:
+    """``k3``, ``c24``, ``se0.25``: a field's letters glued to its number."""
+    field = _FIELD_NAMES[match.group(1)]
+    value = float(match.group(2))
+    if not math.isfinite(value):
+        errors.error("E200", f"{field} is out of range: {tok.text}", tok.span)
+        return False
+    return _number_field(field, value, tok, values, spans, errors)
+
+
+def _number_field(field: str, value: float | None, tok: Tok, values: Values, spans: dict[str, Span],
+                  errors: Collector) -> bool:
+    if _given_twice(field, tok, values, spans, errors):
+        return False
+    spans[field] = tok.span
+    values[field] = check_value(field, value, tok.span, errors)
+    return values[field] is not None
+
+
+def _given_twice(field: str, tok: Tok, values: Values, spans: dict[str, Span], errors: Collector) -> bool:
+    if field in values or (field in spans and field != "block"):
+        errors.error("E105", f"{field} is given twice", tok.span, f"first given at {spans[field]}")
+        return True
+    return False
+
+
+def _act(reader: Reader, values: Values, spans: dict[str, Span], errors: Collector) -> bool:
+    """``act NAME``; an unknown name is reported but still leaves a block (the default act)."""
+    name = reader.word("an activation name after 'act'")
+    if name is not None and "act" in spans:
+        errors.error("E105", "act is given twice", name.span, f"first given at {spans['act']}")
+        return False
+    if name is not None and check_act(name, errors):
+        values["act"], spans["act"] = name.text, name.span
+    return True
+
+
+def _has_required(stmt: RawStatement, role: Role, values: Values, errors: Collector) -> bool:
+    """Every block line gives its kernel and its channels (E106)."""
+    ok = True
     for required, example in (("kernel", "k3"), ("out_ch", "c32")):
         if required not in values:
             errors.error("E106", f"this {role} does not give its {'channels' if required == 'out_ch' else required}",
                          stmt.keyword.span if not stmt.items else Span.cover(stmt.keyword.span, stmt.items[-1].span),
                          f"add {example}")
             ok = False
+    return ok
+
+
+def _fits_role(role: Role, block_type: BlockType | None, values: Values, spans: dict[str, Span],
+               errors: Collector) -> bool:
+    """Only a stage repeats, expands, squeezes or skips; a conv stage neither expands nor squeezes (E103)."""
+    ok = True
     if role != "stage":
         for field in ("repeats", "expand", "se", "skip"):
             if field in values:
                 errors.error("E103", f"a {role} takes no {field}", spans[field])
                 ok = False
-    elif kind.text == "conv":
+    elif block_type == "conv":
         for field in ("expand", "se"):
             if field in values:
                 errors.error("E103", f"a conv stage takes no {field}", spans[field],
                              "expansion and squeeze-excite belong to mbconv and fused_mbconv")
                 ok = False
-    if not ok:
-        return None
-    bn = bn_of(values)
-    return Block(span=stmt.span, spans=spans, role=role, block=kind.text, bn=bn, **clean(values))
+    return ok
 
 
 # ---------------------------------------------------------------------------- network
@@ -120,6 +182,50 @@ _HEAD_ORDER = ("head", "pool", "dropout", "linear")
 def analyze(raw: RawNetwork) -> Network:
     """Check the raw statements and build the spec AST; raise with every error found."""
     errors = Collector()
+    first, stages, presets = _sort_statements(raw, errors)
+    in_ch, resolution, classes = _input(first.get("input"), first.get("classes"), raw, errors)
+    scaling = read_scaling(first["scaling"], stages, errors) if "scaling" in first else Scaling(span=raw.name.span)
+    defaults = read_defaults(first["defaults"], errors) if "defaults" in first else Defaults(span=raw.name.span)
+    preset_nodes = _read_presets(presets, errors)
+
+    stem = _block(first["stem"], errors) if "stem" in first else None
+    stage_nodes = [_block(s, errors) for s in stages]
+    _check_size(stages, stage_nodes, errors)
+    head = _head(first, raw, errors)
+    for what in ("stem",):
+        if what not in first:
+            errors.error("E106", "the network has no stem", raw.end, "add a line like: stem conv k3 s2 c32")
+    if not stages:
+        errors.error("E106", "the network has no stage", raw.end, "add a line like: stage mbconv e6 k3 s2 c24 x2")
+    _raise_if_any(errors)
+    # a part left None was reported, and _raise_if_any raised: none is left here
+    stage_blocks = [node for node in stage_nodes if node is not None]
+    assert stem is not None and head is not None and scaling is not None and len(stage_blocks) == len(stages)
+    assert in_ch is not None and resolution is not None and classes is not None
+    network = Network(
+        span=raw.span,
+        spans={"name": raw.name.span, **_input_spans(first.get("input"), first.get("classes"))},
+        name=raw.name.text,
+        in_ch=in_ch,
+        resolution=resolution,
+        classes=classes,
+        scaling=scaling,
+        defaults=defaults,
+        presets=tuple(preset_nodes.values()),
+        stem=stem,
+        stages=tuple(stage_blocks),
+        head=head,
+    )
+    _check_divisible(network, errors)
+    _check_head_width(network, errors)
+    _raise_if_any(errors)
+    return network
+
+
+def _sort_statements(
+    raw: RawNetwork, errors: Collector,
+) -> tuple[dict[str, RawStatement], list[RawStatement], list[RawStatement]]:
+    """The statements given once (by keyword), the stages and the presets; checks their order."""
     first: dict[str, RawStatement] = {}
     stages: list[RawStatement] = []
     presets: list[RawStatement] = []
@@ -146,11 +252,12 @@ def analyze(raw: RawNetwork) -> Network:
             presets.append(stmt)
         if key in ("stem", "stage") + _HEAD_ORDER and not late_stage:  # one error per statement
             last_role = _order_check(key, last_role, stmt, errors)
+    return first, stages, presets
 
-    in_ch, resolution, classes = _input(first.get("input"), first.get("classes"), raw, errors)
-    scaling = read_scaling(first["scaling"], stages, errors) if "scaling" in first else Scaling(span=raw.name.span)
-    defaults = read_defaults(first["defaults"], errors) if "defaults" in first else Defaults(span=raw.name.span)
-    preset_nodes: dict[str, Preset] = {}  # by name: a spec may define thousands
+
+def _read_presets(presets: list[RawStatement], errors: Collector) -> dict[str, Preset]:
+    """The presets by name (a spec may define thousands); a name defined twice is E105."""
+    preset_nodes: dict[str, Preset] = {}
     for stmt in presets:
         node = read_preset(stmt, errors)
         if node is None:
@@ -161,36 +268,7 @@ def analyze(raw: RawNetwork) -> Network:
                          f"first defined at line {clash.span.line}")
             continue
         preset_nodes[node.name] = node
-
-    stem = _block(first["stem"], errors) if "stem" in first else None
-    stage_nodes = [_block(s, errors) for s in stages]
-    _check_size(stages, stage_nodes, errors)
-    head = _head(first, raw, errors)
-    for what in ("stem",):
-        if what not in first:
-            errors.error("E106", "the network has no stem", raw.end, "add a line like: stem conv k3 s2 c32")
-    if not stages:
-        errors.error("E106", "the network has no stage", raw.end, "add a line like: stage mbconv e6 k3 s2 c24 x2")
-    _raise_if_any(errors)
-    assert stem is not None and head is not None and scaling is not None
-    network = Network(
-        span=raw.span,
-        spans={"name": raw.name.span, **_input_spans(first.get("input"), first.get("classes"))},
-        name=raw.name.text,
-        in_ch=in_ch,
-        resolution=resolution,
-        classes=classes,
-        scaling=scaling,
-        defaults=defaults,
-        presets=tuple(preset_nodes.values()),
-        stem=stem,
-        stages=tuple(stage_nodes),
-        head=head,
-    )
-    _check_divisible(network, errors)
-    _check_head_width(network, errors)
-    _raise_if_any(errors)
-    return network
+    return preset_nodes
 
 
 _MAX_ERRORS = 50
@@ -233,8 +311,12 @@ def _order_check(key: str, last: str, stmt: RawStatement, errors: Collector) -> 
     return key
 
 
-def _input(inp: RawStatement | None, cls: RawStatement | None, raw: RawNetwork, errors: Collector):
-    in_ch = resolution = classes = None
+def _input(inp: RawStatement | None, cls: RawStatement | None, raw: RawNetwork,
+           errors: Collector) -> tuple[int | None, int | None, int | None]:
+    """The input channels, resolution and classes; None where missing or wrong (reported)."""
+    in_ch: int | None = None
+    resolution: int | None = None
+    classes: int | None = None
     if inp is None:
         errors.error("E106", "the network has no 'input' line", raw.name.span,
                      "add a line like: input 3 x 224  (channels x resolution)")
@@ -262,7 +344,7 @@ def _input_spans(inp: RawStatement | None, cls: RawStatement | None) -> dict[str
 def _head(first: dict[str, RawStatement], raw: RawNetwork, errors: Collector) -> Head | None:
     conv = _block(first["head"], errors) if "head" in first else None
     spans: dict[str, Span] = {}
-    pool = "avg"
+    pool: Pool = "avg"
     if "pool" in first:
         stmt = first["pool"]
         reader = Reader(stmt.items, errors, stmt.keyword.span)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from effdsl.language.spec import BatchNorm, Block, Defaults, Network, Preset, Scaling
+from effdsl.language.spec import BatchNorm, Block, Defaults, Network, Preset, Scaling, SpecNode
 
 _COMMENT = re.compile(r"#[^\n]*")
 
@@ -66,11 +66,12 @@ def _mult(value: float) -> str:
     return text + ".0" if text.lstrip("-").isdigit() else text
 
 
-def _shown(node, name: str, default) -> bool:
+def _shown(node: SpecNode, name: str, default: object) -> bool:
+    """Whether the formatter writes ``name``: the user wrote it, or it differs from its default."""
     return name in node.spans or getattr(node, name) != default
 
 
-def _line_of(node, *names: str) -> int | None:
+def _line_of(node: SpecNode, *names: str) -> int | None:
     for name in names:
         if name in node.spans:
             return node.spans[name].line
@@ -200,7 +201,7 @@ def _layout(net: Network) -> list[_Line]:
     for i, preset in enumerate(net.presets):
         lines.append(_Line(_preset(preset), preset.span.line, blank_before=i == 0))
     blocks = [net.stem, *net.stages] + ([net.head.conv] if net.head.conv is not None else [])
-    for i, (block, text) in enumerate(zip(blocks, _aligned([_block_words(b) for b in blocks]))):
+    for i, (block, text) in enumerate(zip(blocks, _aligned([_block_words(b) for b in blocks]), strict=True)):
         lines.append(_Line(text, block.span.line if block.spans else None, blank_before=i == 0))
     head = net.head
     lines.append(_Line(f"pool {head.pool}", _line_of(head, "pool")))
@@ -272,7 +273,7 @@ def _align_comments(lines: list[str]) -> list[str]:
             j += 1
         split = [out[k].split(marker, 1) for k in range(i, j)]
         column = max(len(code.rstrip()) for code, _ in split) + 2
-        for k, (code, comment) in zip(range(i, j), split):
+        for k, (code, comment) in zip(range(i, j), split, strict=True):
             out[k] = code.rstrip().ljust(column) + "#" + comment
         i = j
     return out

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import lark
 from lark import Lark, Token, Tree
 
-from effdsl.diagnostics import Diagnostic, EffdslError, Span
+from effdsl.diagnostics import Diagnostic, EffdslError, InternalError, Span
 from effdsl.language.resources import grammar_text
 
 
@@ -122,33 +122,46 @@ def parse(text: str) -> RawNetwork:
         tree = _parser().parse(text)
     except lark.exceptions.UnexpectedInput as exc:
         raise EffdslError(_syntax_diagnostic(exc, text)) from None
-    return _network(tree.children[0])
+    return _network(_subtree(tree.children[0]))
 
 
 def _span(meta_or_tok: Token | lark.tree.Meta) -> Span:
-    return Span(meta_or_tok.line, meta_or_tok.column, meta_or_tok.end_line, meta_or_tok.end_column)
+    line, column = meta_or_tok.line, meta_or_tok.column
+    end_line, end_column = meta_or_tok.end_line, meta_or_tok.end_column
+    if line is None or column is None or end_line is None or end_column is None:
+        # propagate_positions and the lexer position every token and tree; Lark's types allow None
+        raise InternalError("parser", f"{meta_or_tok!r} has no position in the source", what="module")
+    return Span(line, column, end_line, end_column)
 
 
-def _tok(token: Token) -> Tok:
-    return Tok(str(token), token.type == "NUMBER", _span(token))
+def _subtree(child: Token | Tree[Token]) -> Tree[Token]:
+    if not isinstance(child, Tree):
+        raise InternalError("parser", f"expected a grammar rule, got the token {child!r}", what="module")
+    return child
 
 
-def _network(tree: Tree) -> RawNetwork:
+def _tok(child: Token | Tree[Token]) -> Tok:
+    if not isinstance(child, Token):
+        raise InternalError("parser", f"expected a token, got the rule '{child.data}'", what="module")
+    return Tok(str(child), child.type == "NUMBER", _span(child))
+
+
+def _network(tree: Tree[Token]) -> RawNetwork:
     name, *stmts = tree.children
     return RawNetwork(
         name=_tok(name),
-        statements=tuple(_statement(s) for s in stmts),
+        statements=tuple(_statement(_subtree(s)) for s in stmts),
         span=_span(tree.meta),
         end=Span(tree.meta.end_line, tree.meta.end_column - 1, tree.meta.end_line, tree.meta.end_column),
     )
 
 
-def _keyword_tok(tree: Tree, word: str) -> Tok:
+def _keyword_tok(tree: Tree[Token], word: str) -> Tok:
     meta = tree.meta
     return Tok(word, False, Span(meta.line, meta.column, meta.line, meta.column + len(word)))
 
 
-def _statement(tree: Tree) -> RawStatement:
+def _statement(tree: Tree[Token]) -> RawStatement:
     kids = list(tree.children)
     span = _span(tree.meta)
     if tree.data in ("input", "classes"):
@@ -156,7 +169,7 @@ def _statement(tree: Tree) -> RawStatement:
     keyword = _tok(kids.pop(0))
     if tree.data == "settings_stmt":
         name = _tok(kids.pop(0)) if kids and isinstance(kids[0], Token) else None
-        settings = tuple(_setting(k) for k in kids)
+        settings = tuple(_setting(_subtree(k)) for k in kids)
         return RawStatement(keyword, name, (), settings, span)
     if tree.data == "block_stmt":
         name = _tok(kids.pop(0))
@@ -164,7 +177,7 @@ def _statement(tree: Tree) -> RawStatement:
     return RawStatement(keyword, None, tuple(_tok(k) for k in kids), None, span)
 
 
-def _setting(tree: Tree) -> RawSetting:
+def _setting(tree: Tree[Token]) -> RawSetting:
     name, *items = (_tok(k) for k in tree.children)
     return RawSetting(name, tuple(items), _span(tree.meta))
 
@@ -174,11 +187,11 @@ _STATEMENT_STARTS = {"INPUT", "CLASSES", "SETTINGS_KW", "BLOCK_KW", "LAYER_KW"}
 
 def _describe_expected(expected: set[str]) -> str:
     expected = {t for t in expected if not t.startswith("__")}
-    words = set()
-    if _STATEMENT_STARTS <= expected:  # anywhere a statement may start: say so, not 9 keywords
+    described = set()
+    if expected >= _STATEMENT_STARTS:  # anywhere a statement may start: say so, not 9 keywords
         expected -= _STATEMENT_STARTS
-        words.add("a statement")
-    words = sorted(words | {_TERMINAL_WORDS.get(t, f"'{t.lower()}'") for t in expected})
+        described.add("a statement")
+    words = sorted(described | {_TERMINAL_WORDS.get(t, f"'{t.lower()}'") for t in expected})
     if not words:
         return ""
     if len(words) == 1:
@@ -217,7 +230,9 @@ def _unclosed_brace(text: str) -> tuple[int, str] | None:
 
 def _syntax_diagnostic(exc: lark.exceptions.UnexpectedInput, text: str) -> Diagnostic:
     if isinstance(exc, lark.exceptions.UnexpectedCharacters):
-        char = text[exc.pos_in_stream] if exc.pos_in_stream < len(text) else ""
+        # Lark declares pos_in_stream None on the base class; UnexpectedCharacters sets an int
+        position: int = exc.pos_in_stream  # type: ignore[assignment]
+        char = text[position] if position < len(text) else ""
         shown = repr(char) if not char.isprintable() or char in " '" else f"'{char}'"
         return Diagnostic(
             "E002",
@@ -257,10 +272,11 @@ def _syntax_diagnostic(exc: lark.exceptions.UnexpectedInput, text: str) -> Diagn
 
 
 def _token_span(token: Token, text: str) -> Span:
+    span = _span(token)
     if token.type == "_NL":
         # Point just after the last good token, where the missing item belongs: the
         # newline token starts after any comment, so skip back over it and the blanks.
-        line_text = text.split("\n")[token.line - 1][: token.column - 1]
+        line_text = text.split("\n")[span.line - 1][: span.column - 1]
         col = len(_code_of(line_text).rstrip()) + 1
-        return Span(token.line, col, token.line, col + 1)
-    return _span(token)
+        return Span(span.line, col, span.line, col + 1)
+    return span

@@ -7,17 +7,26 @@ their spans and a did-you-mean hint.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
 from effdsl.diagnostics import Collector, Span, did_you_mean
-from effdsl.language.parser import RawSetting, RawStatement
+from effdsl.language.parser import RawSetting, RawStatement, Tok
 from effdsl.language.spec import PADDINGS, ROUNDING_MODES, BatchNorm, Defaults, Preset, Scaling
 from effdsl.language.values import Reader, check_act, check_value, positive_int
+
+# A setting's reader: it takes the setting's words from the reader and records the values.
+Handler = Callable[[Reader, RawSetting], None]
+# The values read from a block or a line, by field name, before the AST node checks them:
+# numbers, words and tuples of them, of a different type for each field. They are handed to
+# the pydantic model as keyword arguments, which validates each against its field's type.
+Values = dict[str, Any]
+
 
 class _Settings:
     """Reads a ``{ }`` block: each setting name maps to a reader function."""
 
-    def __init__(self, block: str, handlers: dict[str, Callable[[Reader, RawSetting], None]], errors: Collector,
+    def __init__(self, block: str, handlers: Mapping[str, Handler], errors: Collector,
                  qualified: tuple[str, ...] = ()):
         self.block, self.handlers, self.errors = block, handlers, errors
         self.qualified = qualified  # settings named by their first two words ('fixed width', 'fixed depth')
@@ -48,12 +57,11 @@ class _Settings:
             reader.rest_unexpected(f"'{name}'")
 
 
-def bn_pairs(reader: Reader, values: dict[str, Any], spans: dict[str, Span]) -> None:
+def bn_pairs(reader: Reader, values: Values, spans: dict[str, Span]) -> None:
     """``bn eps 1e-3 momentum 0.01`` (either or both)."""
     if not reader.more():
         reader.errors.error("E200", "expected 'eps' or 'momentum' after 'bn'", reader.last_span())
-    while reader.more():
-        tok = reader.peek()
+    while (tok := reader.peek()) is not None:
         if tok.is_number or tok.text not in ("eps", "momentum"):
             return
         reader.take()
@@ -66,7 +74,7 @@ def bn_pairs(reader: Reader, values: dict[str, Any], spans: dict[str, Span]) -> 
         spans[key] = span
 
 
-def _number_setting(values: dict, spans: dict, key: str, field: str | None = None) -> Callable:
+def _number_setting(values: Values, spans: dict[str, Span], key: str, field: str | None = None) -> Handler:
     def handler(reader: Reader, setting: RawSetting) -> None:
         value, span = reader.number(f"'{setting.name.text}'")
         values[key] = check_value(field or key, value, span, reader.errors, f"'{setting.name.text}'")
@@ -74,134 +82,184 @@ def _number_setting(values: dict, spans: dict, key: str, field: str | None = Non
     return handler
 
 
-def _bn_handler(values: dict, spans: dict) -> Callable:
+def _bn_handler(values: Values, spans: dict[str, Span]) -> Handler:
     return lambda reader, setting: bn_pairs(reader, values, spans)
 
 
-def bn_of(values: dict) -> BatchNorm:
+def bn_of(values: Values) -> BatchNorm:
+    """The ``bn`` settings that ``bn_pairs`` read, taken out of ``values``."""
     return BatchNorm(eps=values.pop("bn_eps", None), momentum=values.pop("bn_momentum", None))
 
 
-def clean(values: dict) -> dict:
+def clean(values: Values) -> Values:
+    """``values`` without the ones that were missing or wrong, so the AST's defaults apply."""
     return {k: v for k, v in values.items() if v is not None}
 
 
-def read_scaling(stmt: RawStatement, n_stages_hint: list[RawStatement], errors: Collector) -> Scaling | None:
-    values: dict[str, Any] = {}
-    spans: dict[str, Span] = {}
+# ---------------------------------------------------------------------------- scaling
 
-    def channels(reader: Reader, setting: RawSetting) -> None:
-        keys = {"divisor": "divisor", "min": "min_ch", "guard": "guard"}
+_CHANNEL_RULES = {"divisor": "divisor", "min": "min_ch", "guard": "guard"}  # word: Scaling field
+
+
+class _ScalingReaders:
+    """The readers of the settings of ``scaling { }``; they fill ``values`` and ``spans``."""
+
+    def __init__(self, errors: Collector):
+        self.errors = errors
+        self.values: Values = {}
+        self.spans: dict[str, Span] = {}
+        # 'fixed depth': 'first', 'last' or a 1-based stage number, checked against the stages later
+        self.fixed_depth: list[tuple[str | int, Span]] = []
+
+    def handlers(self) -> dict[str, Handler]:
+        return {
+            "head_width": self.head_width,
+            "alpha": _number_setting(self.values, self.spans, "alpha", "coefficient"),
+            "beta": _number_setting(self.values, self.spans, "beta", "coefficient"),
+            "gamma": _number_setting(self.values, self.spans, "gamma", "coefficient"),
+            "channels": self.channels,
+            "depth": self.rounding("depth_rounding"),
+            "resolution": self.rounding("resolution_rounding"),
+            "fixed": self.fixed,
+        }
+
+    def channels(self, reader: Reader, setting: RawSetting) -> None:
+        """``channels divisor 8 min 16 guard 0.9`` (any of them, in any order)."""
         if not reader.more():
-            errors.error("E200", "expected 'divisor', 'min' or 'guard' after 'channels'", reader.last_span())
+            self.errors.error("E200", "expected 'divisor', 'min' or 'guard' after 'channels'", reader.last_span())
         while reader.more():
             tok = reader.word("'divisor', 'min' or 'guard'")
-            if tok is None:
-                continue
-            if tok.text not in keys:
-                errors.error("E103", f"unknown channel rule '{tok.text}'", tok.span, did_you_mean(tok.text, keys))
-                if reader.peek() is not None and reader.peek().is_number:
-                    reader.take()
-                continue
-            key = keys[tok.text]
-            if key in spans:
-                errors.error("E105", f"channels {tok.text} is given twice", tok.span,
-                             f"first given at {spans[key]}")
-            nxt = reader.peek()
-            if key == "guard" and nxt is not None and nxt.text == "none":
-                reader.take()
-                values[key], spans[key] = 0.0, nxt.span
-                continue
-            value, span = reader.number(f"channels {tok.text}")
-            values[key] = check_value(key, value, span, errors)
-            spans[key] = span
+            if tok is not None:
+                self._channel_rule(reader, tok)
 
-    def rounding(key: str) -> Callable:
+    def _channel_rule(self, reader: Reader, tok: Tok) -> None:
+        key = _CHANNEL_RULES.get(tok.text)
+        if key is None:
+            self.errors.error("E103", f"unknown channel rule '{tok.text}'", tok.span,
+                              did_you_mean(tok.text, _CHANNEL_RULES))
+            nxt = reader.peek()
+            if nxt is not None and nxt.is_number:
+                reader.take()
+            return
+        if key in self.spans:
+            self.errors.error("E105", f"channels {tok.text} is given twice", tok.span,
+                              f"first given at {self.spans[key]}")
+        nxt = reader.peek()
+        if key == "guard" and nxt is not None and nxt.text == "none":
+            reader.take()
+            self.values[key], self.spans[key] = 0.0, nxt.span
+            return
+        value, span = reader.number(f"channels {tok.text}")
+        self.values[key] = check_value(key, value, span, self.errors)
+        self.spans[key] = span
+
+    def rounding(self, key: str) -> Handler:
+        """``depth ceil``, ``resolution half_up [multiple 32]``: the rounding mode in ``key``."""
         def handler(reader: Reader, setting: RawSetting) -> None:
             tok = reader.word("a rounding mode (" + ", ".join(ROUNDING_MODES) + ")")
             if tok is None:
                 return
             if tok.text not in ROUNDING_MODES:
-                errors.error("E104", f"unknown rounding mode '{tok.text}'", tok.span, did_you_mean(tok.text, ROUNDING_MODES))
+                self.errors.error("E104", f"unknown rounding mode '{tok.text}'", tok.span,
+                                  did_you_mean(tok.text, ROUNDING_MODES))
             else:
-                values[key], spans[key] = tok.text, tok.span
+                self.values[key], self.spans[key] = tok.text, tok.span
             if key == "resolution_rounding" and reader.more():
-                word = reader.word("'multiple'")
-                if word is not None and word.text != "multiple":
-                    errors.error("E103", f"unexpected '{word.text}'; expected 'multiple N'", word.span)
-                    return
-                value, span = reader.number("resolution multiple")
-                values["resolution_multiple"] = check_value("multiple", value, span, errors)
-                spans["resolution_multiple"] = span
+                self._resolution_multiple(reader)
         return handler
 
-    def fixed(reader: Reader, setting: RawSetting) -> None:
+    def _resolution_multiple(self, reader: Reader) -> None:
+        word = reader.word("'multiple'")
+        if word is not None and word.text != "multiple":
+            self.errors.error("E103", f"unexpected '{word.text}'; expected 'multiple N'", word.span)
+            return
+        value, span = reader.number("resolution multiple")
+        self.values["resolution_multiple"] = check_value("multiple", value, span, self.errors)
+        self.spans["resolution_multiple"] = span
+
+    def fixed(self, reader: Reader, setting: RawSetting) -> None:
+        """``fixed width stem head`` or ``fixed depth first last 3``: parts that do not scale."""
         dim = reader.word("'width' or 'depth' after 'fixed'")
         if dim is None:
             return
         if dim.text == "width":
-            parts = []
-            while reader.more():
-                tok = reader.take()
-                if tok.text not in ("stem", "head"):
-                    errors.error("E103", f"only 'stem' and 'head' can have fixed width, got '{tok.text}'", tok.span)
-                else:
-                    parts.append(tok.text)
-            if not parts:
-                errors.error("E200", "expected 'stem' and/or 'head' after 'fixed width'", reader.last_span())
-            values["fixed_width"], spans["fixed_width"] = tuple(parts), setting.span
+            self._fixed_width(reader, setting)
         elif dim.text == "depth":
-            parts: list[Any] = []
-            while reader.more():
-                tok = reader.take()
-                if tok.text in ("first", "last"):
-                    parts.append((tok.text, tok.span))
-                elif tok.is_number and math.isfinite(float(tok.text)) and positive_int(float(tok.text)) is None:
-                    parts.append((int(float(tok.text)), tok.span))
-                else:
-                    errors.error("E103", f"expected 'first', 'last' or a stage number, got '{tok.text}'", tok.span)
-            if not parts:
-                errors.error("E200", "expected 'first', 'last' or stage numbers after 'fixed depth'", reader.last_span())
-            values["fixed_depth_raw"], spans["fixed_depth"] = parts, setting.span
+            self._fixed_depth(reader, setting)
         else:
-            errors.error("E103", f"expected 'width' or 'depth' after 'fixed', got '{dim.text}'", dim.span)
+            self.errors.error("E103", f"expected 'width' or 'depth' after 'fixed', got '{dim.text}'", dim.span)
 
-    def head_width(reader: Reader, setting: RawSetting) -> None:
+    def _fixed_width(self, reader: Reader, setting: RawSetting) -> None:
+        parts: list[str] = []
+        while reader.more():
+            tok = reader.take()
+            if tok.text not in ("stem", "head"):
+                self.errors.error("E103", f"only 'stem' and 'head' can have fixed width, got '{tok.text}'",
+                                  tok.span)
+            else:
+                parts.append(tok.text)
+        if not parts:
+            self.errors.error("E200", "expected 'stem' and/or 'head' after 'fixed width'", reader.last_span())
+        self.values["fixed_width"], self.spans["fixed_width"] = tuple(parts), setting.span
+
+    def _fixed_depth(self, reader: Reader, setting: RawSetting) -> None:
+        while reader.more():
+            tok = reader.take()
+            if tok.text in ("first", "last"):
+                self.fixed_depth.append((tok.text, tok.span))
+            elif tok.is_number and math.isfinite(float(tok.text)) and positive_int(float(tok.text)) is None:
+                self.fixed_depth.append((int(float(tok.text)), tok.span))
+            else:
+                self.errors.error("E103", f"expected 'first', 'last' or a stage number, got '{tok.text}'",
+                                  tok.span)
+        if not self.fixed_depth:
+            self.errors.error("E200", "expected 'first', 'last' or stage numbers after 'fixed depth'",
+                              reader.last_span())
+        self.spans["fixed_depth"] = setting.span
+
+    def head_width(self, reader: Reader, setting: RawSetting) -> None:
+        """``head_width scaled`` or ``head_width last 4`` (the head from the last stage's width)."""
         tok = reader.word("'scaled' or 'last N' after 'head_width'")
         if tok is None:
             return
         if tok.text == "scaled":
-            values["head_from_last"], spans["head_from_last"] = None, tok.span
+            self.values["head_from_last"], self.spans["head_from_last"] = None, tok.span
         elif tok.text == "last":
             value, span = reader.number("head_width last")
-            values["head_from_last"] = check_value("head_ratio", value, span, errors)
-            spans["head_from_last"] = Span.cover(tok.span, span)
+            self.values["head_from_last"] = check_value("head_ratio", value, span, self.errors)
+            self.spans["head_from_last"] = Span.cover(tok.span, span)
         else:
-            errors.error("E103", f"expected 'scaled' or 'last N' after 'head_width', got '{tok.text}'", tok.span)
+            self.errors.error("E103", f"expected 'scaled' or 'last N' after 'head_width', got '{tok.text}'",
+                              tok.span)
 
-    handlers = {
-        "head_width": head_width,
-        "alpha": _number_setting(values, spans, "alpha", "coefficient"),
-        "beta": _number_setting(values, spans, "beta", "coefficient"),
-        "gamma": _number_setting(values, spans, "gamma", "coefficient"),
-        "channels": channels,
-        "depth": rounding("depth_rounding"),
-        "resolution": rounding("resolution_rounding"),
-        "fixed": fixed,
-    }
-    _Settings("scaling", handlers, errors, qualified=("fixed",)).run(stmt.settings or ())
-    raw_fixed = values.pop("fixed_depth_raw", None) or []
-    n = len(n_stages_hint)
-    depth_fixed = []
-    for what, span in raw_fixed:
-        index = {"first": 0, "last": n - 1}.get(what, what - 1 if isinstance(what, int) else None)
-        if index is None or not 0 <= index < n:
+
+def _stage_index(what: str | int, n: int) -> int:
+    """The 0-based index of ``first``, ``last`` or a 1-based stage number among ``n`` stages."""
+    if isinstance(what, int):
+        return what - 1
+    return 0 if what == "first" else n - 1
+
+
+def _stage_indices(fixed_depth: list[tuple[str | int, Span]], n: int, errors: Collector) -> tuple[int, ...]:
+    """The 0-based, sorted stage indices of ``fixed depth`` words; a stage beyond ``n`` is E213."""
+    indices = []
+    for what, span in fixed_depth:
+        index = _stage_index(what, n)
+        if not 0 <= index < n:
             errors.error("E213", f"there is no stage {what}; the network has {n} stage{'s' if n != 1 else ''}", span)
         else:
-            depth_fixed.append(index)
-    values["fixed_depth"] = tuple(sorted(set(depth_fixed)))
+            indices.append(index)
+    return tuple(sorted(set(indices)))
+
+
+def read_scaling(stmt: RawStatement, n_stages_hint: list[RawStatement], errors: Collector) -> Scaling | None:
+    """The ``scaling { }`` block; None when one of its values was wrong (and reported)."""
+    readers = _ScalingReaders(errors)
+    _Settings("scaling", readers.handlers(), errors, qualified=("fixed",)).run(stmt.settings or ())
+    values = readers.values
+    values["fixed_depth"] = _stage_indices(readers.fixed_depth, len(n_stages_hint), errors)
     try:
-        return Scaling(span=stmt.span, spans=spans, **clean(values))
+        return Scaling(span=stmt.span, spans=readers.spans, **clean(values))
     except Exception:  # a value already reported above
         return None
 
@@ -251,7 +309,8 @@ def read_preset(stmt: RawStatement, errors: Collector) -> Preset | None:
     settings = _Settings(f"preset '{stmt.name.text}'" if stmt.name else "preset", handlers, errors)
     settings.run(stmt.settings or ())
     if stmt.name is None:
-        errors.error("E200", "a preset needs a name: preset b0 { width 1.0; depth 1.0; resolution 224 }", stmt.keyword.span)
+        errors.error("E200", "a preset needs a name: preset b0 { width 1.0; depth 1.0; resolution 224 }",
+                     stmt.keyword.span)
         return None
     missing = [k for k in ("width", "depth", "resolution") if k not in settings.seen]
     if missing:

@@ -17,9 +17,14 @@ from effdsl.diagnostics import Span
 RoundingMode = Literal["ceil", "floor", "half_up", "half_even"]
 BlockType = Literal["mbconv", "fused_mbconv", "conv"]
 Role = Literal["stem", "stage", "head"]
+Pool = Literal["avg", "max"]
+Padding = Literal["symmetric", "same"]
 
-ROUNDING_MODES: tuple[str, ...] = ("ceil", "floor", "half_up", "half_even")
-BLOCK_TYPES: tuple[str, ...] = ("mbconv", "fused_mbconv", "conv")
+# The words of each closed set, in the order messages list them; typed with their Literal
+# so that ``word in BLOCK_TYPES`` also tells the type checker which words remain.
+ROUNDING_MODES: tuple[RoundingMode, ...] = ("ceil", "floor", "half_up", "half_even")
+BLOCK_TYPES: tuple[BlockType, ...] = ("mbconv", "fused_mbconv", "conv")
+ROLES: tuple[Role, ...] = ("stem", "stage", "head")
 # Every activation the language names, with the torch.nn class that computes it: the one
 # table the torch backend (getattr(nn, ...)) and the .py export ("nn." + ...) both read.
 ACTIVATIONS: dict[str, str] = {
@@ -31,8 +36,8 @@ ACTIVATIONS: dict[str, str] = {
     "sigmoid": "Sigmoid",
     "none": "Identity",
 }
-POOLS: tuple[str, ...] = ("avg", "max")
-PADDINGS: tuple[str, ...] = ("symmetric", "same")
+POOLS: tuple[Pool, ...] = ("avg", "max")
+PADDINGS: tuple[Padding, ...] = ("symmetric", "same")
 
 # Upper bounds, far above any real network: a slip such as x1e9 or c1e12 is reported
 # (E215 for a value of the spec, E302 for a scaled member) instead of making the
@@ -64,7 +69,7 @@ class BatchNorm(BaseModel):
     eps: float | None = None
     momentum: float | None = None
 
-    def over(self, base: "BatchNorm") -> "BatchNorm":
+    def over(self, base: BatchNorm) -> BatchNorm:
         """These settings where given, ``base``'s elsewhere."""
         return BatchNorm(
             eps=self.eps if self.eps is not None else base.eps,
@@ -95,7 +100,7 @@ class Defaults(SpecNode):
     bn: BatchNorm = BatchNorm(eps=1e-5, momentum=0.1)
     drop_path: float = 0.0
     dropout: float = 0.0
-    padding: Literal["symmetric", "same"] = "symmetric"
+    padding: Padding = "symmetric"
 
 
 class Preset(SpecNode):
@@ -126,7 +131,7 @@ class Block(SpecNode):
 
 class Head(SpecNode):
     conv: Block | None = None
-    pool: Literal["avg", "max"] = "avg"
+    pool: Pool = "avg"
     dropout: float | None = None  # None: the preset's, else the defaults'
     linear: bool = True
 

@@ -9,11 +9,20 @@ from __future__ import annotations
 
 import difflib
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from effdsl.diagnostics import Collector, Span, did_you_mean
 from effdsl.language.parser import Tok
-from effdsl.language.spec import ACTIVATIONS, MAX_CHANNELS, MAX_CLASSES, MAX_EXPAND, MAX_KERNEL, MAX_REPEATS, MAX_RESOLUTION
+from effdsl.language.spec import (
+    ACTIVATIONS,
+    MAX_CHANNELS,
+    MAX_CLASSES,
+    MAX_EXPAND,
+    MAX_KERNEL,
+    MAX_REPEATS,
+    MAX_RESOLUTION,
+)
 
 _ACT_ALIASES = {"swish": "silu", "hswish": "hardswish", "hard_swish": "hardswish", "identity": "none"}
 
@@ -39,10 +48,8 @@ class Reader:
         return tok
 
     def last_span(self) -> Span:
-        if self.pos:
-            s = self.items[self.pos - 1].span
-        else:
-            s = self.anchor
+        """Just after the last item taken (or the anchor): where a missing item belongs."""
+        s = self.items[self.pos - 1].span if self.pos else self.anchor
         return Span(s.end_line, s.end_column, s.end_line, s.end_column + 1)
 
     def number(self, what: str) -> tuple[float | None, Span]:

@@ -18,22 +18,27 @@ from __future__ import annotations
 
 import csv
 import html
+import importlib
 import io
 import json
 import math
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterable, Literal
+from typing import TYPE_CHECKING, Literal, TypedDict
 
 from rich.console import Console
 from rich.table import Table
 
 from effdsl.api import Compiled, Source, analyze_source, compile_network, load_source
 from effdsl.diagnostics import Diagnostic, EffdslError
+from effdsl.language.spec import Network
 from effdsl.passes.summary import StageRow
 from effdsl.scaling.members import Member
-from effdsl.language.spec import Network
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 MAX_ROWS = 1000
 PHI_LIMIT = 20  # compile_spec's range for --phi
@@ -94,7 +99,7 @@ class SweepRow:
     ideal_macs: float       # MACs at phi 0 x the ideal cost factor of this member
     macs_ratio: float       # macs / ideal_macs
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, float | str | None]:
         return asdict(self)
 
 
@@ -117,12 +122,13 @@ class Sweep:
         return self.alpha * self.beta ** 2 * self.gamma ** 2
 
     def ideal_macs(self, phi: float) -> float:
-        return self.base_macs * self.cost_factor ** phi
+        growth: float = self.cost_factor ** phi  # real: the factor is positive
+        return self.base_macs * growth
 
     def table(self, with_presets: bool = False) -> tuple[SweepRow, ...]:
         return self.rows + (self.presets if with_presets else ())
 
-    def to_json(self, with_presets: bool = False) -> dict:
+    def to_json(self, with_presets: bool = False) -> dict[str, object]:
         return {
             "spec": self.spec, "name": self.name, "alpha": self.alpha, "beta": self.beta, "gamma": self.gamma,
             "cost_factor": self.cost_factor, "base_resolution": self.base_resolution,
@@ -162,12 +168,15 @@ def _row(member: Compiled, phi: float | None, preset: str | None, ideal: float) 
 COLUMNS = ("phi", "preset", "depth", "width", "res", "blocks", "params", "MACs", "MACs/ideal")
 
 
-def _cells(row: SweepRow) -> list[str]:
+def _phi_cell(row: SweepRow) -> str:
+    """A row's phi; for a preset its equivalent phi, approximate ('-' where there is none)."""
     if row.preset is None:
-        phi = f"{row.phi:g}"
-    else:
-        phi = "-" if row.phi is None else f"~{row.phi:.2f}"
-    return [phi, row.preset or "", f"{row.depth_mult:.4g}", f"{row.width_mult:.4g}", str(row.resolution),
+        return f"{row.phi:g}"
+    return "-" if row.phi is None else f"~{row.phi:.2f}"
+
+
+def _cells(row: SweepRow) -> list[str]:
+    return [_phi_cell(row), row.preset or "", f"{row.depth_mult:.4g}", f"{row.width_mult:.4g}", str(row.resolution),
             str(row.blocks), f"{row.params:,}", f"{row.macs:,}", f"{row.macs_ratio:.3f}"]
 
 
@@ -255,49 +264,25 @@ svg {{ max-width: 100%; height: auto; }}
 """
 
 
-def plot_sweep(result: Sweep, fmt: Literal["svg", "png"]) -> bytes:
-    """Params and MACs against phi (log scale), the ideal MACs curve and the presets.
+def plot_sweep(result: Sweep, fmt: str) -> bytes:
+    """Params and MACs against phi (log scale), the ideal MACs curve and the presets, as
+    ``fmt`` (``svg`` or ``png``, or a file suffix: ``.svg``).
 
     Drawn with matplotlib's Agg canvas (no pyplot, no display). SVG output is
     deterministic: fixed hash salt, no date, text kept as text. Artists carry ids
     (``params``, ``macs``, ``ideal-macs``, ``preset-NAME``) that show in the SVG.
     """
     fmt = fmt.lstrip(".").lower()
-    matplotlib = require_matplotlib()
+    require_matplotlib()
+    import matplotlib
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    rc = {"svg.hashsalt": "effdsl", "svg.fonttype": "none", "font.size": 9}
-    with matplotlib.rc_context(rc):
+    with matplotlib.rc_context({"svg.hashsalt": "effdsl", "svg.fonttype": "none", "font.size": 9}):
         fig = Figure(figsize=(7, 4.2))
         FigureCanvasAgg(fig)
         ax = fig.add_subplot()
-        phis = [row.phi for row in result.rows]
-        (line,) = ax.plot(phis, [row.params for row in result.rows], "o-", color="tab:blue", ms=3,
-                          label="params")
-        line.set_gid("params")
-        (line,) = ax.plot(phis, [row.macs for row in result.rows], "s-", color="tab:red", ms=3, label="MACs")
-        line.set_gid("macs")
-        marked = [p for p in result.presets if p.phi is not None]
-        xs = phis + [p.phi for p in marked]
-        lo, hi = min(xs), max(xs)
-        grid = [lo + (hi - lo) * i / 100 for i in range(101)]
-        (line,) = ax.plot(grid, [result.ideal_macs(x) for x in grid], "--", color="tab:gray", lw=1,
-                          label="ideal: MACs(0) × (αβ²γ²)^φ")
-        line.set_gid("ideal-macs")
-        for i, p in enumerate(marked):
-            extra = {"label": "presets (at equivalent phi)"} if i == 0 else {}
-            group = ax.scatter([p.phi, p.phi], [p.params, p.macs], marker="D", s=22, facecolors="none",
-                               edgecolors="black", linewidths=0.8, zorder=3, **extra)
-            group.set_gid(f"preset-{p.preset}")
-            ax.annotate(p.preset, (p.phi, p.macs), textcoords="offset points", xytext=(-4, 6), fontsize=8,
-                        ha="right").set_gid(f"label-{p.preset}")
-        ax.set_yscale("log")
-        ax.set_xlabel("phi")
-        ax.set_ylabel("count (log scale)")
-        ax.set_title(_title(result), fontsize=9)
-        ax.grid(True, which="both", lw=0.3, alpha=0.5)
-        ax.legend(loc="upper left", fontsize=8)
+        _draw_sweep(ax, result)
         fig.tight_layout()
         out = io.BytesIO()
         if fmt == "svg":
@@ -310,14 +295,44 @@ def plot_sweep(result: Sweep, fmt: Literal["svg", "png"]) -> bytes:
     return out.getvalue()
 
 
-def require_matplotlib():
+def _draw_sweep(ax: Axes, result: Sweep) -> None:
+    phis = [row.phi for row in result.rows if row.phi is not None]  # all of them: only a preset's may be None
+    (line,) = ax.plot(phis, [row.params for row in result.rows], "o-", color="tab:blue", ms=3,
+                      label="params")
+    line.set_gid("params")
+    (line,) = ax.plot(phis, [row.macs for row in result.rows], "s-", color="tab:red", ms=3, label="MACs")
+    line.set_gid("macs")
+    # presets at their equivalent phi (there is none when alpha * beta^2 * gamma^2 is 1)
+    marked = [(p.preset, p.phi, p) for p in result.presets if p.preset is not None and p.phi is not None]
+    xs = phis + [phi for _, phi, _ in marked]
+    lo, hi = min(xs), max(xs)
+    grid = [lo + (hi - lo) * i / 100 for i in range(101)]
+    (line,) = ax.plot(grid, [result.ideal_macs(x) for x in grid], "--", color="tab:gray", lw=1,
+                      label="ideal: MACs(0) × (αβ²γ²)^φ")
+    line.set_gid("ideal-macs")
+    for i, (name, phi, p) in enumerate(marked):
+        label = "presets (at equivalent phi)" if i == 0 else None  # one legend entry for all
+        group = ax.scatter([phi, phi], [p.params, p.macs], marker="D", s=22, facecolors="none",
+                           edgecolors="black", linewidths=0.8, zorder=3, label=label)
+        group.set_gid(f"preset-{name}")
+        ax.annotate(name, (phi, p.macs), textcoords="offset points", xytext=(-4, 6), fontsize=8,
+                    ha="right").set_gid(f"label-{name}")
+    ax.set_yscale("log")
+    ax.set_xlabel("phi")
+    ax.set_ylabel("count (log scale)")
+    ax.set_title(_title(result), fontsize=9)
+    ax.grid(True, which="both", lw=0.3, alpha=0.5)
+    ax.legend(loc="upper left", fontsize=8)
+
+
+def require_matplotlib() -> None:
+    """Refuse a plot (E408) where matplotlib is not installed."""
     try:
-        import matplotlib
+        importlib.import_module("matplotlib")
     except ImportError:
         raise EffdslError(Diagnostic("E408", "a plot (--plot, or an .html report) needs matplotlib, "
                                      "which is not installed", None,
                                      "pip install 'effdsl[plot]' (or pip install matplotlib)")) from None
-    return matplotlib
 
 
 WRITERS = {".md": sweep_markdown, ".csv": sweep_csv, ".json": sweep_json, ".html": sweep_html}
@@ -342,7 +357,7 @@ def sweep_files(result: Sweep, output: Path | None, plot: Path | None,
                 with_presets: bool = False) -> list[tuple[Path, bytes]]:
     """The report (by ``output``'s suffix) and the plot, as (path, content) to write."""
     check_outputs(output, plot)
-    files = []
+    files: list[tuple[Path, bytes]] = []
     if output is not None:
         files.append((output, WRITERS[output.suffix.lower()](result, with_presets).encode("utf-8")))
     if plot is not None:
@@ -352,12 +367,14 @@ def sweep_files(result: Sweep, output: Path | None, plot: Path | None,
 
 # --- diff ------------------------------------------------------------------------------
 
-Choice = tuple[Literal["phi", "preset"], "float | str"]
+ChoiceKind = Literal["phi", "preset"]
+Choice = tuple[ChoiceKind, float | str]
 
 
 def choices_in_order(order: list[str], phis: list[float], presets: list[str]) -> list[Choice]:
     """Pair the values of --phi and --preset with the order the flags were written in."""
-    remaining = {"--phi": ("phi", iter(phis)), "--preset": ("preset", iter(presets))}
+    remaining: dict[str, tuple[ChoiceKind, Iterator[float | str]]] = {
+        "--phi": ("phi", iter(phis)), "--preset": ("preset", iter(presets))}
     chosen: list[Choice] = []
     for flag in order:
         kind, values = remaining[flag]
@@ -429,8 +446,8 @@ class StageDiff:
                 out.append("channels" if field == "out_ch" else field)
         return out
 
-    def to_json(self) -> dict:
-        def pair(field):
+    def to_json(self) -> dict[str, object]:
+        def pair(field: str) -> list[object]:
             return [getattr(r, field) if r is not None else None for r in (self.a, self.b)]
         return {"name": self.name, "repeats": pair("repeats"), "channels": pair("out_ch"),
                 "block": pair("block"), "kernel": pair("kernel"), "stride": pair("stride"),
@@ -442,11 +459,19 @@ class Side:
     label: str
     compiled: Compiled
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, object]:
         s = self.compiled.summary
         return {"label": self.label, "name": s.name, "phi": s.phi, "preset": s.preset,
                 "width_mult": s.width_mult, "depth_mult": s.depth_mult, "resolution": s.resolution,
                 "blocks": s.num_blocks, "params": s.params, "macs": s.macs}
+
+
+class Total(TypedDict):
+    """One total of A and B (params, MACs, resolution, blocks), and B's over A's."""
+
+    a: int
+    b: int
+    ratio: float | None  # None when A's is 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -464,14 +489,14 @@ class Diff:
         """Parameters of B that can be copied from A unchanged."""
         return sum(t.numel for t in self.unchanged if t.param)
 
-    def totals(self) -> dict:
+    def totals(self) -> dict[str, Total]:
         sa, sb = self.a.compiled.summary, self.b.compiled.summary
         return {key: {"a": x, "b": y, "ratio": y / x if x else None}
                 for key, x, y in (("params", sa.params, sb.params), ("macs", sa.macs, sb.macs),
                                   ("resolution", sa.resolution, sb.resolution),
                                   ("blocks", sa.num_blocks, sb.num_blocks))}
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, object]:
         return {
             "a": self.a.to_json(), "b": self.b.to_json(),
             "stages": [s.to_json() for s in self.stages],
@@ -502,6 +527,8 @@ def diff(spec: str | Path, choices: list[Choice], against: str | Path | None = N
             "E407", f"diff compares two members, got {given}", None,
             "give two of --phi/--preset (--phi 1 --phi 3, --preset b0 --phi 1), "
             "one (compared with the baseline), or --against OTHER.eff"))
+    first: Choice | None
+    second: Choice | None
     if len(choices) == 2:
         first, second = choices
     elif choices:
@@ -553,7 +580,7 @@ def _shape(shape: tuple[int, ...]) -> str:
     return "x".join(map(str, shape)) if shape else "scalar"
 
 
-def _pair(x, y, fmt=str) -> str:
+def _pair(x: object, y: object, fmt: Callable[[object], str] = str) -> str:
     return fmt(x) if x == y else f"{fmt(x)} -> {fmt(y)}"
 
 
@@ -563,8 +590,10 @@ def render_diff(result: Diff) -> str:
     for column in ("stage", "block", "repeats", "channels", "changed"):
         table.add_column(column, justify="right" if column in ("repeats", "channels") else "left")
     for s in result.stages:
+        row = s.a or s.b
+        if row is None:  # in neither member: compare() lists only the stages of A or B
+            continue
         if s.a is None or s.b is None:
-            row = s.a or s.b
             table.add_row(s.name, row.block, str(row.repeats), str(row.out_ch), s.changed[0])
             continue
         notes = [c if c in ("repeats", "channels") else f"{c} {_pair(getattr(s.a, c), getattr(s.b, c), _g)}"
@@ -601,7 +630,7 @@ def _by_block(found: Iterable[Tensor]) -> list[tuple[str, list[Tensor]]]:
     return list(groups.items())
 
 
-def _g(value) -> str:
+def _g(value: object) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 

@@ -19,8 +19,8 @@ import math
 from dataclasses import dataclass, replace
 
 from effdsl.diagnostics import Diagnostic, EffdslError, Span, did_you_mean
-from effdsl.scaling.rounding import compound_multipliers, round_resolution
 from effdsl.language.spec import BatchNorm, Network
+from effdsl.scaling.rounding import compound_multipliers, round_resolution
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,13 +71,18 @@ def resolve_member(net: Network, member: Member) -> tuple[Network, Scale]:
         net = net.model_copy(update={"in_ch": member.in_chans})
     target = resolve_scale(net, phi=member.phi, preset=member.preset, width=member.width, depth=member.depth,
                            resolution=member.resolution)
-    for name, rate, key in (("drop_rate", member.drop_rate, "dropout"),
-                            ("drop_path_rate", member.drop_path_rate, "drop_path")):
-        if rate is not None:
-            if not 0 <= rate < 1:
-                raise _out_of_range(name, rate, "at least 0 and below 1")
-            target = replace(target, **{key: rate})
+    if member.drop_rate is not None:
+        target = replace(target, dropout=_rate("drop_rate", member.drop_rate))
+    if member.drop_path_rate is not None:
+        target = replace(target, drop_path=_rate("drop_path_rate", member.drop_path_rate))
     return net, target
+
+
+def _rate(name: str, rate: float) -> float:
+    """``rate`` when it is a dropout or drop-path rate (at least 0, below 1); else E402."""
+    if not 0 <= rate < 1:
+        raise _out_of_range(name, rate, "at least 0 and below 1")
+    return rate
 
 
 def _out_of_range(name: str, value: object, expected: str) -> EffdslError:
@@ -104,34 +109,49 @@ def resolve_scale(net: Network, *, phi: float | None = None, preset: str | None 
         ))
     base_dropout = net.head.dropout if net.head.dropout is not None else net.defaults.dropout
     if preset is not None:
-        entry = net.preset(preset)
-        if entry is None:
-            names = [p.name for p in net.presets]
-            hint = did_you_mean(preset, names) if names else f"'{net.name}' defines no presets"
-            if names and hint.startswith("expected"):  # nothing close: list what there is
-                hint = f"'{net.name}' defines the presets " + ", ".join(names)
-            raise EffdslError(Diagnostic("E104", f"unknown preset '{preset}'", None, hint))
-        return Scale(
-            width_mult=entry.width, depth_mult=entry.depth, resolution=entry.resolution,
-            dropout=entry.dropout if entry.dropout is not None else base_dropout,
-            drop_path=entry.drop_path if entry.drop_path is not None else net.defaults.drop_path,
-            bn=entry.bn, preset=entry.name,
-            resolution_span=entry.span_of("resolution"), resolution_source=f"preset '{entry.name}'",
-            span=entry.span_of("name"),
-        )
+        return _preset_scale(net, preset, base_dropout)
     if explicit:
-        for name, value in (("width", width), ("depth", depth), ("resolution", resolution)):
-            if value is not None and not (value > 0 and math.isfinite(value)):
-                raise _out_of_range(name, f"{value:g}", "finite" if value > 0 else "greater than 0")
-        return Scale(
-            width_mult=1.0 if width is None else width,
-            depth_mult=1.0 if depth is None else depth,
-            resolution=net.resolution if resolution is None else int(resolution),
-            dropout=base_dropout, drop_path=net.defaults.drop_path,
-            resolution_span=None if resolution is not None else net.span_of("resolution"),
-            resolution_source="the resolution given" if resolution is not None else "the input line",
-        )
-    phi = 0.0 if phi is None else phi
+        return _explicit_scale(net, width, depth, resolution, base_dropout)
+    return _phi_scale(net, 0.0 if phi is None else phi, base_dropout)
+
+
+def _preset_scale(net: Network, preset: str, base_dropout: float) -> Scale:
+    """The member that ``net``'s preset named ``preset`` defines (E104 when there is none)."""
+    entry = net.preset(preset)
+    if entry is None:
+        names = [p.name for p in net.presets]
+        hint = did_you_mean(preset, names) if names else f"'{net.name}' defines no presets"
+        if names and (hint is None or hint.startswith("expected")):  # nothing close: list what there is
+            hint = f"'{net.name}' defines the presets " + ", ".join(names)
+        raise EffdslError(Diagnostic("E104", f"unknown preset '{preset}'", None, hint))
+    return Scale(
+        width_mult=entry.width, depth_mult=entry.depth, resolution=entry.resolution,
+        dropout=entry.dropout if entry.dropout is not None else base_dropout,
+        drop_path=entry.drop_path if entry.drop_path is not None else net.defaults.drop_path,
+        bn=entry.bn, preset=entry.name,
+        resolution_span=entry.span_of("resolution"), resolution_source=f"preset '{entry.name}'",
+        span=entry.span_of("name"),
+    )
+
+
+def _explicit_scale(net: Network, width: float | None, depth: float | None, resolution: int | None,
+                    base_dropout: float) -> Scale:
+    """The member with the multipliers and resolution given (1.0 and the spec's elsewhere)."""
+    for name, value in (("width", width), ("depth", depth), ("resolution", resolution)):
+        if value is not None and not (value > 0 and math.isfinite(value)):
+            raise _out_of_range(name, f"{value:g}", "finite" if value > 0 else "greater than 0")
+    return Scale(
+        width_mult=1.0 if width is None else width,
+        depth_mult=1.0 if depth is None else depth,
+        resolution=net.resolution if resolution is None else int(resolution),
+        dropout=base_dropout, drop_path=net.defaults.drop_path,
+        resolution_span=None if resolution is not None else net.span_of("resolution"),
+        resolution_source="the resolution given" if resolution is not None else "the input line",
+    )
+
+
+def _phi_scale(net: Network, phi: float, base_dropout: float) -> Scale:
+    """The member at ``phi`` by the spec's compound-scaling coefficients and rounding."""
     if not -20 <= phi <= 20:
         raise _out_of_range("phi", f"{phi:g}", "between -20 and 20")
     policy = net.scaling
