@@ -73,6 +73,7 @@ class Plan:
     preset: str | None = None
     scaled: bool = False
     resolution_span: Span | None = None
+    inference: bool = False  # the eval-only network of the inference passes (batch norm folded)
 
     @property
     def num_blocks(self) -> int:
