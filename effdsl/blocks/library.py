@@ -89,7 +89,7 @@ class Head(nn.Module):
             self.act = activation(act)
             self.num_features = out_ch
         self.pool = nn.AdaptiveAvgPool2d(1) if pool == "avg" else nn.AdaptiveMaxPool2d(1)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else None
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The conv, batch norm and activation: the network's last feature map."""
@@ -103,7 +103,8 @@ class Head(nn.Module):
 
     def pooled(self, x: torch.Tensor) -> torch.Tensor:
         """Global pooling, flattened, and dropout: what the classifier sees."""
-        return self.dropout(torch.flatten(self.pool(x), 1))
+        x = torch.flatten(self.pool(x), 1)
+        return x if self.dropout is None else self.dropout(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.pooled(self.features(x))

@@ -64,6 +64,7 @@ class Op:
     eps: float = 0.0         # bn
     momentum: float = 0.0    # bn
     rate: float = 0.0        # dropout / drop_path probability
+    folded: str | None = None  # conv, dwconv: the batch norm folded into it (inference IR; it has a bias)
 
 
 _OP_FIELDS = tuple(f.name for f in fields(Op))
@@ -219,7 +220,8 @@ class CompiledGraph:
         plan = self.plan
         phi = f"{plan.phi}" if plan.phi is not None else "-"
         lines = [f"# {plan.name}: width_mult={plan.width_mult:.6g} depth_mult={plan.depth_mult:.6g} "
-                 f"resolution={plan.resolution} phi={phi} preset={plan.preset or '-'}"]
+                 f"resolution={plan.resolution} phi={phi} preset={plan.preset or '-'}"
+                 + (" inference" if plan.inference else "")]
         for node in self.nodes():
             op = node.op
             args = ", ".join(f"%{src}" for src in self.operands(op.name))
@@ -245,6 +247,8 @@ def _attrs(op: Op) -> str:
             parts.append(f"padding={op.padding}")
         if op.bias:
             parts.append("bias")
+        if op.folded:
+            parts.append(f"folded %{op.folded}")
     elif op.kind == "linear":
         parts.append(f"{op.in_ch}->{op.out_ch}")
     elif op.kind == "bn":

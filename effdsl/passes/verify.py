@@ -49,6 +49,10 @@ def verify(graph: OpGraph, after: str, shapes: Mapping[str, Shapes] | None = Non
             fail(f"{name}: depthwise conv with groups={op.groups} over {op.in_ch} channels")
         if op.kind == "bn" and not (op.eps > 0 and 0 <= op.momentum <= 1):
             fail(f"{name}: batch norm with eps={op.eps}, momentum={op.momentum}")
+        if op.folded is not None and not (op.kind in ("conv", "dwconv") and op.bias):
+            fail(f"{name}: only a conv with a bias can have a batch norm folded into it")
+        if graph.plan.inference and op.kind in ("dropout", "drop_path"):
+            fail(f"{name}: {op.kind} in the inference network")
         if op.kind == "pool" and op.pool is None:
             fail(f"{name}: pooling without a kind")
         if op.kind in ("act", "gate") and op.act is None:
