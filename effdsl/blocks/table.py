@@ -20,6 +20,7 @@ from effdsl.blocks import REGISTRY, class_name, kind_of_parts
 from effdsl.blocks.base import ConvRow
 from effdsl.diagnostics import InternalError
 from effdsl.ir.graph import CompiledGraph, Op
+from effdsl.ir.plan import Preprocessing
 
 _PASS = "table"  # what an InternalError names as the failing stage
 
@@ -62,6 +63,7 @@ class NetworkTable:
     padding: str                # 'symmetric' or 'same' (only strided convs differ)
     params: int
     inference: bool             # read from the inference IR (batch norm folded, eval only)
+    preprocessing: Preprocessing
 
     @property
     def kinds(self) -> list[str]:
@@ -221,31 +223,40 @@ def read_table(graph: CompiledGraph) -> NetworkTable:
         rows=tuple((r, n) for r, n in rows), num_stages=len(plan.stages), drop_path=plan.drop_path,
         head=head_conv, head_in=pool.in_ch, pool=pool.pool or "avg", dropout=dropout,
         padding="same" if same else "symmetric", params=params_total, inference=plan.inference,
+        preprocessing=plan.preprocessing,
     )
 
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+def _per_channel(values: tuple[float, ...], channels: int) -> tuple[float, ...]:
+    """Statistics for ``channels`` input channels: as given, or their average for each channel
+    when the count differs (ImageNet's RGB statistics for a one-channel network)."""
+    if len(values) == channels:
+        return values
+    return (round(sum(values) / len(values), 6),) * channels
 
 
 def pretrained_cfg(table: NetworkTable) -> dict:
-    """timm's ``pretrained_cfg`` of a network: input size and preprocessing, for
-    ``timm.data.resolve_data_config(model=...)``."""
-    res = table.resolution
+    """timm's ``pretrained_cfg`` of a network: input size and preprocessing (from the spec's
+    ``preprocess`` and the preset), for ``timm.data.resolve_data_config(model=...)``."""
+    res, pre = table.resolution, table.preprocessing
     reduction = table.stem.stride
     for row, repeats in table.rows:
         reduction *= row.stride ** repeats
-    return {
+    cfg = {
         "architecture": table.name,
         "member": table.member,
         "num_classes": table.classes,
         "input_size": (table.in_ch, res, res),
         "pool_size": (max(1, -(-res // reduction)),) * 2,
-        "crop_pct": 0.875,
+        "crop_pct": pre.crop,
         "crop_mode": "center",
-        "interpolation": "bicubic",
-        "mean": IMAGENET_MEAN,
-        "std": IMAGENET_STD,
+        "interpolation": pre.interpolation,
+        "mean": _per_channel(pre.mean, table.in_ch),
+        "std": _per_channel(pre.std, table.in_ch),
         "first_conv": "stem.conv",
         "classifier": "classifier",
     }
+    if pre.test_resolution is not None:
+        cfg["test_input_size"] = (table.in_ch, pre.test_resolution, pre.test_resolution)
+        cfg["test_crop_pct"] = pre.crop
+    return cfg

@@ -15,7 +15,7 @@ from typing import Any
 
 from effdsl.diagnostics import Collector, Diagnostic, Span, did_you_mean
 from effdsl.language.parser import RawNetwork, RawStatement, Tok
-from effdsl.language.settings import bn_of, bn_pairs, clean, read_defaults, read_preset, read_scaling
+from effdsl.language.settings import bn_of, bn_pairs, clean, read_defaults, read_preprocess, read_preset, read_scaling
 from effdsl.language.spec import BLOCK_TYPES, MAX_BLOCKS, MAX_STAGES, POOLS, Block, Defaults, Head, Network, Scaling
 from effdsl.language.values import Reader, check_act, check_value, to_float
 
@@ -112,7 +112,7 @@ def _block(stmt: RawStatement, errors: Collector) -> Block | None:
 
 # ---------------------------------------------------------------------------- network
 
-_SINGLE = ("input", "classes", "scaling", "defaults", "stem", "head", "pool", "dropout", "linear")
+_SINGLE = ("input", "classes", "scaling", "defaults", "preprocess", "stem", "head", "pool", "dropout", "linear")
 _HEAD_ORDER = ("head", "pool", "dropout", "linear")
 
 
@@ -149,6 +149,7 @@ def analyze(raw: RawNetwork) -> Network:
     in_ch, resolution, classes = _input(first.get("input"), first.get("classes"), raw, errors)
     scaling = read_scaling(first["scaling"], stages, errors) if "scaling" in first else Scaling(span=raw.name.span)
     defaults = read_defaults(first["defaults"], errors) if "defaults" in first else Defaults(span=raw.name.span)
+    preprocess = read_preprocess(first["preprocess"], in_ch, errors) if "preprocess" in first else None
     preset_nodes = []
     for stmt in presets:
         node = read_preset(stmt, errors)
@@ -181,6 +182,7 @@ def analyze(raw: RawNetwork) -> Network:
         classes=classes,
         scaling=scaling,
         defaults=defaults,
+        preprocess=preprocess,
         presets=tuple(preset_nodes),
         stem=stem,
         stages=tuple(stage_nodes),

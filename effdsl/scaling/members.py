@@ -27,6 +27,8 @@ class Scale:
     preset: str | None = None
     resolution_span: Span | None = None  # where the resolution was written; None for a flag
     resolution_source: str = "the input line"
+    crop: float | None = None            # a preset's preprocessing crop
+    test_resolution: int | None = None   # a preset's test resolution
 
 
 def resolve_scale(net: Network, *, phi: float | None = None, preset: str | None = None,
@@ -60,6 +62,7 @@ def resolve_scale(net: Network, *, phi: float | None = None, preset: str | None 
             drop_path=entry.drop_path if entry.drop_path is not None else net.defaults.drop_path,
             bn=entry.bn, preset=entry.name,
             resolution_span=entry.span_of("resolution"), resolution_source=f"preset '{entry.name}'",
+            crop=entry.crop, test_resolution=entry.test_resolution,
         )
     if explicit:
         for flag, value in (("--width", width), ("--depth", depth), ("--resolution", resolution)):
