@@ -80,7 +80,7 @@ def test_the_verifier_names_a_broken_inference_pass(monkeypatch):
     def broken(graph):
         out = real(graph)
         name = "stem.conv"
-        out.nx.nodes[name]["op"] = inference_passes.evolve(out.op(name), bias=False)  # folded but no bias
+        out.set_op(name, inference_passes.evolve(out.op(name), bias=False))  # folded but no bias
         return out
 
     monkeypatch.setattr(inference_passes, "fold_batch_norm", broken)

@@ -55,7 +55,7 @@ def fold_batch_norm(graph: OpGraph) -> OpGraph:
             continue
         (src,) = graph.operands(op.name)
         conv = graph.op(src)
-        if conv.kind not in ("conv", "dwconv") or graph.nx.out_degree(src) != 1 or conv.bias:
+        if conv.kind not in ("conv", "dwconv") or len(graph.users(src)) != 1 or conv.bias:
             raise InternalError("fold_batch_norm", f"{op.name}: a batch norm must follow a conv without bias "
                                                    f"that nothing else reads, not {conv.kind} {src}")
         changed[src] = evolve(conv, bias=True, folded=op.name)

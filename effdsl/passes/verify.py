@@ -21,11 +21,11 @@ def verify(graph: OpGraph, after: str, shapes: Mapping[str, Shapes] | None = Non
         raise InternalError(after, message)
 
     for table, what in ((shapes, "shape"), (costs, "cost")):
-        missing = [name for name in graph.nx if table is not None and name not in table]
+        missing = [name for name in graph.names() if table is not None and name not in table]
         if missing:
             fail(f"{len(missing)} operators have no {what}, the first {missing[0]}")
-    order = {name: i for i, name in enumerate(graph.nx.nodes)}
-    sinks = [n for n in graph.nx.nodes if graph.nx.out_degree(n) == 0]
+    order = {name: i for i, name in enumerate(graph.names())}
+    sinks = [name for name in order if not graph.users(name)]
     if len(sinks) != 1:
         fail(f"expected one output, found {len(sinks)}: {sinks[:5]}")
     for op in graph.ops():
@@ -36,6 +36,8 @@ def verify(graph: OpGraph, after: str, shapes: Mapping[str, Shapes] | None = Non
         if len(args) != _ARITY.get(op.kind, 1):
             fail(f"{name}: {op.kind} takes {_ARITY.get(op.kind, 1)} operands, has {len(args)}")
         for position, src in enumerate(args):
+            if src not in order:
+                fail(f"{name}: operand {src} is not an operator of the graph")
             if order[src] >= order[name]:
                 fail(f"{name}: operand {src} comes later in the node order")
             src_op = graph.op(src)
