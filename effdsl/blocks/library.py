@@ -222,7 +222,8 @@ class Network(nn.Module):
             if key in cfg:
                 cfg[key] = (in_chans, *cfg[key][1:])
         self.pretrained_cfg = cfg
-        self.reset_parameters()
+        if self.stem.conv.weight.device.type != "meta":  # on meta there are no numbers to set
+            self.reset_parameters()
 
     def reset_parameters(self) -> None:
         """torchvision's EfficientNet initialization."""

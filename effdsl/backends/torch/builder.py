@@ -8,8 +8,8 @@ which checks every row against the operators), and the network is the library's
 export builds the same class from the same table, so both have the same module names
 (``stages.1.0.dw.conv``, the IR's operator paths) and the same code.
 
-Weights are allocated once: modules are created on the ``meta`` device, materialized
-with ``to_empty`` and initialized as torchvision initializes EfficientNet (conv:
+Weights are allocated once: modules are created on the ``meta`` device, given storage
+(:func:`materialize`) and initialized as torchvision initializes EfficientNet (conv:
 Kaiming normal, fan-out; batch norm: ones and zeros; linear: uniform in
 ``+-1/sqrt(out_features)``).
 """
@@ -58,8 +58,23 @@ def build_module(graph: CompiledGraph, device: torch.device | str = "cpu", featu
     with torch.device("meta"):
         module: nn.Module = cls(*args, **kwargs)
     if str(device) != "meta":
-        module = module.to_empty(device=device)
+        materialize(module, device)
         init_weights(module)
+    return module
+
+
+def materialize(module: nn.Module, device: torch.device | str) -> nn.Module:
+    """Give every parameter and buffer of a module built on ``meta`` uninitialized storage on
+    ``device`` (``nn.Module.to_empty``'s job, without its per-tensor stride inference, which
+    costs more than the allocation for a network of small tensors)."""
+    for m in module.modules():
+        for name, p in m._parameters.items():
+            if p is not None:
+                m._parameters[name] = nn.Parameter(torch.empty(p.shape, dtype=p.dtype, device=device),
+                                                   p.requires_grad)
+        for name, b in m._buffers.items():
+            if b is not None:
+                m._buffers[name] = torch.empty(b.shape, dtype=b.dtype, device=device)
     return module
 
 

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from effdsl.backends.torch import modules
-from effdsl.backends.torch.builder import build_module
+from effdsl.backends.torch.builder import build_module, materialize
 from effdsl.diagnostics import InternalError
 from effdsl.ir.graph import CompiledGraph
 
@@ -55,7 +55,7 @@ def to_inference(trained: nn.Module, graph: CompiledGraph) -> nn.Module:
     features = isinstance(trained, modules.Features)
     out_indices = trained.feature_info.out_indices if features else None
     module = build_module(graph, device="meta", features_only=features, out_indices=out_indices)
-    module = module.to_empty(device=weight.device).to(dtype=weight.dtype)
+    module = materialize(module, weight.device).to(dtype=weight.dtype)
     module.load_state_dict(folded_state_dict(trained, graph), strict=True)
     module.pretrained_cfg = dict(getattr(trained, "pretrained_cfg", module.pretrained_cfg))
     module.eval().requires_grad_(False)
