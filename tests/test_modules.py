@@ -91,8 +91,11 @@ def test_residual_and_squeeze_excite_happen_inside_the_block(b0):
     with torch.no_grad():
         mid = block.dw(block.expand(x))
         gate = block.se.gate(block.se.expand(block.se.act(block.se.reduce(block.se.pool(mid)))))
-        assert torch.allclose(block.se(mid), mid * gate)
+        assert torch.allclose(block.se(mid.clone()), mid * gate)  # without autograd it scales in place
         assert torch.allclose(block(x), x + block.project(mid * gate), atol=1e-6)
+    scaled = block.se(mid.requires_grad_())  # with autograd, out of place
+    scaled.sum().backward()
+    assert mid.grad is not None and not torch.equal(scaled.detach(), mid.detach())
 
 
 def test_feature_extraction_by_stage_name_gives_the_post_residual_output(b0, image):

@@ -179,5 +179,10 @@ class SqueezeExcite(nn.Module):
         s = self.reduce(self.pool(x))
         if self.act is not None:
             s = self.act(s)
-        return x * self.gate(self.expand(s))
+        s = self.gate(self.expand(s))
+        if torch.is_grad_enabled():
+            return x * s
+        # Without autograd, scale in place: x is a fresh activation that only this block reads,
+        # and a large one; not allocating another saves time (same numbers).
+        return x.mul_(s)
 '''
