@@ -17,13 +17,13 @@ import timm
 import timm.data
 import torch
 import torchvision
+from parity_full import randomize_batch_norm
 from torchvision.models.feature_extraction import create_feature_extractor
 from typer.testing import CliRunner
 
 import effdsl
 import effdsl.hub
 from effdsl.cli import app
-from parity_full import randomize_batch_norm
 
 MIXED = """
 network mixed {
@@ -250,7 +250,7 @@ def test_pickle_in_a_fresh_process_deepcopy_and_torchscript(b0, image, tmp_path)
             "assert type(m).__name__ == 'EfficientnetB0' and type(m.stages[0][0]).__name__ == 'MBConv'; "
             "assert torch.equal(m(d['image']), d['expected']); print('ok')")
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "whole.pt"), str(torch.get_num_threads())],
-                         capture_output=True, text=True)
+                         capture_output=True, text=True, check=False)
     assert out.stdout.strip() == "ok", out.stderr[-2000:]
 
 

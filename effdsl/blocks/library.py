@@ -25,9 +25,9 @@ from effdsl.language.spec import ACTIVATIONS
 # batch-norm output that nothing else reads, so in place is always safe, in training too.
 INPLACE = ("relu", "relu6", "silu", "hardswish")
 
-ACTIVATION_FUNCTION = '''
+ACTIVATION_FUNCTION = f'''
 
-INPLACE = {inplace}
+INPLACE = {INPLACE!r}
 
 
 def activation(name: str | None) -> nn.Module | None:
@@ -36,7 +36,7 @@ def activation(name: str | None) -> nn.Module | None:
     if name is None:
         return None
     return ACTIVATIONS[name](inplace=True) if name in INPLACE else ACTIVATIONS[name]()
-'''.format(inplace=repr(INPLACE))
+'''
 
 CONV2D_ANY_PADDING = '''
 

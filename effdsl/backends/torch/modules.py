@@ -21,7 +21,7 @@ import math  # noqa: F401  (the library's namespace)
 
 import torch
 import torch.utils.checkpoint  # noqa: F401  (used by Network.forward_stages)
-from torch import nn
+from torch import nn  # noqa: F401  (the library's namespace)
 
 from effdsl.backends.torch.layers import Conv2dSame, StochasticDepth, init_weights  # noqa: F401
 from effdsl.blocks import REGISTRY
@@ -32,7 +32,7 @@ _FILENAME = "<effdsl.blocks.library>"
 SOURCE = activations_source(list(_NAMES)) + class_source(list(REGISTRY), same_padding=True, squeeze_excite=True,
                                                          features=True)
 linecache.cache[_FILENAME] = (len(SOURCE), None, SOURCE.splitlines(keepends=True), _FILENAME)
-exec(compile(SOURCE, _FILENAME, "exec"), globals())
+exec(compile(SOURCE, _FILENAME, "exec"), globals())  # noqa: S102  (effdsl's own text, see above)
 
 _FEATURES = "Features"
 _classes: dict[str, type] = {}
