@@ -1,6 +1,6 @@
 """Compiler and builder speed, measured in one process and written to docs/benchmarks.md.
 
-    python benchmarks/bench_compile.py            # prints and rewrites docs/benchmarks.md
+    python benchmarks/bench_compile.py            # prints and rewrites its section of docs/benchmarks.md
     python benchmarks/bench_compile.py --no-write # prints only
 
 1. parse + check + scale + IR + shapes + cost for B7 (``compile_spec``), warm, after import;
@@ -15,41 +15,17 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from common import ROOT, machine, median_ms, write_section
 
-def _machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import torch
-
-    return (f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.machine()}, "
-            f"Python {platform.python_version()}, torch {torch.__version__} "
-            f"({torch.get_num_threads()} threads), load average {os.getloadavg()[0]:.1f} at the start")
-
-
-def _median_ms(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        gc.collect()
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
+_median_ms = median_ms
 
 
 def bench_compile(repeats: int = 30) -> dict:
@@ -102,12 +78,12 @@ def bench_build_b7(repeats: int = 5) -> dict:
     }
 
 
-def report(results: dict, machine: str) -> str:
+def report(results: dict, where: str) -> str:
     r = results
     phi12 = f"{r['phi12_ms']:.1f} ms, torch imported: {r['torch_imported']}"
-    return f"""# Benchmarks
+    return f"""## Compiler and builder
 
-Measured by `python benchmarks/bench_compile.py` on: {machine}.
+Measured by `python benchmarks/bench_compile.py` on: {where}.
 Medians of repeated runs in one process; ratios compare runs interleaved in the same process.
 
 | what | result | target |
@@ -132,11 +108,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--no-write", action="store_true", help="print only; do not rewrite docs/benchmarks.md")
     args = parser.parse_args()
+    where = machine()
     results = {**bench_compile(), **bench_phi12(), **bench_build_b7()}
-    text = report(results, _machine())
+    text = report(results, where)
     print(text)
     if not args.no_write:
-        (ROOT / "docs" / "benchmarks.md").write_text(text, encoding="utf-8")
+        write_section("compiler", text)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ source attached, so ``str(err)`` renders the diagnostics with carets.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,6 +20,7 @@ from effdsl.language.format import comments_of, format_spec
 from effdsl.language.parser import normalize, parse
 from effdsl.language.resources import builtin_specs
 from effdsl.language.spec import Network
+from effdsl.passes.inference import inference_graph
 from effdsl.passes.lower import plan_from_spec
 from effdsl.passes.pipeline import run_pipeline
 from effdsl.passes.scale import architecture, scale_plan
@@ -46,6 +48,7 @@ class Compiled:
     graph: CompiledGraph
     summary: Summary
     source: Source
+    base: Compiled | None = None  # the member an inference network was made from (see inference())
 
     @property
     def warnings(self) -> list[Diagnostic]:
@@ -56,10 +59,31 @@ class Compiled:
         """The readable one-line-per-node IR dump."""
         return self.graph.dump()
 
-    def build(self, device: str = "cpu", weights: str | Path | None = None, strict: bool = True,
-              features_only: bool = False, max_params: int = MAX_PARAMS) -> "nn.Module":
+    def inference(self) -> Compiled:
+        """The eval-only member: batch norm folded into the convs, no dropout or stochastic
+        depth (the passes of :mod:`effdsl.passes.inference`). Its ``ir()`` and ``summary``
+        show the folded network; its ``build`` gives the inference module."""
+        if self.base is not None:
+            return self
+        graph = inference_graph(self.graph)
+        return replace(self, graph=graph, summary=summarize(graph), base=self)
+
+    def to_inference(self, module: "nn.Module") -> "nn.Module":
+        """The inference module of ``module`` (built from this member, weights loaded)."""
+        from effdsl.backends.torch.inference import to_inference
+
+        return to_inference(module, self.inference().graph)
+
+    def build(self, device: str = "cpu", weights: "str | Path | dict | None" = None, strict: bool = True,
+              features_only: bool = False, max_params: int = MAX_PARAMS, *,
+              out_indices: tuple[int, ...] | None = None, inference: bool = False) -> "nn.Module":
         """The PyTorch module; see :func:`build`."""
         from effdsl.backends.torch.builder import build_module
+
+        if inference or self.base is not None:
+            trained = (self.base or self).build(device, weights, strict, features_only, max_params,
+                                                out_indices=out_indices)
+            return (self.base or self).to_inference(trained)
 
         if self.summary.params > max_params and device != "meta":
             size = self.summary.params * 4
@@ -70,16 +94,22 @@ class Compiled:
                         f"more than the budget of {max_params:,}", None,
                 "raise it with max_params=N; the summary alone needs no weights", arguments=("max_params",),
             )).with_source(self.source.text, self.source.filename)
-        if weights is not None:  # a missing or unreadable file is reported before any allocation
+        if weights is not None and not isinstance(weights, dict):  # read before any allocation
             from effdsl.backends.torch.checkpoint import read_state_dict
 
             try:
                 weights = read_state_dict(weights)
             except EffdslError as err:
                 raise err.with_source(self.source.text, self.source.filename)
-        module = build_module(self.graph, device=device, features_only=features_only)
+        try:
+            module = build_module(self.graph, device=device, features_only=features_only, out_indices=out_indices)
+        except IndexError as err:  # out_indices beyond the feature maps
+            raise EffdslError(Diagnostic("E402", str(err))).with_source(self.source.text, self.source.filename)
         if weights is not None:
-            self.load_weights(module, weights, strict=strict)
+            report = self.load_weights(module, weights, strict=strict)
+            if report.stripped:
+                warnings.warn(f"every checkpoint key began with '{report.stripped}' (saved from a DataParallel, "
+                              "DDP or torch.compile wrapper); effdsl removed it", UserWarning, stacklevel=3)
         return module
 
     def load_weights(self, module: "nn.Module", weights: "str | Path | dict", strict: bool = True):
@@ -214,20 +244,24 @@ def _warn_if_collapsed(net: Network, phi: float, graph: CompiledGraph) -> None:
 def build(spec: str | Path, phi: float | None = None, preset: str | None = None,
           num_classes: int | None = None, *, width: float | None = None, depth: float | None = None,
           resolution: int | None = None, in_chans: int | None = None, drop_rate: float | None = None,
-          drop_path_rate: float | None = None, weights: str | Path | None = None, strict: bool = True,
-          features_only: bool = False, device: str = "cpu", max_params: int = MAX_PARAMS) -> "nn.Module":
+          drop_path_rate: float | None = None, weights: "str | Path | dict | None" = None, strict: bool = True,
+          features_only: bool = False, device: str = "cpu", max_params: int = MAX_PARAMS,
+          out_indices: tuple[int, ...] | None = None, inference: bool = False) -> "nn.Module":
     """The PyTorch module of one member of a spec's family.
 
-    Randomly initialized, or loaded from ``weights`` (a torchvision, timm or effdsl
-    checkpoint; ``strict=False`` loads the tensors that fit and skips the others).
-    ``features_only=True`` returns a module whose forward gives the output of every stage.
-    A network above ``max_params`` parameters is refused (E303) before any weight is allocated.
+    Randomly initialized, or loaded from ``weights``: a torchvision, timm or effdsl
+    checkpoint, as a file or a state dict (``strict=False`` loads the tensors that fit and
+    skips the others). ``features_only=True`` returns a backbone whose forward gives one
+    feature map per distinct reduction (``out_indices`` selects among them).
+    ``inference=True`` returns the eval-only module: batch norm folded into the convs,
+    channels-last weights (see :meth:`Compiled.inference`). A network above ``max_params``
+    parameters is refused (E303) before any weight is allocated.
     """
     compiled = compile_spec(spec, phi=phi, preset=preset, width=width, depth=depth, resolution=resolution,
                             num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
                             drop_path_rate=drop_path_rate)
     return compiled.build(device=device, weights=weights, strict=strict, features_only=features_only,
-                          max_params=max_params)
+                          max_params=max_params, out_indices=out_indices, inference=inference)
 
 
 def check_spec(spec: str | Path) -> Compiled:

@@ -65,7 +65,11 @@ def round_channels(channels: int, width_mult: float, divisor: int = 8, min_ch: i
     ideal = Fraction(channels * width_mult)
     nearest = round_mode(ideal + Fraction(divisor, 2), "floor") // divisor * divisor
     out = max(divisor if min_ch is None else min_ch, nearest)
-    if out < Fraction(guard) * ideal:
+    # The guard is compared in floating point, as the references define it (torchvision's
+    # and timm's _make_divisible, TF's round_filters: ``new_v < 0.9 * v`` on Python/NumPy
+    # floats): at 32 x (1/1.2) the exact product 0.9 x 26.67 lies above 24, the float one
+    # is 24.0, and the references keep 24 channels.
+    if out < guard * float(ideal):
         out += divisor
     return out
 

@@ -23,7 +23,7 @@ RANKS: list[set[str]] = [
     {"backends"},
     {"export", "viz"},
     {"api"},
-    {"reports"},
+    {"reports", "hub"},
     {"__init__"},
     {"cli"},
     {"__main__"},

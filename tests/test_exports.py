@@ -25,7 +25,7 @@ import effdsl
 from effdsl.export import python_source, save_onnx, save_pt2, save_weights
 
 SPECS = ["efficientnet_b0", "tf_efficientnet_b0"]
-BLOCK_CLASSES = {"StochasticDepth", "ConvBNAct", "SqueezeExcite", "MBConv", "Head"}
+BLOCK_CLASSES = {"StochasticDepth", "ConvBNAct", "SqueezeExcite", "MBConv", "Head", "FeatureInfo", "Network"}
 MAX_LINE = 110
 
 # Every block kind, per-stage batch norm and activation (act none included), no residual
@@ -107,9 +107,12 @@ def test_python_source_loads_and_matches(network, tmp_path):
     net.eval()
     with torch.no_grad():
         assert _max_diff(net(x), logits) <= 1e-6
+        assert _max_diff(net.forward_features(x), module.forward_features(x)) <= 1e-6
         features = compiled.build(features_only=True)
         features.load_state_dict(expected, strict=False)  # the backbone's tensors
-        for ours, theirs in zip(net.forward_features(x), features.eval()(x), strict=True):
+        maps = features.eval()(x)
+        assert len(maps) == 5  # one per reduction: 2, 4, 8, 16, 32
+        for ours, theirs in zip(net.feature_maps(x), maps, strict=True):
             assert _max_diff(ours, theirs) <= 1e-6
     # batch-norm settings and stochastic-depth rates are the built module's, layer by layer
     built = dict(module.named_modules())
@@ -133,7 +136,7 @@ def test_python_source_reads_like_code(network):
     assert imported == {"torch", "math"}
     classes = [node.name for node in tree.body if isinstance(node, ast.ClassDef)]
     expected = BLOCK_CLASSES | {type(module).__name__} | ({"Conv2dSame"} if spec.startswith("tf_") else set())
-    assert sorted(classes) == sorted(expected)  # one class per block kind used, nothing else
+    assert sorted(classes) == sorted(expected)  # one class per block kind used, and the network's
     assert max(len(line) for line in source.splitlines()) <= MAX_LINE
     # the blocks are a table looped over, not one statement per operator
     assert "BLOCKS = [" in source

@@ -179,7 +179,7 @@ def _padded(strategy):
 EXPLICIT = {
     "WORD": _padded(_words),
     "NUMBER": _padded(_numbers),
-    "SETTINGS_KW": _padded(st.sampled_from(("scaling", "defaults", "preset"))),
+    "SETTINGS_KW": _padded(st.sampled_from(("scaling", "defaults", "preprocess", "preset"))),
     "BLOCK_KW": _padded(st.sampled_from(("stem", "stage", "head"))),
     "LAYER_KW": _padded(st.sampled_from(("pool", "dropout", "linear"))),
     "NETWORK": st.just("network "),

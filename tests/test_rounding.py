@@ -253,3 +253,11 @@ def test_round_resolution_is_a_monotone_multiple(res: int, m1: float, m2: float,
     assert a % multiple == 0 and b % multiple == 0
     assert multiple <= a <= b
     assert abs(a - res * m1) <= multiple or a == multiple
+
+
+def test_the_guard_compares_in_floating_point_as_torchvision_does():
+    """32 x (1/1.2): exactly, 0.9 x 26.67 is above 24; in floats it is 24.0, and torchvision keeps 24."""
+    make_divisible = pytest.importorskip("torchvision.models._utils")._make_divisible
+    width = 1.2 ** -1
+    assert make_divisible(32 * width, 8) == 24
+    assert round_channels(32, width, 8) == oracle.round_channels(32, width, 8) == 24

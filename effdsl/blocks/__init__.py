@@ -1,10 +1,12 @@
-"""Block kinds, one module each, and the registry that the passes, the exports, the
-pictures and weight import read them from.
+"""Block kinds, one module each, and the registry that the passes, the torch modules, the
+exports, the pictures and weight import read them from; the torch class library
+(:mod:`effdsl.blocks.library`) and the table of blocks that both the torch backend and the
+``.py`` export build networks from (:mod:`effdsl.blocks.table`).
 
 Adding a block kind: a module here defining a :class:`~effdsl.blocks.base.BlockKind`
-(its lowering to IR operators, its parts, its ``.py`` export class, its checkpoint
-names), its entry in :data:`REGISTRY`, the name in the language's table
-(:data:`effdsl.language.spec.BLOCK_TYPES`), tests and docs.
+(its lowering to IR operators, its parts, the source of its torch class and how a table
+row makes one, its checkpoint names), its entry in :data:`REGISTRY`, the name in the
+language's table (:data:`effdsl.language.spec.BLOCK_TYPES`), tests and docs.
 
 May import diagnostics, language, scaling and ir.
 """
@@ -18,8 +20,10 @@ from effdsl.blocks.base import BlockArgs, BlockKind, Builder, ConvRow
 
 REGISTRY: dict[str, BlockKind] = {kind.name: kind for kind in (mbconv.BLOCK, fused_mbconv.BLOCK, conv.BLOCK)}
 
-# Classes of the .py export besides the blocks' own: a network class must not take their names.
-HELPER_CLASSES = frozenset({"ConvBNAct", "SqueezeExcite", "StochasticDepth", "Conv2dSame", "Head"})
+# Classes of the torch library besides the blocks' own (see effdsl.blocks.library): a network
+# class must not take their names.
+HELPER_CLASSES = frozenset({"ConvBNAct", "SqueezeExcite", "StochasticDepth", "Conv2dSame", "Head", "FeatureInfo",
+                            "Network", "Features"})
 
 
 def kind_of_parts(parts: set[str] | frozenset[str]) -> BlockKind | None:
@@ -32,13 +36,14 @@ def class_name(name: str) -> str:
     """The network class's name: the spec name in CamelCase (``efficientnet_b0`` -> ``EfficientnetB0``).
 
     Used by the built module and the ``.py`` export alike; a name that is a keyword or
-    the name of one of the export's own classes gets a ``Net`` suffix.
+    the name of one of the library's own classes gets a ``Net`` suffix, and so does a name
+    ending in ``Features`` (the suffix of a network's backbone class, ``EfficientnetB0Features``).
     """
     cleaned = "".join(part.capitalize() for part in name.replace("-", "_").split("_") if part)
     if not cleaned.isidentifier():
         return "EffdslNetwork"
     reserved = HELPER_CLASSES | {kind.class_name for kind in REGISTRY.values()}
-    if keyword.iskeyword(cleaned) or cleaned in reserved:
+    if keyword.iskeyword(cleaned) or cleaned in reserved or cleaned.endswith("Features"):
         return cleaned + "Net"
     return cleaned
 

@@ -1,11 +1,12 @@
 """What a block kind is, and the pieces blocks share: conv + batch norm + activation,
-squeeze-excite and the residual, each with its lowering to IR operators and its class
-in the ``.py`` export.
+squeeze-excite and the residual, each with its lowering to IR operators and its torch
+class (as source text).
 
 A block kind (:class:`BlockKind`) is defined once, in its own module of this package:
-how it lowers to operators, how its parts are told apart, its class in the ``.py``
-export, and the names its parts have in timm's checkpoints. Everything else (the torch
-module, shapes, costs, pictures, reports, weight import) derives from the operators.
+how it lowers to operators, how its parts are told apart, its torch class (the source
+that the torch backend runs and the ``.py`` export writes out), and the names its parts
+have in timm's checkpoints. Everything else (shapes, costs, pictures, reports, weight
+import, the numbers each module is built with) derives from the operators.
 """
 
 from __future__ import annotations
@@ -105,14 +106,14 @@ class Builder:
 
 @dataclass(frozen=True, slots=True)
 class ConvRow:
-    """A conv + batch norm (+ activation) of a block, as the ``.py`` export reads it back."""
+    """A conv + batch norm (+ activation) of a block, as :mod:`effdsl.blocks.table` reads it back."""
 
     in_ch: int
     out_ch: int
     kernel: int
     stride: int
     act: str | None
-    bn: tuple[float, float]
+    bn: tuple[float, float] | None  # None: folded into the conv (which then has a bias)
     same: bool  # TensorFlow 'same' padding (only changes anything when strided)
 
 
@@ -127,44 +128,61 @@ class BlockKind:
     expands: bool                # takes an expansion ratio (e6)
     lower: Callable[[Builder, str, BlockArgs], str]
     mid: Callable[[Mapping[str, ConvRow], int], int | None]  # the expanded width, from its convs and in_ch
-    py_class: str                # source of its class in the .py export
-    py_make: str                 # the expression that makes one block in the export's loop
+    py_class: str                # source of its torch class (run by the torch backend, written by the .py export)
+    py_make: str                 # the expression that makes one block from a row of the table
     timm_names: Callable[[frozenset[str]], Mapping[str, str]] = lambda parts: {}
     # timm's module name in a block -> effdsl's part path, given the parts the block has
 
 
-# ------------------------------------------------------------------ shared export classes
+# ------------------------------------------------------------------ shared classes
+# Source text of the classes every network uses. The torch backend executes it (see
+# effdsl.blocks.library) and the .py export writes it out, so both are the same code.
 
 CONV_BN_ACT_CLASS = '''
 
 class ConvBNAct(nn.Module):
-    """Conv, batch norm (bn = (eps, momentum)) and activation (none when act is None)."""
+    """Conv, batch norm (bn = (eps, momentum)) and activation (none when act is None).
+
+    With bn None the batch norm is folded into the conv, which then has a bias (inference).
+    """
 
     def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int, act: str | None,
-                 bn: tuple[float, float], groups: int = 1):
+                 bn: tuple[float, float] | None, groups: int = 1, padding: str = "symmetric"):
         super().__init__()
-        eps, momentum = bn
-        self.conv = conv2d(in_ch, out_ch, kernel, stride, groups)
-        self.bn = nn.BatchNorm2d(out_ch, eps=eps, momentum=momentum)
-        self.act = ACTIVATIONS[act]() if act else nn.Identity()
+        self.conv = conv2d(in_ch, out_ch, kernel, stride, groups, bias=bn is None, padding=padding)
+        self.bn = None if bn is None else nn.BatchNorm2d(out_ch, eps=bn[0], momentum=bn[1])
+        self.act = activation(act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.act(self.bn(self.conv(x)))
+        x = self.conv(x)
+        if self.bn is not None:
+            x = self.bn(x)
+        if self.act is not None:
+            x = self.act(x)
+        return x
 '''
 
 SQUEEZE_EXCITE_CLASS = '''
 
 class SqueezeExcite(nn.Module):
-    """Global average pool, 1x1 reduce to `squeeze` channels, act, 1x1 expand, sigmoid gate."""
+    """Global average pool, 1x1 reduce to `squeeze` channels, act, 1x1 expand, sigmoid, scale."""
 
     def __init__(self, channels: int, squeeze: int, act: str | None):
         super().__init__()
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.reduce = nn.Conv2d(channels, squeeze, 1)
-        self.act = ACTIVATIONS[act]() if act else nn.Identity()
+        self.act = activation(act)
         self.expand = nn.Conv2d(squeeze, channels, 1)
         self.gate = nn.Sigmoid()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.gate(self.expand(self.act(self.reduce(self.pool(x)))))
+        s = self.reduce(self.pool(x))
+        if self.act is not None:
+            s = self.act(s)
+        s = self.gate(self.expand(s))
+        if torch.is_grad_enabled():
+            return x * s
+        # Without autograd, scale in place: x is a fresh activation that only this block reads,
+        # and a large one; not allocating another saves time (same numbers).
+        return x.mul_(s)
 '''

@@ -34,18 +34,20 @@ def _mid(convs: Mapping[str, ConvRow], in_ch: int) -> int:
 PY_CLASS = '''
 
 class FusedMBConv(nn.Module):
-    """EfficientNetV2's block: one kxk conv expands to `mid` (or, when mid == in_ch, goes straight to
-    out_ch and is the whole block), squeeze-excite, 1x1 project; residual as in MBConv."""
+    """EfficientNetV2's block: one kxk conv expands to `mid` (or, when mid == in_ch, goes
+    straight to out_ch and is the whole block), squeeze-excite, 1x1 project; residual as in MBConv."""
 
     def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int, mid: int, squeeze: int,
-                 act: str | None, bn: tuple[float, float], residual: bool, drop_path: float):
+                 act: str | None, bn: tuple[float, float] | None, residual: bool, drop_path: float,
+                 padding: str = "symmetric"):
         super().__init__()
         width = mid if mid != in_ch else out_ch
-        self.fused = ConvBNAct(in_ch, width, kernel, stride, act, bn)
+        self.fused = ConvBNAct(in_ch, width, kernel, stride, act, bn, padding=padding)
         self.se = SqueezeExcite(width, squeeze, act) if squeeze else None
         self.project = ConvBNAct(mid, out_ch, 1, 1, None, bn) if mid != in_ch else None
         self.residual = residual
-        self.drop_path = StochasticDepth(drop_path) if residual else None
+        self.drop_path = StochasticDepth(drop_path) if residual and drop_path > 0 else None
+        self.about = describe(kernel, stride, in_ch, out_ch, mid, squeeze, act, residual, drop_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.fused(x)
@@ -54,13 +56,18 @@ class FusedMBConv(nn.Module):
         if self.project is not None:
             out = self.project(out)
         if self.residual:
-            out = x + self.drop_path(out)
+            if self.drop_path is not None:
+                out = self.drop_path(out)
+            out += x
         return out
+
+    def __repr__(self) -> str:
+        return f"FusedMBConv({self.about})"
 '''
 
 BLOCK = BlockKind(
     name="fused_mbconv", class_name="FusedMBConv", main_part="fused",
     parts=frozenset({"fused", "se", "project", "residual"}), expands=True,
     lower=lower, mid=_mid, py_class=PY_CLASS,
-    py_make="FusedMBConv(in_ch, out_ch, kernel, stride, mid, squeeze, act, bn, residual, rate)",
+    py_make="FusedMBConv(in_ch, out_ch, kernel, stride, mid, squeeze, act, bn, residual, drop_path, padding)",
 )

@@ -46,18 +46,21 @@ def timm_names(parts: frozenset[str]) -> Mapping[str, str]:
 PY_CLASS = '''
 
 class MBConv(nn.Module):
-    """Inverted residual: 1x1 expand to `mid` (unless mid == in_ch), depthwise kxk, squeeze-excite
-    (when squeeze > 0), 1x1 project without activation; the residual goes through stochastic depth."""
+    """Inverted residual: 1x1 expand to `mid` (unless mid == in_ch), depthwise kxk,
+    squeeze-excite (when squeeze > 0), 1x1 project without activation; the residual goes
+    through stochastic depth."""
 
     def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int, mid: int, squeeze: int,
-                 act: str | None, bn: tuple[float, float], residual: bool, drop_path: float):
+                 act: str | None, bn: tuple[float, float] | None, residual: bool, drop_path: float,
+                 padding: str = "symmetric"):
         super().__init__()
         self.expand = ConvBNAct(in_ch, mid, 1, 1, act, bn) if mid != in_ch else None
-        self.dw = ConvBNAct(mid, mid, kernel, stride, act, bn, groups=mid)
+        self.dw = ConvBNAct(mid, mid, kernel, stride, act, bn, groups=mid, padding=padding)
         self.se = SqueezeExcite(mid, squeeze, act) if squeeze else None
         self.project = ConvBNAct(mid, out_ch, 1, 1, None, bn)
         self.residual = residual
-        self.drop_path = StochasticDepth(drop_path) if residual else None
+        self.drop_path = StochasticDepth(drop_path) if residual and drop_path > 0 else None
+        self.about = describe(kernel, stride, in_ch, out_ch, mid, squeeze, act, residual, drop_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = x if self.expand is None else self.expand(x)
@@ -66,14 +69,19 @@ class MBConv(nn.Module):
             out = self.se(out)
         out = self.project(out)
         if self.residual:
-            out = x + self.drop_path(out)
+            if self.drop_path is not None:
+                out = self.drop_path(out)
+            out += x
         return out
+
+    def __repr__(self) -> str:
+        return f"MBConv({self.about})"
 '''
 
 BLOCK = BlockKind(
     name="mbconv", class_name="MBConv", main_part="dw",
     parts=frozenset({"expand", "dw", "se", "project", "residual"}), expands=True,
     lower=lower, mid=_mid, py_class=PY_CLASS,
-    py_make="MBConv(in_ch, out_ch, kernel, stride, mid, squeeze, act, bn, residual, rate)",
+    py_make="MBConv(in_ch, out_ch, kernel, stride, mid, squeeze, act, bn, residual, drop_path, padding)",
     timm_names=timm_names,
 )

@@ -77,6 +77,8 @@ def compile_cmd(
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write to FILE instead of stdout."),
     max_params: int = typer.Option(MAX_PARAMS, "--max-params", help="Refuse to build (for --weights or an "
                                    "export) a network with more parameters than this."),
+    inference: bool = typer.Option(False, "--inference", help="The eval-only network: batch norm folded into "
+                                   "the convs, no dropout (for every --emit: its IR, cost and exports)."),
     fmt: Format = FormatOpt,
     werror: bool = WerrorOpt,
 ) -> None:
@@ -99,9 +101,15 @@ def compile_cmd(
             if weights is not None:
                 report = compiled.load_weights(module, weights, strict=not partial)
                 skipped = f"; left out: {', '.join(report.skipped)}" if report.skipped else ""
+                if report.stripped:
+                    skipped += f" (prefix '{report.stripped}' of every key removed)"
                 article = "an" if report.origin[0] in "aeiou" else "a"
                 typer.echo(f"loaded {report.loaded} tensors from {article} {report.origin} checkpoint{skipped}",
                            err=True)
+            if inference:
+                module = compiled.to_inference(module)
+        if inference:
+            compiled = compiled.inference()
         if emit in MODULE_EMITS:
             _export(compiled, module, emit, output)
             return

@@ -64,6 +64,7 @@ class Op:
     eps: float = 0.0         # bn
     momentum: float = 0.0    # bn
     rate: float = 0.0        # dropout / drop_path probability
+    folded: str | None = None  # conv, dwconv: the batch norm folded into it (inference IR; it has a bias)
 
 
 _OP_FIELDS = tuple(f.name for f in fields(Op))
@@ -85,43 +86,73 @@ def evolve(op: Op, **changes: Any) -> Op:
 class OpGraph:
     """Operators and their operand edges, expanded from ``plan``.
 
-    ``nx`` is the networkx graph itself (node attribute ``op``; edge attribute ``arg``),
-    for anyone who wants networkx's algorithms; changes go through :meth:`add`.
+    The operators are kept in insertion (topological) order with their operands and
+    users, which is all the passes need; ``nx`` gives the same graph as a networkx
+    ``DiGraph`` (node attribute ``op``, edge attribute ``arg``), built on first use, for
+    networkx's algorithms. Changes go through :meth:`add` and :meth:`set_op`.
     """
 
     def __init__(self, plan: Plan, warnings: list[Diagnostic] | None = None):
         self.plan = plan
-        self.nx = nx.DiGraph()
         self.warnings: list[Diagnostic] = warnings if warnings is not None else []
+        self._ops: dict[str, Op] = {}
+        self._args: dict[str, tuple[str, ...]] = {}
+        self._users: dict[str, list[str]] = {}
+        self._nx: nx.DiGraph | None = None
+
+    @property
+    def nx(self) -> nx.DiGraph:
+        """The graph as a networkx DiGraph (a view made once; change the graph through add and set_op)."""
+        if self._nx is None:
+            graph = nx.DiGraph()
+            graph.add_nodes_from((name, {"op": op}) for name, op in self._ops.items())
+            graph.add_edges_from((src, name, {"arg": position}) for name, args in self._args.items()
+                                 for position, src in enumerate(args))
+            self._nx = graph
+        return self._nx
 
     def add(self, op: Op, *inputs: str) -> str:
         """Add ``op`` fed by ``inputs`` (in operand order); return its node id."""
-        self.nx.add_node(op.name, op=op)
-        for position, src in enumerate(inputs):
-            self.nx.add_edge(src, op.name, arg=position)
-        return op.name
+        name = op.name
+        self._ops[name] = op
+        self._args[name] = inputs
+        self._users.setdefault(name, [])
+        for src in inputs:
+            self._users.setdefault(src, []).append(name)
+        self._nx = None
+        return name
+
+    def set_op(self, name: str, op: Op) -> None:
+        """Replace the operator of node ``name`` (its edges stay)."""
+        if name not in self._ops:
+            raise KeyError(name)
+        self._ops[name] = op
+        self._nx = None
 
     def ops(self) -> Iterator[Op]:
         """Operators in topological (insertion) order."""
-        for _, op in self.nx.nodes(data="op"):
-            yield op
+        return iter(self._ops.values())
+
+    def names(self) -> Iterator[str]:
+        """Node ids in topological (insertion) order."""
+        return iter(self._ops)
 
     def op(self, name: str) -> Op:
-        op: Op = self.nx.nodes[name]["op"]
-        return op
+        return self._ops[name]
 
     def operands(self, name: str) -> list[str]:
         """The node ids feeding ``name``, in operand order."""
-        preds = self.nx.pred[name]
-        if len(preds) < 2:
-            return list(preds)
-        return sorted(preds, key=lambda src: preds[src]["arg"])
+        return list(self._args[name])
+
+    def users(self, name: str) -> list[str]:
+        """The node ids that ``name`` feeds, in insertion order."""
+        return list(self._users.get(name, ()))
 
     def __contains__(self, name: object) -> bool:
-        return name in self.nx
+        return name in self._ops
 
     def __len__(self) -> int:
-        return len(self.nx)
+        return len(self._ops)
 
     def warn(self, diagnostic: Diagnostic) -> None:
         """Record a warning about the user's network (reported once per code and line)."""
@@ -132,8 +163,9 @@ class OpGraph:
     def replace(self, new: Mapping[str, Op]) -> OpGraph:
         """A copy with the ops of some nodes replaced (structure unchanged)."""
         out = OpGraph(self.plan, list(self.warnings))
-        out.nx.add_nodes_from((name, {"op": new.get(name, op)}) for name, op in self.nx.nodes(data="op"))
-        out.nx.add_edges_from(self.nx.edges(data=True))
+        out._ops = {name: new.get(name, op) for name, op in self._ops.items()}
+        out._args = dict(self._args)
+        out._users = {name: list(users) for name, users in self._users.items()}
         return out
 
 
@@ -219,7 +251,8 @@ class CompiledGraph:
         plan = self.plan
         phi = f"{plan.phi}" if plan.phi is not None else "-"
         lines = [f"# {plan.name}: width_mult={plan.width_mult:.6g} depth_mult={plan.depth_mult:.6g} "
-                 f"resolution={plan.resolution} phi={phi} preset={plan.preset or '-'}"]
+                 f"resolution={plan.resolution} phi={phi} preset={plan.preset or '-'}"
+                 + (" inference" if plan.inference else "")]
         for node in self.nodes():
             op = node.op
             args = ", ".join(f"%{src}" for src in self.operands(op.name))
@@ -245,6 +278,8 @@ def _attrs(op: Op) -> str:
             parts.append(f"padding={op.padding}")
         if op.bias:
             parts.append("bias")
+        if op.folded:
+            parts.append(f"folded %{op.folded}")
     elif op.kind == "linear":
         parts.append(f"{op.in_ch}->{op.out_ch}")
     elif op.kind == "bn":

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from effdsl.diagnostics import Span
-from effdsl.language.spec import BatchNorm, Scaling
+from effdsl.language.spec import IMAGENET_MEAN, IMAGENET_STD, BatchNorm, Scaling
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +50,18 @@ class StagePlan:
 
 
 @dataclass(frozen=True, slots=True)
+class Preprocessing:
+    """How a member's input images are prepared (the spec's ``preprocess``, a preset's
+    ``crop`` and ``test_resolution``); what timm's ``pretrained_cfg`` reports."""
+
+    mean: tuple[float, ...] = IMAGENET_MEAN
+    std: tuple[float, ...] = IMAGENET_STD
+    interpolation: str = "bicubic"
+    crop: float = 0.875
+    test_resolution: int | None = None  # None: the member's resolution
+
+
+@dataclass(frozen=True, slots=True)
 class Plan:
     """Everything the operators are expanded from, and how it was scaled."""
 
@@ -74,6 +86,8 @@ class Plan:
     scaled: bool = False
     resolution_span: Span | None = None
     classifier_span: Span | None = None  # the 'linear' line
+    inference: bool = False  # the eval-only network of the inference passes (batch norm folded)
+    preprocessing: Preprocessing = Preprocessing()
 
     @property
     def num_blocks(self) -> int:

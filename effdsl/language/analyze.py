@@ -14,7 +14,16 @@ import re
 
 from effdsl.diagnostics import Collector, Diagnostic, InternalError, Span, did_you_mean
 from effdsl.language.parser import RawNetwork, RawStatement, Tok
-from effdsl.language.settings import Values, bn_of, bn_pairs, clean, read_defaults, read_preset, read_scaling
+from effdsl.language.settings import (
+    Values,
+    bn_of,
+    bn_pairs,
+    clean,
+    read_defaults,
+    read_preprocess,
+    read_preset,
+    read_scaling,
+)
 from effdsl.language.spec import (
     BLOCK_TYPES,
     MAX_BLOCKS,
@@ -175,7 +184,7 @@ def _fits_role(role: Role, block_type: BlockType | None, values: Values, spans: 
 
 # ---------------------------------------------------------------------------- network
 
-_SINGLE = ("input", "classes", "scaling", "defaults", "stem", "head", "pool", "dropout", "linear")
+_SINGLE = ("input", "classes", "scaling", "defaults", "preprocess", "stem", "head", "pool", "dropout", "linear")
 _HEAD_ORDER = ("head", "pool", "dropout", "linear")
 
 
@@ -186,6 +195,7 @@ def analyze(raw: RawNetwork) -> Network:
     in_ch, resolution, classes = _input(first.get("input"), first.get("classes"), raw, errors)
     scaling = read_scaling(first["scaling"], stages, errors) if "scaling" in first else Scaling(span=raw.name.span)
     defaults = read_defaults(first["defaults"], errors) if "defaults" in first else Defaults(span=raw.name.span)
+    preprocess = read_preprocess(first["preprocess"], in_ch, errors) if "preprocess" in first else None
     preset_nodes = _read_presets(presets, errors)
 
     stem = _block(first["stem"], errors) if "stem" in first else None
@@ -211,6 +221,7 @@ def analyze(raw: RawNetwork) -> Network:
         classes=classes,
         scaling=scaling,
         defaults=defaults,
+        preprocess=preprocess,
         presets=tuple(preset_nodes.values()),
         stem=stem,
         stages=tuple(stage_blocks),

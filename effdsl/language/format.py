@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from effdsl.language.spec import BatchNorm, Block, Defaults, Network, Preset, Scaling, SpecNode
+from effdsl.language.spec import BatchNorm, Block, Defaults, Network, Preprocess, Preset, Scaling, SpecNode
 
 _COMMENT = re.compile(r"#[^\n]*")
 
@@ -138,6 +138,19 @@ def _defaults(d: Defaults) -> str | None:
     return "defaults { " + "; ".join(parts) + " }" if parts else None
 
 
+def _preprocess(p: Preprocess) -> str:
+    base = Preprocess.model_fields
+    parts = []
+    for name in ("mean", "std"):
+        if _shown(p, name, base[name].default):
+            parts.append(f"{name} " + " ".join(_num(v) for v in getattr(p, name)))
+    if _shown(p, "interpolation", base["interpolation"].default):
+        parts.append(f"interpolation {p.interpolation}")
+    if _shown(p, "crop", base["crop"].default):
+        parts.append(f"crop {_num(p.crop)}")
+    return "preprocess { " + "; ".join(parts) + " }"
+
+
 def _preset(p: Preset) -> str:
     parts = [f"width {_mult(p.width)}", f"depth {_mult(p.depth)}", f"resolution {p.resolution}"]
     if p.dropout is not None:
@@ -146,6 +159,10 @@ def _preset(p: Preset) -> str:
         parts.append(f"drop_path {_num(p.drop_path)}")
     if _bn(p.bn):
         parts.append(_bn(p.bn))
+    if p.crop is not None:
+        parts.append(f"crop {_num(p.crop)}")
+    if p.test_resolution is not None:
+        parts.append(f"test_resolution {p.test_resolution}")
     return f"preset {p.name} {{ " + "; ".join(parts) + " }"
 
 
@@ -198,6 +215,9 @@ def _layout(net: Network) -> list[_Line]:
     if defaults:
         lines.append(_Line(defaults, net.defaults.span.line if net.defaults.spans else None,
                            blank_before=not scaling))
+    if net.preprocess is not None:
+        lines.append(_Line(_preprocess(net.preprocess), net.preprocess.span.line,
+                           blank_before=not scaling and not defaults))
     for i, preset in enumerate(net.presets):
         lines.append(_Line(_preset(preset), preset.span.line, blank_before=i == 0))
     blocks = [net.stem, *net.stages] + ([net.head.conv] if net.head.conv is not None else [])

@@ -67,7 +67,7 @@ _TERMINAL_WORDS = {
     "_NL": "end of line",
     "WORD": "a name",
     "NUMBER": "a number",
-    "SETTINGS_KW": "'scaling', 'defaults' or 'preset'",
+    "SETTINGS_KW": "'scaling', 'defaults', 'preprocess' or 'preset'",
     "BLOCK_KW": "'stem', 'stage' or 'head'",
     "LAYER_KW": "'pool', 'dropout' or 'linear'",
     "NETWORK": "'network'",

@@ -1,4 +1,4 @@
-"""The ``{ }`` blocks of a spec: scaling, defaults and presets (part of stage 2).
+"""The ``{ }`` blocks of a spec: scaling, defaults, preprocess and presets (part of stage 2).
 
 Each setting name maps to a small reader; unknown or repeated settings are reported with
 their spans and a did-you-mean hint.
@@ -12,7 +12,16 @@ from typing import Any
 
 from effdsl.diagnostics import Collector, Span, did_you_mean
 from effdsl.language.parser import RawSetting, RawStatement, Tok
-from effdsl.language.spec import PADDINGS, ROUNDING_MODES, BatchNorm, Defaults, Preset, Scaling
+from effdsl.language.spec import (
+    INTERPOLATIONS,
+    PADDINGS,
+    ROUNDING_MODES,
+    BatchNorm,
+    Defaults,
+    Preprocess,
+    Preset,
+    Scaling,
+)
 from effdsl.language.values import Reader, check_act, check_value, positive_int
 
 # A setting's reader: it takes the setting's words from the reader and records the values.
@@ -295,6 +304,53 @@ def read_defaults(stmt: RawStatement, errors: Collector) -> Defaults:
     return Defaults(span=stmt.span, spans=spans, bn=bn, **clean(values))
 
 
+def read_preprocess(stmt: RawStatement, in_ch: int | None, errors: Collector) -> Preprocess:
+    """``preprocess { mean M...; std S...; interpolation NAME; crop F }``: mean and std give
+    one number per input channel."""
+    values: dict[str, Any] = {}
+    spans: dict[str, Span] = {}
+
+    def per_channel(key: str) -> Callable:
+        def handler(reader: Reader, setting: RawSetting) -> None:
+            numbers = []
+            while True:
+                value, span = reader.number(f"'{key}'")
+                if value is not None and key == "std":
+                    value = check_value("std", value, span, errors)
+                numbers.append(value)
+                if not (reader.more() and reader.peek().is_number):
+                    break
+            covered = Span.cover(setting.items[0].span, setting.items[-1].span) if setting.items else setting.span
+            if None in numbers:
+                return
+            if in_ch is not None and len(numbers) != in_ch:
+                errors.error("E200", f"expected {in_ch} values for {key} (one per input channel), got "
+                                     f"{len(numbers)}", covered, f"the input line says {in_ch} channels")
+                return
+            values[key], spans[key] = tuple(numbers), covered
+        return handler
+
+    def interpolation(reader: Reader, setting: RawSetting) -> None:
+        tok = reader.word("an interpolation (" + ", ".join(INTERPOLATIONS) + ")")
+        if tok is None:
+            return
+        if tok.text in INTERPOLATIONS:
+            values["interpolation"], spans["interpolation"] = tok.text, tok.span
+        else:
+            errors.error("E104", f"unknown interpolation '{tok.text}'", tok.span, did_you_mean(tok.text, INTERPOLATIONS))
+
+    handlers = {
+        "mean": per_channel("mean"),
+        "std": per_channel("std"),
+        "interpolation": interpolation,
+        "crop": _number_setting(values, spans, "crop"),
+    }
+    if stmt.name is not None:
+        errors.error("E103", f"'preprocess' takes no name, got '{stmt.name.text}'", stmt.name.span)
+    _Settings("preprocess", handlers, errors).run(stmt.settings or ())
+    return Preprocess(span=stmt.span, spans=spans, **clean(values))
+
+
 def read_preset(stmt: RawStatement, errors: Collector) -> Preset | None:
     values: dict[str, Any] = {}
     spans: dict[str, Span] = {}
@@ -305,6 +361,8 @@ def read_preset(stmt: RawStatement, errors: Collector) -> Preset | None:
         "dropout": _number_setting(values, spans, "dropout"),
         "drop_path": _number_setting(values, spans, "drop_path"),
         "bn": _bn_handler(values, spans),
+        "crop": _number_setting(values, spans, "crop"),
+        "test_resolution": _number_setting(values, spans, "test_resolution"),
     }
     settings = _Settings(f"preset '{stmt.name.text}'" if stmt.name else "preset", handlers, errors)
     settings.run(stmt.settings or ())
@@ -315,7 +373,8 @@ def read_preset(stmt: RawStatement, errors: Collector) -> Preset | None:
     missing = [k for k in ("width", "depth", "resolution") if k not in settings.seen]
     if missing:
         errors.error("E106", f"preset '{stmt.name.text}' does not set {', '.join(missing)}", stmt.name.span,
-                     "a preset sets width, depth and resolution (dropout and bn are optional)")
+                     "a preset sets width, depth and resolution (dropout, drop_path, bn, crop and "
+                     "test_resolution are optional)")
         return None
     bn = bn_of(values)
     if any(values.get(k) is None for k in ("width", "depth", "resolution")):

@@ -37,6 +37,10 @@ ACTIVATIONS: dict[str, str] = {
     "none": "Identity",
 }
 POOLS: tuple[Pool, ...] = ("avg", "max")
+# Resize interpolations, as timm's and torchvision's transforms name them.
+INTERPOLATIONS: tuple[str, ...] = ("bicubic", "bilinear", "nearest")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 PADDINGS: tuple[Padding, ...] = ("symmetric", "same")
 
 # Upper bounds, far above any real network: a slip such as x1e9 or c1e12 is reported
@@ -103,6 +107,17 @@ class Defaults(SpecNode):
     padding: Padding = "symmetric"
 
 
+class Preprocess(SpecNode):
+    """How images are prepared for the network, as timm's ``pretrained_cfg`` states it:
+    per-channel normalization, the resize interpolation, and the center crop as a
+    fraction of the resized image (0.875: resize to 256, crop 224)."""
+
+    mean: tuple[float, ...] = IMAGENET_MEAN  # one per input channel
+    std: tuple[float, ...] = IMAGENET_STD
+    interpolation: Literal["bicubic", "bilinear", "nearest"] = "bicubic"
+    crop: float = 0.875
+
+
 class Preset(SpecNode):
     name: str
     width: float
@@ -111,6 +126,8 @@ class Preset(SpecNode):
     dropout: float | None = None
     drop_path: float | None = None
     bn: BatchNorm = BatchNorm()
+    crop: float | None = None             # the preprocessing crop of this member
+    test_resolution: int | None = None    # evaluate at another resolution than the member's
 
 
 class Block(SpecNode):
@@ -143,6 +160,7 @@ class Network(SpecNode):
     classes: int
     scaling: Scaling
     defaults: Defaults
+    preprocess: Preprocess | None = None  # None: ImageNet's, bicubic, crop 0.875
     presets: tuple[Preset, ...] = ()
     stem: Block
     stages: tuple[Block, ...]

@@ -119,6 +119,10 @@ def _positive(v: float) -> str | None:
     return None if v > 0 else "must be greater than 0"
 
 
+def _crop(v: float) -> str | None:
+    return None if 0 < v <= 1 else "must be greater than 0 and at most 1"
+
+
 _CHECKS: dict[str, tuple[str, str, Callable[[float], str | None], str | None]] = {
     # field: (code, description, check, help)
     "kernel": ("E201", "kernel", _odd_kernel, "use k1, k3, k5 or k7"),
@@ -129,6 +133,8 @@ _CHECKS: dict[str, tuple[str, str, Callable[[float], str | None], str | None]] =
     "se": ("E206", "squeeze-excite ratio", _ratio, "se0 disables squeeze-excite"),
     "drop_path": ("E206", "drop_path rate", _rate, None),
     "dropout": ("E206", "dropout rate", _rate, None),
+    "crop": ("E206", "crop fraction", _crop, "0.875 resizes to 256 and crops 224; 1 crops nothing"),
+    "std": ("E206", "normalization std", _positive, None),
     "eps": ("E207", "batch-norm eps", _positive, None),
     "momentum": ("E207", "batch-norm momentum", _ratio, None),
     "coefficient": ("E209", "scaling coefficient", _at_least_one, "alpha, beta and gamma are >= 1 (phi < 0 shrinks)"),
@@ -140,6 +146,7 @@ _CHECKS: dict[str, tuple[str, str, Callable[[float], str | None], str | None]] =
     "width": ("E211", "width multiplier", _positive, None),
     "depth": ("E211", "depth multiplier", _positive, None),
     "resolution": ("E212", "resolution", positive_int, None),
+    "test_resolution": ("E212", "test resolution", positive_int, None),
     "in_ch": ("E212", "input channels", positive_int, None),
     "classes": ("E212", "number of classes", positive_int, None),
 }
@@ -149,7 +156,7 @@ _CHECKS: dict[str, tuple[str, str, Callable[[float], str | None], str | None]] =
 _MAXIMA: dict[str, int] = {
     "kernel": MAX_KERNEL, "out_ch": MAX_CHANNELS, "expand": MAX_EXPAND, "repeats": MAX_REPEATS,
     "divisor": MAX_CHANNELS, "min_ch": MAX_CHANNELS, "multiple": MAX_RESOLUTION, "head_ratio": MAX_CHANNELS,
-    "resolution": MAX_RESOLUTION, "in_ch": MAX_CHANNELS, "classes": MAX_CLASSES,
+    "resolution": MAX_RESOLUTION, "in_ch": MAX_CHANNELS, "classes": MAX_CLASSES, "test_resolution": MAX_RESOLUTION,
 }
 
 

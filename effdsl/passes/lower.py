@@ -11,7 +11,7 @@ from __future__ import annotations
 from effdsl.blocks import REGISTRY, BlockArgs, Builder
 from effdsl.blocks.base import Where
 from effdsl.ir.graph import OpGraph
-from effdsl.ir.plan import ConvPlan, Plan, StagePlan
+from effdsl.ir.plan import ConvPlan, Plan, Preprocessing, StagePlan
 from effdsl.language.spec import Block, Network
 from effdsl.scaling.rounding import drop_path_rate
 
@@ -49,6 +49,8 @@ def plan_from_spec(net: Network) -> Plan:
         padding=defaults.padding,
         resolution_span=net.span_of("resolution"),
         classifier_span=net.head.spans.get("linear"),
+        preprocessing=Preprocessing() if net.preprocess is None else Preprocessing(
+            net.preprocess.mean, net.preprocess.std, net.preprocess.interpolation, net.preprocess.crop),
     )
 
 

@@ -55,8 +55,10 @@ def scale_plan(plan: Plan, scale: Scale) -> Plan:
             raise _too_large(scale, f"{head.out_ch:,} head channels; at most {MAX_CHANNELS:,}")
     elif head is not None and "head" not in policy.fixed_width:
         head = replace(head, out_ch=width(head.out_ch))
+    preprocessing = replace(plan.preprocessing, test_resolution=scale.test_resolution,
+                            crop=plan.preprocessing.crop if scale.crop is None else scale.crop)
     return replace(
-        plan, stem=stem, stages=tuple(stages), head=head, resolution=scale.resolution,
+        plan, stem=stem, stages=tuple(stages), head=head, resolution=scale.resolution, preprocessing=preprocessing,
         dropout=scale.dropout, drop_path=scale.drop_path, bn=scale.bn.over(plan.bn),
         width_mult=w, depth_mult=d, phi=scale.phi, preset=scale.preset, scaled=True,
         resolution_span=scale.resolution_span,

@@ -36,6 +36,8 @@ class Scale:
     resolution_span: Span | None = None  # where the resolution was written; None for a flag
     resolution_source: str = "the input line"
     span: Span | None = None  # what chose the member: the preset's line, or the scaling block for phi
+    crop: float | None = None            # a preset's preprocessing crop
+    test_resolution: int | None = None   # a preset's test resolution
 
 
 _MEMBER_ARGUMENTS = ("phi", "preset", "width", "depth", "resolution")  # the ways of choosing (E401)
@@ -130,7 +132,7 @@ def _preset_scale(net: Network, preset: str, base_dropout: float) -> Scale:
         drop_path=entry.drop_path if entry.drop_path is not None else net.defaults.drop_path,
         bn=entry.bn, preset=entry.name,
         resolution_span=entry.span_of("resolution"), resolution_source=f"preset '{entry.name}'",
-        span=entry.span_of("name"),
+        span=entry.span_of("name"), crop=entry.crop, test_resolution=entry.test_resolution,
     )
 
 

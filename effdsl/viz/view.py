@@ -215,7 +215,7 @@ def _edges(graph: CompiledGraph, level: str, where: dict[str, str]) -> tuple[Edg
                 seen.add((a, b))
                 edges.append(Edge(a, b))
             if shortcut and level == "block":
-                after = [where[s] for s in graph.nx.successors(op.name)]
+                after = [where[s] for s in graph.graph.users(op.name)]
                 residuals.append(Edge(a, after[0], "residual", around=b))
     return tuple(edges + residuals)
 

@@ -1,27 +1,31 @@
 """The PyTorch backend's builder: compiled IR graph -> a PyTorch module.
 
-The module is a :class:`torch.fx.GraphModule` generated from the IR node by node, so it
-computes exactly what the IR says, with one submodule per parametric or stateful
-operator at the operator's path (``stages.1.0.dw.conv``). ``print(model.code)`` shows
-the generated forward.
+The graph is read back as a table of blocks (:func:`effdsl.blocks.table.read_table`,
+which checks every row against the operators), and the network is the library's
+``Network`` built from that table (:mod:`effdsl.backends.torch.modules`): ``model.stem``,
+``model.stages[i][j]`` (block j of stage i: ``MBConv``, ``FusedMBConv``, ``ConvBlock``),
+``model.head`` and ``model.classifier``, each a module with its own forward. The ``.py``
+export builds the same class from the same table, so both have the same module names
+(``stages.1.0.dw.conv``, the IR's operator paths) and the same code.
 
-Weights are allocated once: modules are created on the ``meta`` device, materialized
-with ``to_empty`` and initialized as torchvision initializes EfficientNet (conv:
+Weights are allocated once: modules are created on the ``meta`` device, given storage
+(:func:`materialize`) and initialized as torchvision initializes EfficientNet (conv:
 Kaiming normal, fan-out; batch norm: ones and zeros; linear: uniform in
 ``+-1/sqrt(out_features)``).
 """
 
 from __future__ import annotations
 
-import operator
-
 import torch
-from torch import fx, nn
+from torch import nn
 
-from effdsl.backends.torch.layers import Conv2dSame, StochasticDepth, init_weights
-from effdsl.blocks import class_name
-from effdsl.ir.graph import CompiledGraph, Op
+from effdsl.backends.torch.layers import StochasticDepth, init_weights
+from effdsl.backends.torch.modules import network_class
+from effdsl.blocks.table import NetworkTable, pretrained_cfg, read_table
+from effdsl.ir.graph import CompiledGraph
 from effdsl.language.spec import ACTIVATIONS
+
+__all__ = ["StochasticDepth", "activation", "build_module", "example_input", "network_args"]
 
 
 def activation(name: str) -> nn.Module:
@@ -30,89 +34,47 @@ def activation(name: str) -> nn.Module:
     return module
 
 
-def _module(op: Op, device: torch.device | str) -> nn.Module:
-    if op.kind in ("conv", "dwconv") and op.padding == "same" and op.stride > 1:
-        return Conv2dSame(op.in_ch, op.out_ch, op.kernel, op.stride, groups=op.groups, bias=op.bias, device=device)
-    if op.kind in ("conv", "dwconv"):
-        return nn.Conv2d(op.in_ch, op.out_ch, op.kernel, op.stride, padding=(op.kernel - 1) // 2,
-                         groups=op.groups, bias=op.bias, device=device)
-    if op.kind == "bn":
-        return nn.BatchNorm2d(op.out_ch, eps=op.eps, momentum=op.momentum, device=device)
-    if op.kind in ("act", "gate") and op.act is not None:
-        return activation(op.act)
-    if op.kind == "pool":
-        return nn.AdaptiveAvgPool2d(1) if op.pool == "avg" else nn.AdaptiveMaxPool2d(1)
-    if op.kind == "dropout":
-        return nn.Dropout(op.rate)
-    if op.kind == "drop_path":
-        return StochasticDepth(op.rate)
-    if op.kind == "linear":
-        return nn.Linear(op.in_ch, op.out_ch, bias=op.bias, device=device)
-    raise KeyError(op.kind)
+def network_args(table: NetworkTable) -> tuple[tuple, dict]:
+    """The arguments of ``Network`` for a table (as the ``.py`` export writes them)."""
+    args = (table.block_tuples(), table.stem_tuple(), table.head_tuple(), table.pool, table.classes, table.in_ch,
+            table.dropout, table.drop_path)
+    return args, {"padding": table.padding, "pretrained_cfg": pretrained_cfg(table)}
 
 
-def _fx_graph(graph: CompiledGraph, features_only: bool = False) -> fx.Graph:
-    g = fx.Graph()
-    values: dict[str, fx.Node] = {}
-    stage_out: dict[int, fx.Node] = {}
-    num_stages = len(graph.plan.stages)
-    node: fx.Node | None = None
-    for op in graph.ops():
-        args = [values[src] for src in graph.operands(op.name)]
-        if op.kind == "input":
-            node = g.placeholder("x")
-        elif op.kind == "mul":
-            node = g.call_function(operator.mul, tuple(args))
-        elif op.kind == "add":
-            node = g.call_function(operator.add, tuple(args))
-        else:
-            node = g.call_module(op.name, tuple(args))
-            if op.kind == "pool" and op.flatten:
-                node = g.call_function(torch.flatten, (node, 1))
-        values[op.name] = node
-        if 0 <= op.stage < num_stages:
-            stage_out[op.stage] = node
-    if features_only:
-        g.output([stage_out[i] for i in sorted(stage_out)])
-        for unused in [n for n in reversed(g.nodes) if n.op not in ("output", "placeholder")]:
-            if not unused.users:  # the head: not part of a backbone
-                g.erase_node(unused)
-    else:
-        g.output(node)
-    return g
-
-
-def _root(graph: CompiledGraph, device: torch.device | str) -> nn.Module:
-    root = nn.Module()
-    for op in graph.ops():
-        if op.kind in ("input", "mul", "add"):
-            continue
-        module = _module(op, device)
-        *path, leaf = op.name.split(".")
-        parent = root
-        for part in path:
-            child = parent._modules.get(part)
-            if child is None:
-                child = nn.Module()
-                parent.add_module(part, child)
-            parent = child
-        parent.add_module(leaf, module)
-    return root
-
-
-def build_module(graph: CompiledGraph, device: torch.device | str = "cpu",
-                 features_only: bool = False) -> fx.GraphModule:
+def build_module(graph: CompiledGraph, device: torch.device | str = "cpu", features_only: bool = False,
+                 out_indices: tuple[int, ...] | None = None) -> nn.Module:
     """The PyTorch module of a compiled IR graph.
 
-    ``device="meta"`` builds the module without allocating weights (for shape and
-    FLOP checks of very large members of a family). ``features_only``: the forward
-    returns the list of every stage's output instead of the logits.
+    ``device="meta"`` builds the module without allocating weights (for shape and FLOP
+    checks of very large members of a family). ``features_only``: the backbone, whose
+    forward returns one feature map per distinct reduction (``out_indices`` selects
+    among them).
     """
-    root = _root(graph, "meta")
-    module = fx.GraphModule(root, _fx_graph(graph, features_only), class_name=class_name(graph.plan.name))
+    table = read_table(graph)
+    args, kwargs = network_args(table)
+    if features_only:
+        kwargs["out_indices"] = out_indices
+    cls = network_class(table.class_name, features=features_only)
+    with torch.device("meta"):
+        module: nn.Module = cls(*args, **kwargs)
     if str(device) != "meta":
-        module = module.to_empty(device=device)
+        materialize(module, device)
         init_weights(module)
+    return module
+
+
+def materialize(module: nn.Module, device: torch.device | str) -> nn.Module:
+    """Give every parameter and buffer of a module built on ``meta`` uninitialized storage on
+    ``device`` (``nn.Module.to_empty``'s job, without its per-tensor stride inference, which
+    costs more than the allocation for a network of small tensors)."""
+    for m in module.modules():
+        for name, p in m._parameters.items():
+            if p is not None:
+                m._parameters[name] = nn.Parameter(torch.empty(p.shape, dtype=p.dtype, device=device),
+                                                   p.requires_grad)
+        for name, b in m._buffers.items():
+            if b is not None:
+                m._buffers[name] = torch.empty(b.shape, dtype=b.dtype, device=device)
     return module
 
 

@@ -36,6 +36,21 @@ class LoadReport:
     origin: str
     loaded: int
     skipped: list[str] = field(default_factory=list)
+    stripped: str | None = None  # a prefix every key had ('module.' of DataParallel/DDP), removed
+
+
+# Prefixes that wrappers put before every key: DataParallel and DistributedDataParallel
+# ('module.'), torch.compile ('_orig_mod.').
+WRAPPER_PREFIXES = ("module.", "_orig_mod.")
+
+
+def strip_wrapper_prefix(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], str | None]:
+    """The state dict without a wrapper's prefix on every key, and the prefix removed (or None)."""
+    removed = ""
+    while state and (prefix := next((p for p in WRAPPER_PREFIXES if all(k.startswith(p) for k in state)), None)):
+        state = {k[len(prefix):]: v for k, v in state.items()}
+        removed += prefix
+    return state, removed or None
 
 
 # Floating dtypes a float parameter accepts (cast on load); integer buffers take integers.
@@ -262,12 +277,15 @@ def load_weights(module: nn.Module, path: str | Path | dict[str, torch.Tensor], 
         theirs = state_dict_of(path, "the state_dict")
     else:
         theirs = read_state_dict(path, max_bytes=checkpoint_budget(module))
+    theirs, stripped = strip_wrapper_prefix(theirs)  # said in the report
     origin = origin_of(list(theirs))
     namer = _Namer(origin, graph)
     accepted: dict[str, torch.Tensor | None] = {}
     problems: list[Diagnostic] = []
     for key, tensor in theirs.items():
         mine = namer.name(key)
+        if mine is not None and mine not in ours and mine.rsplit(".", 1)[0] in graph:
+            continue  # a layer of the network that this module leaves out (a backbone has no head)
         if mine is None or mine not in ours:
             problems.append(Diagnostic(
                 "E503", f"checkpoint tensor '{key}' has no layer in this network",
@@ -299,7 +317,7 @@ def load_weights(module: nn.Module, path: str | Path | dict[str, torch.Tensor], 
     with torch.no_grad():
         for key, value in loadable.items():
             ours[key].copy_(value)
-    return LoadReport(origin, len(loadable), [k for k in ours if k not in loadable])
+    return LoadReport(origin, len(loadable), [k for k in ours if k not in loadable], stripped)
 
 
 _DTYPE_HELP = "save float parameters as float16, bfloat16, float32 or float64, as dense tensors on the CPU"

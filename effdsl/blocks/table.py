@@ -1,0 +1,262 @@
+"""The IR graph read back as a table of blocks: what the network classes are built from.
+
+:func:`read_table` walks a compiled graph once and returns a :class:`NetworkTable`: the
+stem and head convs, and one :class:`BlockRow` per run of identical blocks of a stage.
+The built PyTorch module (:mod:`effdsl.backends.torch.builder`) and the ``.py`` export
+(:mod:`effdsl.export.pysource`) both construct their network from this table, with the
+same class (:mod:`effdsl.blocks.library`), so they agree on names and structure by
+construction; the numbers come from the IR. Every row is checked against the operators
+it was read from: a graph the table cannot express is a bug (an internal error).
+
+Folded batch norm (the inference IR): a conv with a bias and no batch norm after it reads
+as a row whose ``bn`` is ``None``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from effdsl.blocks import REGISTRY, class_name, kind_of_parts
+from effdsl.blocks.base import ConvRow
+from effdsl.diagnostics import InternalError
+from effdsl.ir.graph import CompiledGraph, Op
+from effdsl.ir.plan import Preprocessing
+
+_PASS = "table"  # what an InternalError names as the failing stage
+
+
+@dataclass(frozen=True, slots=True)
+class BlockRow:
+    """One block, as a row of the table (without its repeat count)."""
+
+    stage: int
+    kind: str
+    kernel: int
+    stride: int
+    in_ch: int
+    out_ch: int
+    mid: int | None
+    squeeze: int
+    act: str | None
+    bn: tuple[float, float] | None  # None: folded into the convs (inference)
+    residual: bool
+
+
+@dataclass(frozen=True, slots=True)
+class NetworkTable:
+    """Everything a network class needs: the stem, the blocks, the head."""
+
+    name: str
+    class_name: str
+    member: str
+    in_ch: int
+    resolution: int
+    classes: int
+    stem: ConvRow
+    rows: tuple[tuple[BlockRow, int], ...]  # (block, repeats)
+    num_stages: int
+    drop_path: float
+    head: ConvRow | None
+    head_in: int                # the channels the pooling sees
+    pool: str
+    dropout: float
+    padding: str                # 'symmetric' or 'same' (only strided convs differ)
+    params: int
+    inference: bool             # read from the inference IR (batch norm folded, eval only)
+    preprocessing: Preprocessing
+
+    @property
+    def kinds(self) -> list[str]:
+        """The block kinds used, in registry order."""
+        used = {row.kind for row, _ in self.rows}
+        return [name for name in REGISTRY if name in used]
+
+    def block_tuples(self) -> list[tuple]:
+        """The rows as the network class takes them:
+        (stage, kind, repeats, kernel, stride, in_ch, out_ch, mid, squeeze, act, bn, residual)."""
+        return [(r.stage, r.kind, n, r.kernel, r.stride, r.in_ch, r.out_ch, r.mid, r.squeeze, r.act, r.bn,
+                 r.residual) for r, n in self.rows]
+
+    def stem_tuple(self) -> tuple:
+        """(out_ch, kernel, stride, act, bn); the input channels are the network's."""
+        s = self.stem
+        return (s.out_ch, s.kernel, s.stride, s.act, s.bn)
+
+    def head_tuple(self) -> tuple | None:
+        """(out_ch, kernel, stride, act, bn) of the head conv; None when the head only pools."""
+        h = self.head
+        return None if h is None else (h.out_ch, h.kernel, h.stride, h.act, h.bn)
+
+
+def _act(name: str | None) -> str | None:
+    return None if name in (None, "none") else name
+
+
+_CONV_SHAPES = (["conv", "bn"], ["conv", "bn", "act"], ["dwconv", "bn"], ["dwconv", "bn", "act"],
+                ["conv"], ["conv", "act"], ["dwconv"], ["dwconv", "act"])
+
+
+def _conv_bn(group: list[Op], where: str) -> ConvRow:
+    """The conv, bn and optional act ops that ``lower`` writes for one conv_bn_act (bn folded: no bn op)."""
+    kinds = [op.kind for op in group]
+    if kinds not in _CONV_SHAPES:
+        raise InternalError(_PASS, f"{where}: expected conv, bn[, act], got {kinds}")
+    conv = group[0]
+    folded = len(group) == 1 or group[1].kind != "bn"
+    if conv.kind == "dwconv" and not conv.groups == conv.in_ch == conv.out_ch:
+        raise InternalError(_PASS, f"{conv.name}: a depthwise conv must have groups = channels")
+    if conv.kind == "conv" and conv.groups != 1:
+        raise InternalError(_PASS, f"{conv.name}: expected a dense conv")
+    if conv.bias != folded:
+        raise InternalError(_PASS, f"{conv.name}: a conv has a bias exactly when its batch norm is folded into it")
+    act = _act(group[-1].act) if group[-1].kind == "act" else None
+    bn = None if folded else (group[1].eps, group[1].momentum)
+    return ConvRow(conv.in_ch, conv.out_ch, conv.kernel, conv.stride, act, bn,
+                   conv.padding == "same" and conv.stride > 1)
+
+
+def _by_part(block_ops: list[Op]) -> dict[str, list[Op]]:
+    parts: dict[str, list[Op]] = {}
+    for op in block_ops:
+        parts.setdefault(op.part, []).append(op)
+    return parts
+
+
+def _block(block_ops: list[Op], same: bool) -> tuple[BlockRow, float]:
+    """A block's table row and its stochastic-depth rate, checked against the ops."""
+    first = block_ops[0]
+    parts = _by_part(block_ops)
+    kind = kind_of_parts(set(parts))
+    if kind is None:
+        raise InternalError(_PASS, f"block {first.block}: cannot tell its kind from parts {sorted(parts)}")
+    if not set(parts) <= kind.parts:
+        raise InternalError(_PASS, f"block {first.block}: unexpected parts {sorted(set(parts) - kind.parts)}")
+    convs = {part: _conv_bn(ops, f"block {first.block} {part}")
+             for part, ops in parts.items() if part not in ("se", "residual")}
+    main = convs[kind.main_part]
+    in_ch = convs.get("expand", main).in_ch
+    out_ch = convs.get("project", main).out_ch
+    mid = kind.mid(convs, in_ch)
+    squeeze = 0
+    if "se" in parts:
+        se = parts["se"]
+        if [op.kind for op in se] != ["pool", "conv", "act", "conv", "gate", "mul"]:
+            raise InternalError(_PASS, f"block {first.block}: unexpected squeeze-excite {[op.kind for op in se]}")
+        squeeze = se[1].out_ch
+        if _act(se[2].act) != main.act or se[0].pool != "avg" or se[4].act != "sigmoid":
+            raise InternalError(_PASS, f"block {first.block}: squeeze-excite differs from its block")
+    rate = 0.0
+    residual = "residual" in parts
+    if residual:
+        kinds = [op.kind for op in parts["residual"]]
+        if kinds not in (["drop_path", "add"], ["add"]):
+            raise InternalError(_PASS, f"block {first.block}: unexpected residual ops {kinds}")
+        rate = parts["residual"][0].rate if kinds[0] == "drop_path" else 0.0
+    bns = {conv.bn for conv in convs.values()}
+    acts = {conv.act for part, conv in convs.items() if part != "project"}
+    if len(bns) != 1 or len(acts) != 1 or ("project" in convs and convs["project"].act is not None):
+        raise InternalError(_PASS, f"block {first.block}: its convs differ in batch norm or activation")
+    if any(conv.same != (same and conv.stride > 1) for conv in convs.values()):
+        raise InternalError(_PASS, f"block {first.block}: padding differs from the network's")
+    row = BlockRow(first.stage, kind.name, main.kernel, main.stride, in_ch, out_ch, mid, squeeze, main.act,
+                   bns.pop(), residual)
+    return row, rate
+
+
+def read_table(graph: CompiledGraph) -> NetworkTable:
+    """The table of ``graph``'s network, every row checked against the operators."""
+    plan = graph.plan
+    stem: list[Op] = []
+    head: list[Op] = []
+    blocks: dict[int, list[Op]] = {}
+    classifier = None
+    image = None
+    same = False
+    params_total = 0
+    for op in graph.ops():
+        params_total += graph.costs[op.name].params
+        if op.kind in ("conv", "dwconv") and op.padding == "same" and op.stride > 1:
+            same = True
+        if op.kind == "input":
+            image = op
+        elif op.part == "stem":
+            stem.append(op)
+        elif op.part == "head":
+            head.append(op)
+        elif op.part == "classifier":
+            classifier = op
+        else:
+            blocks.setdefault(op.block, []).append(op)
+    if image is None or classifier is None or not stem or not head:
+        raise InternalError(_PASS, "the graph lacks an input, stem, head or classifier")
+    dropout = 0.0
+    if head[-1].kind == "dropout":
+        dropout = head.pop().rate
+    pool = head.pop()
+    if pool.kind != "pool" or not pool.flatten:
+        raise InternalError(_PASS, "expected global pooling (and dropout) before the classifier")
+    stem_conv = _conv_bn(stem, "stem")
+    head_conv = _conv_bn(head, "head") if head else None
+    for conv in (stem_conv, head_conv):
+        if conv is not None and conv.same != (same and conv.stride > 1):
+            raise InternalError(_PASS, "stem or head padding differs from the network's")
+
+    rows: list[list] = []
+    num_blocks = len(blocks)
+    for index in range(num_blocks):
+        if index not in blocks:
+            raise InternalError(_PASS, f"block {index} is missing")
+        row, rate = _block(blocks[index], same)
+        if row.residual and rate != plan.drop_path * index / num_blocks:
+            raise InternalError(_PASS, f"block {index}: drop-path rate {rate} is not rate * i / N")
+        if rows and rows[-1][0] == row:
+            rows[-1][1] += 1
+        else:
+            rows.append([row, 1])
+    stages = [row.stage for row, _ in rows]
+    if stages != sorted(stages) or set(stages) != set(range(len(plan.stages))):
+        raise InternalError(_PASS, "blocks are not grouped by stage")
+
+    return NetworkTable(
+        name=plan.name, class_name=class_name(plan.name), member=plan.member, in_ch=image.out_ch,
+        resolution=plan.resolution, classes=classifier.out_ch, stem=stem_conv,
+        rows=tuple((r, n) for r, n in rows), num_stages=len(plan.stages), drop_path=plan.drop_path,
+        head=head_conv, head_in=pool.in_ch, pool=pool.pool or "avg", dropout=dropout,
+        padding="same" if same else "symmetric", params=params_total, inference=plan.inference,
+        preprocessing=plan.preprocessing,
+    )
+
+
+def _per_channel(values: tuple[float, ...], channels: int) -> tuple[float, ...]:
+    """Statistics for ``channels`` input channels: as given, or their average for each channel
+    when the count differs (ImageNet's RGB statistics for a one-channel network)."""
+    if len(values) == channels:
+        return values
+    return (round(sum(values) / len(values), 6),) * channels
+
+
+def pretrained_cfg(table: NetworkTable) -> dict:
+    """timm's ``pretrained_cfg`` of a network: input size and preprocessing (from the spec's
+    ``preprocess`` and the preset), for ``timm.data.resolve_data_config(model=...)``."""
+    res, pre = table.resolution, table.preprocessing
+    reduction = table.stem.stride
+    for row, repeats in table.rows:
+        reduction *= row.stride ** repeats
+    cfg = {
+        "architecture": table.name,
+        "member": table.member,
+        "num_classes": table.classes,
+        "input_size": (table.in_ch, res, res),
+        "pool_size": (max(1, -(-res // reduction)),) * 2,
+        "crop_pct": pre.crop,
+        "crop_mode": "center",
+        "interpolation": pre.interpolation,
+        "mean": _per_channel(pre.mean, table.in_ch),
+        "std": _per_channel(pre.std, table.in_ch),
+        "first_conv": "stem.conv",
+        "classifier": "classifier",
+    }
+    if pre.test_resolution is not None:
+        cfg["test_input_size"] = (table.in_ch, pre.test_resolution, pre.test_resolution)
+        cfg["test_crop_pct"] = pre.crop
+    return cfg
