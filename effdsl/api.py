@@ -22,6 +22,7 @@ from effdsl.passes.lower import plan_from_spec
 from effdsl.language.parser import normalize, parse
 from effdsl.passes.pipeline import architecture, run_pipeline, scale_plan
 from effdsl.language.resources import builtin_specs
+from effdsl.scaling.choices import covering_picks, decisions, describe, member
 from effdsl.scaling.members import resolve_scale
 from effdsl.language.spec import Network
 from effdsl.passes.summary import Summary, summarize
@@ -173,6 +174,8 @@ def compile_spec(spec: str | Path, *, phi: float | None = None, preset: str | No
     source = load_source(spec)
     try:
         net = analyze(parse(source.text))
+        if net.is_space:
+            raise _space_error(net)
         if num_classes is not None:
             if num_classes < 1:
                 raise _usage("--num-classes", num_classes, "at least 1")
@@ -194,6 +197,15 @@ def compile_spec(spec: str | Path, *, phi: float | None = None, preset: str | No
     except EffdslError as err:
         raise err.with_source(source.text, source.filename)
     return Compiled(net, graph, summarize(graph), source)
+
+
+def _space_error(net: Network) -> EffdslError:
+    """E605: a search space where one network is needed."""
+    choices = [c for stage in net.stages for c in stage.choices]
+    return EffdslError(Diagnostic(
+        "E605", f"'{net.name}' is a search space ({len(choices)} choice{'s' if len(choices) != 1 else ''}), "
+                "not one network", choices[0].span,
+        "write members as plain specs with 'effdsl space SPEC --sample N', or search it with 'effdsl search'"))
 
 
 def _warn_if_collapsed(net: Network, phi: float, graph: nx.DiGraph) -> None:
@@ -232,8 +244,17 @@ def build(spec: str | Path, phi: float | None = None, preset: str | None = None,
 def check_spec(spec: str | Path) -> Compiled:
     """Validate a spec: the baseline and every preset must compile (all errors together).
 
-    Returns the baseline; its ``warnings`` include those of every preset.
+    Returns the baseline; its ``warnings`` include those of every preset. A search space
+    is checked through a few of its members that together use every option (and the one
+    with the most stride); it returns the first of them, with ``spec`` the space itself.
     """
+    source = load_source(spec)
+    try:
+        net = analyze(parse(source.text))
+        if net.is_space:
+            return _check_space(net, source)
+    except EffdslError as err:
+        raise err.with_source(source.text, source.filename)
     compiled = compile_spec(spec)
     problems: list[Diagnostic] = []
     for preset in compiled.spec.presets:
@@ -247,6 +268,35 @@ def check_spec(spec: str | Path) -> Compiled:
     if problems:
         raise EffdslError(problems).with_source(compiled.source.text, compiled.source.filename)
     return compiled
+
+
+def _check_space(net: Network, source: Source) -> Compiled:
+    """Compile the members that cover every option, at the baseline and every preset."""
+    found = decisions(net)
+    problems: dict[tuple, Diagnostic] = {}
+    first: Compiled | None = None
+    seen: list[Diagnostic] = []
+    for picks in covering_picks(found):
+        plain = member(net, found, picks)
+        where = f"in the member {describe(found, picks)}"
+        for preset in (None, *(p.name for p in net.presets)):
+            try:
+                graph = run_pipeline(plain, resolve_scale(plain, preset=preset))
+            except EffdslError as err:
+                for d in err.diagnostics:
+                    problems.setdefault((d.code, d.message, d.span), replace(
+                        d, help=f"{d.help}; {where}" if d.help else where))
+                continue
+            if first is None:
+                first = Compiled(net, graph, summarize(graph), source)
+            seen.extend(d for d in warnings_of(graph) if d not in seen)
+    if problems:
+        raise EffdslError(list(problems.values()))
+    assert first is not None
+    for diag in seen:
+        if diag not in first.warnings:
+            warn(first.graph, diag)
+    return first
 
 
 def format_source(spec: str | Path) -> str:

@@ -201,7 +201,20 @@ def check_cmd(spec: str = SpecArg, fmt: Format = FormatOpt, werror: bool = Werro
         return
     presets = ", ".join(p.name for p in net.presets) or "none"
     stages = f"{len(net.stages)} stage{'s' if len(net.stages) != 1 else ''}"
+    if net.is_space:
+        typer.echo(f"{spec}: ok ({net.name}: {_space_line(net)}, presets: {presets})")
+        return
     typer.echo(f"{spec}: ok ({net.name}: {stages}, presets: {presets})")
+
+
+def _space_line(net) -> str:
+    """``a search space of 1,296 members (4 choices over 2 stages)``."""
+    from effdsl.scaling.choices import decisions, size
+
+    found = decisions(net)
+    stages = len({d.stage for d in found})
+    return (f"a search space of {size(found):,} members ({len(found)} choice{'s' if len(found) != 1 else ''} "
+            f"over {stages} stage{'s' if stages != 1 else ''})")
 
 
 @app.command("fmt")

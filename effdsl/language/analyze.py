@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import replace
 from typing import Any
 
 from effdsl.diagnostics import Collector, Diagnostic, Span, did_you_mean
+from effdsl.language.choices import read_bare_choice, read_choice, read_kind_choice, takes_choice
 from effdsl.language.parser import RawNetwork, RawStatement, Tok
 from effdsl.language.settings import bn_of, bn_pairs, clean, read_defaults, read_preset, read_scaling
-from effdsl.language.spec import BLOCK_TYPES, MAX_BLOCKS, MAX_STAGES, POOLS, Block, Defaults, Head, Network, Scaling
+from effdsl.language.spec import (BLOCK_TYPES, MAX_BLOCKS, MAX_STAGES, POOLS, Block, Choice, Defaults, Head,
+                                  Network, Scaling)
 from effdsl.language.values import Reader, check_act, check_value, to_float
 
 # k3 s2 e6 c24 x2 se0.25: a one- or two-letter field glued to its number.
@@ -33,7 +36,16 @@ def _block(stmt: RawStatement, errors: Collector) -> Block | None:
     kind = stmt.name
     allowed = BLOCK_TYPES if role == "stage" else ("conv",)
     ok = True
-    if kind.text not in allowed:
+    choices: list[Choice] = []
+    block_type = kind.text
+    if kind.is_choice:
+        block_type, node = read_kind_choice(kind, errors)
+        if role != "stage":
+            _outside_stage(kind, f"a {role}", errors)
+        elif node is not None:
+            choices.append(node)
+        ok = ok and node is not None and role == "stage"
+    elif kind.text not in allowed:
         hint = did_you_mean(kind.text, allowed)
         errors.error("E101", f"unknown {role} block '{kind.text}'" if role == "stage"
                      else f"a {role} is a 'conv', got '{kind.text}'", kind.span, hint)
@@ -43,6 +55,31 @@ def _block(stmt: RawStatement, errors: Collector) -> Block | None:
     reader = Reader(stmt.items, errors, kind.span)
     while reader.more():
         tok = reader.take()
+        nxt = reader.peek()
+        if tok.is_choice or (nxt is not None and nxt.is_choice and takes_choice(tok, nxt)):
+            choice = tok if tok.is_choice else reader.take()
+            read = read_bare_choice(tok, role, errors) if tok.is_choice else read_choice(tok, choice, role, errors)
+            where = Span.cover(tok.span, choice.span)
+            if read is None:
+                ok = False
+                continue
+            field, value, node = read
+            if node is None and role == "stage":  # reported
+                ok = False
+                values.setdefault(field, None)
+                continue
+            if field in spans:
+                errors.error("E105", f"{field} is given twice", where, f"first given at {spans[field]}")
+                ok = False
+                continue
+            values[field], spans[field] = value, where  # the reference value keeps E106 quiet
+            if role != "stage":  # reported; the stem or head reads on with the first option
+                _outside_stage(choice, f"a {role}", errors)
+            elif node is None:
+                ok = False
+            else:
+                choices.append(node)
+            continue
         match = None if tok.is_number else _FIELD.match(tok.text)
         if match:
             key = _FIELD_NAMES[match.group(1)]
@@ -98,7 +135,7 @@ def _block(stmt: RawStatement, errors: Collector) -> Block | None:
             if field in values:
                 errors.error("E103", f"a {role} takes no {field}", spans[field])
                 ok = False
-    elif kind.text == "conv":
+    elif block_type == "conv" and not kind.is_choice:
         for field in ("expand", "se"):
             if field in values:
                 errors.error("E103", f"a conv stage takes no {field}", spans[field],
@@ -107,7 +144,33 @@ def _block(stmt: RawStatement, errors: Collector) -> Block | None:
     if not ok:
         return None
     bn = bn_of(values)
-    return Block(span=stmt.span, spans=spans, role=role, block=kind.text, bn=bn, **clean(values))
+    return Block(span=stmt.span, spans=spans, role=role, block=block_type, bn=bn, choices=tuple(choices),
+                 **clean(values))
+
+
+def _outside_stage(choice: Tok, where: str, errors: Collector) -> None:
+    """E601: a choice in a statement that is the same in every member of a space."""
+    errors.error("E601", f"a choice in {where}; only stage lines choose", choice.span,
+                 "the stem, the head, the settings and the layers after the head are shared by every "
+                 "member of a search space")
+
+
+def _without_choices(stmt: RawStatement, errors: Collector) -> RawStatement:
+    """``stmt`` with each choice of a settings block or a layer line reported (E601) and
+    replaced by its first option, so that the rest of the statement reads on."""
+    def first_options(items: tuple[Tok, ...]) -> tuple[Tok, ...]:
+        out = []
+        for tok in items:
+            if tok.is_choice:
+                _outside_stage(tok, f"'{stmt.keyword.text}'", errors)
+                tok = tok.options[0]
+            out.append(tok)
+        return tuple(out)
+
+    if stmt.settings is not None:
+        settings = tuple(replace(s, items=first_options(s.items)) for s in stmt.settings)
+        return replace(stmt, settings=settings)
+    return replace(stmt, items=first_options(stmt.items))
 
 
 # ---------------------------------------------------------------------------- network
@@ -125,6 +188,8 @@ def analyze(raw: RawNetwork) -> Network:
     last_role = "start"
     for stmt in raw.statements:
         key = stmt.keyword.text
+        if key not in ("stem", "stage", "head"):  # a block line reports its own (E601)
+            stmt = _without_choices(stmt, errors)
         if key in _SINGLE:
             if key in first:
                 errors.error("E105", f"'{key}' is given twice", stmt.keyword.span,
@@ -212,15 +277,23 @@ def _check_size(stages: list[RawStatement], nodes: list[Block | None], errors: C
         errors.error("E215", f"too many stages: {len(stages):,}; at most {MAX_STAGES}",
                      stages[MAX_STAGES].keyword.span, f"this is stage {MAX_STAGES + 1}")
     blocks = [node for node in nodes if node is not None]
-    total = sum(node.repeats for node in blocks)
+    total = sum(_most_repeats(node) for node in blocks)
     if total > MAX_BLOCKS:
         running = 0
         for node in blocks:  # point at the stage that crosses the limit
-            running += node.repeats
+            running += _most_repeats(node)
             if running > MAX_BLOCKS:
                 errors.error("E215", f"the stages add up to {total:,} blocks; at most {MAX_BLOCKS:,}",
                              node.span_of("repeats"), "use fewer stages or fewer repeats")
                 return
+
+
+def _most_repeats(stage: Block) -> int:
+    """The stage's repeats, or in a search space the most its choice allows."""
+    for choice in stage.choices:
+        if choice.field == "repeats":
+            return max(choice.options) + (choice.base if choice.relation == "offset" else 0)
+    return stage.repeats
 
 
 def _order_check(key: str, last: str, stmt: RawStatement, errors: Collector) -> str:
@@ -307,14 +380,19 @@ def _check_divisible(net: Network, errors: Collector) -> None:
             and net.scaling.head_from_last is None:
         parts.append(net.head.conv)
     for block in parts:
-        if block.out_ch % div:
-            lower = max(div, block.out_ch // div * div)
-            errors.error(
-                "E208",
-                f"channels {block.out_ch} is not a multiple of the channel divisor {div}",
-                block.span_of("out_ch"),
-                f"use c{lower} or c{lower + div}, or change 'channels divisor' in scaling",
-            )
+        written = [(block.out_ch, block.span_of("out_ch"))]
+        for choice in block.choices:
+            if choice.field == "out_ch" and choice.relation == "set":  # each option, where it is written
+                written = list(zip(choice.options, choice.option_spans))
+        for out_ch, span in written:
+            if out_ch % div:
+                lower = max(div, out_ch // div * div)
+                errors.error(
+                    "E208",
+                    f"channels {out_ch} is not a multiple of the channel divisor {div}",
+                    span,
+                    f"use c{lower} or c{lower + div}, or change 'channels divisor' in scaling",
+                )
     # The minimum must be a width the rule can produce, and no baseline width may be below it.
     min_ch = net.scaling.min_ch
     if min_ch is not None:
