@@ -40,6 +40,11 @@ class Decision:
         """``stage3.kernel``: stable across runs, used in records of a search."""
         return f"stage{self.stage + 1}.{self.field}"
 
+    @property
+    def letter(self) -> str:
+        """What :meth:`word` puts before the value: ``k``, ``se``, ``act `` (nothing for a type or skip)."""
+        return _LETTER.get(self.field, "act " if self.field == "act" else "")
+
     def word(self, pick: int) -> str:
         """The pick as a stage line writes it: ``k5``, ``e6``, ``c48``, ``x3``, ``act relu``, ``noskip``."""
         value = self.values[pick]
