@@ -384,7 +384,7 @@ def _check_divisible(net: Network, errors: Collector) -> None:
         for choice in block.choices:
             if choice.field == "out_ch" and choice.relation == "set":  # each option, where it is written
                 written = list(zip(choice.options, choice.option_spans))
-        for out_ch, span in written:
+        for out_ch, span in written:  # (multipliers are rounded to the divisor when a member is made)
             if out_ch % div:
                 lower = max(div, out_ch // div * div)
                 errors.error(
@@ -400,11 +400,11 @@ def _check_divisible(net: Network, errors: Collector) -> None:
         if min_ch % div:
             errors.error("E210", f"channels min {min_ch} is not a multiple of the divisor {div}", where,
                          f"use min {max(div, min_ch // div * div)} or leave it out (it defaults to the divisor)")
-        smallest = min(parts, key=lambda b: b.out_ch, default=None)
-        if smallest is not None and smallest.out_ch < min_ch:
-            errors.error("E210", f"channels min {min_ch} is above the baseline's c{smallest.out_ch}, "
+        smallest = min((c for block in parts for c in _widths(block)), default=None)
+        if smallest is not None and smallest < min_ch:
+            errors.error("E210", f"channels min {min_ch} is above the baseline's c{smallest}, "
                                  "so phi = 0 would change the baseline", where,
-                         f"lower the minimum to {smallest.out_ch} or widen that part")
+                         f"lower the minimum to {smallest} or widen that part")
     # Likewise the resolution: phi = 0 rounds it to the multiple (x 2 would become 4).
     multiple = net.scaling.resolution_multiple
     if net.resolution % multiple:
@@ -415,6 +415,14 @@ def _check_divisible(net: Network, errors: Collector) -> None:
             net.span_of("resolution"),
             f"use {lower} or {lower + multiple}, or change 'resolution ... multiple' in scaling",
         )
+
+
+def _widths(block: Block) -> list[int]:
+    """The block's channels; in a search space, every channel count its set choice allows."""
+    for choice in block.choices:
+        if choice.field == "out_ch" and choice.relation == "set":
+            return list(choice.options)
+    return [block.out_ch]
 
 
 def _check_head_width(net: Network, errors: Collector) -> None:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from effdsl.search import records
 from effdsl.search.reward import human
+from effdsl.search.strategy import MAX_ATTEMPTS
 
 if TYPE_CHECKING:
     from effdsl.search.run import SearchResult
@@ -94,8 +95,6 @@ def summary_lines(result: "SearchResult") -> list[str]:
     lines.append(f"trials: {len(trials)} ({ok} ok{failures}); screened {result.screened:,} proposals: "
                  f"{result.rejected:,} over the limit, {result.duplicates:,} already tried")
     if result.exhausted:
-        from effdsl.search.run import MAX_ATTEMPTS
-
         lines.append(f"the space has no new member within the limit (after {MAX_ATTEMPTS:,} proposals in a row)")
     return lines
 

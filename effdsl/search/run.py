@@ -19,7 +19,7 @@ import hashlib
 import random
 import time
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -34,11 +34,7 @@ from effdsl.search.executor import Job, LocalExecutor, Proxy
 from effdsl.search.proxy import TrainConfig, ZeroCost
 from effdsl.search.reward import Target, over_limit, reward
 from effdsl.search.space import Picks, Space, require_choices
-from effdsl.search.strategy import StrategyKind, make_strategy
-
-# Proposals drawn in a row without a new member within the limit before the search
-# concludes that the space has none left.
-MAX_ATTEMPTS = 10_000
+from effdsl.search.strategy import MAX_ATTEMPTS, StrategyKind, make_strategy
 
 
 @dataclass(frozen=True)
@@ -62,6 +58,11 @@ class SearchOptions:
     seed: int = 0
     resume: bool = False
     device: str = "auto"
+    train: TrainConfig = field(default_factory=TrainConfig)  # the train proxy's recipe; epochs from `epochs`
+
+    @property
+    def recipe(self) -> TrainConfig:
+        return replace(self.train, epochs=self.epochs)
 
     def identity(self, space: Space, resolution: int) -> dict[str, Any]:
         """The options that decide the trials (search.json); --trials is not one of them."""
@@ -82,6 +83,8 @@ class SearchOptions:
             found.update(population=self.population, tournament=self.tournament)
         if self.proxy == "train":
             found["epochs"] = self.epochs
+            if self.train != TrainConfig():
+                found["train"] = asdict(self.recipe)
         else:
             found["zero_cost"] = self.zero_cost
         return found
@@ -148,7 +151,6 @@ def run_search(options: SearchOptions, events: Events | None = None) -> SearchRe
     history: list[Finished] = []
     keys: set[str] = set()
     events.start(options.trials, min(len(recorded), options.trials))
-    config = TrainConfig(epochs=options.epochs)
     try:
         with LocalExecutor(options.workers) as executor:
             while len(history) < options.trials and not result.exhausted:
@@ -263,7 +265,7 @@ def _propose(space: Space, model: CostModel, strategy, rng: random.Random, histo
 def _job(options: SearchOptions, index: int, text: str, resolution: int, target: Target) -> Job:
     return Job(trial=index, text=text, seed=trial_seed(options.seed, index), proxy=options.proxy,
                data=options.data, resolution=resolution, zero_cost=options.zero_cost,
-               train=TrainConfig(epochs=options.epochs), device=options.device,
+               train=options.recipe, device=options.device,
                latency=target.kind == "latency",
                latency_limit=target.value * target.limit if target.kind == "latency" else None)
 

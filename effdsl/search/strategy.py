@@ -22,6 +22,10 @@ from effdsl.search.space import Picks, Space
 
 StrategyKind = Literal["random", "evolution"]
 
+# Proposals drawn in a row without a new member within the limit before a search
+# concludes that the space has none left.
+MAX_ATTEMPTS = 10_000
+
 
 class Finished(Protocol):
     """What a strategy reads of a finished trial."""
