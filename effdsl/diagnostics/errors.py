@@ -13,7 +13,7 @@ text (the CLI or the Python API) renders them, in the shape::
        = help: use k3, k5 or k7
 
 Code ranges: E0xx syntax, E1xx names, E2xx values, E3xx shapes and scaling,
-E4xx usage (command-line arguments).
+E4xx usage (command-line arguments), E5xx checkpoints, E6xx search spaces and searches.
 """
 
 from __future__ import annotations

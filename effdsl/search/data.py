@@ -143,7 +143,7 @@ def _images(folder: Path, resolution: int, classes: list[str] | None = None):
     try:
         from torchvision import datasets, transforms
     except ImportError:  # pragma: no cover - torchvision comes with the search extra
-        raise EffdslError(Diagnostic("E611", "--data FOLDER needs torchvision", None,
+        raise EffdslError(Diagnostic("E606", "--data FOLDER needs torchvision", None,
                                      "pip install 'effdsl[search]'")) from None
     names = classes or _classes(folder)
     transform = transforms.Compose([transforms.Resize((resolution, resolution)), transforms.ToTensor()])

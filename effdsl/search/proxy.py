@@ -195,7 +195,7 @@ def synflow(model: "nn.Module", data: "Data", seed: int, device: str = "cpu") ->
     shape = (1,) + tuple(data.train_x.shape[1:])
     model.zero_grad()
     torch.sum(model(torch.ones(shape, dtype=torch.float64, device=device))).backward()
-    total = sum(float((p * p.grad).abs().sum()) for p in model.parameters() if p.grad is not None)
+    total = sum(float((p * p.grad).abs().sum().detach()) for p in model.parameters() if p.grad is not None)
     with torch.no_grad():
         for name, p in model.state_dict().items():
             if name in signs:

@@ -191,14 +191,14 @@ def run_search(options: SearchOptions, events: Events | None = None) -> SearchRe
 
 
 def require_packages(data: str) -> None:
-    """E611 before anything starts: the workers need torch (and scikit-learn or torchvision for the data)."""
+    """E606 before anything starts: the workers need torch (and scikit-learn or torchvision for the data)."""
     import importlib.util
 
     needed = ["torch", "sklearn"] + (["torchvision"] if data != "digits" else [])
     missing = [name for name in needed if importlib.util.find_spec(name) is None]
     if missing:
         names = ", ".join("scikit-learn" if name == "sklearn" else name for name in missing)
-        raise EffdslError(Diagnostic("E611", f"effdsl search needs {names}, which {'is' if len(missing) == 1 else 'are'}"
+        raise EffdslError(Diagnostic("E606", f"effdsl search needs {names}, which {'is' if len(missing) == 1 else 'are'}"
                                              " not installed", None, "pip install 'effdsl[search]'"))
 
 
@@ -221,13 +221,13 @@ def _check_options(options: SearchOptions) -> None:
 def _check_members_compile(space: Space, inputs: dict) -> None:
     """The resolution and the data must fit the space: compile the most-stride member (E607)."""
     for picks in covering_picks(space.decisions)[-1:]:
+        text = space.text(picks, in_ch=inputs["in_ch"], classes=inputs["classes"])
         try:
-            compile_spec(space.text(picks, **inputs))
+            compile_spec(text, resolution=inputs["resolution"])
         except EffdslError as err:
             first = err.diagnostics[0]
             raise EffdslError(Diagnostic(
-                "E607", f"the space's members do not compile at resolution {inputs['resolution']} with "
-                        f"{inputs['in_ch']} input channels and {inputs['classes']} classes: {first.message}",
+                "E607", f"a member of '{space.name}' does not compile for this search: {first.message}",
                 None, first.help)) from None
 
 
