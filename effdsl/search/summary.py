@@ -41,7 +41,7 @@ def choice_lines(space: Space) -> list[str]:
     by_stage: dict[int, list[str]] = {}
     for d in space.decisions:
         options = ",".join(d.word(i)[len(d.letter):] for i in range(len(d.values)))
-        by_stage.setdefault(d.stage, []).append(f"{d.letter}{{{options}}}")
+        by_stage.setdefault(d.stage, []).append(f"{d.letter.strip()}{{{options}}}")
     return [f"stage {stage + 1}: {' '.join(words)}" for stage, words in sorted(by_stage.items())]
 
 
