@@ -376,11 +376,12 @@ def space_cmd(
 
     try:
         space = Space.load(spec)
-        for flag, value in (("--resolution", resolution), ("--num-classes", num_classes), ("--in-chans", in_chans),
-                            ("--sample", sample + 1)):
-            if value is not None and value < 1:
-                raise EffdslError(Diagnostic("E402", f"{flag} must be at least {1 if flag != '--sample' else 0}, "
-                                                     f"got {value if flag != '--sample' else sample}"))
+        for flag, value, least in (("--resolution", resolution, 1), ("--num-classes", num_classes, 1),
+                                   ("--in-chans", in_chans, 1), ("--sample", sample, 0)):
+            if value is not None and value < least:
+                raise EffdslError(Diagnostic("E402", f"{flag} must be at least {least}, got {value}"))
+        space.check_inputs(in_ch=in_chans or space.net.in_ch, resolution=resolution or space.net.resolution,
+                           classes=num_classes or space.net.classes)
         if sample == 0:
             sys.stdout.write(render_space(summarize_space(space, in_ch=in_chans, resolution=resolution,
                                                           classes=num_classes)))

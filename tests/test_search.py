@@ -244,14 +244,16 @@ def test_resume_adds_exactly_the_missing_trials(small_space: Path, tmp_path: Pat
     assert _without_times(_lines(out)) == _without_times(_lines(tmp_path / "whole"))
 
 
-def test_resume_after_sigkill(small_space: Path, tmp_path: Path):
-    """Kill a real search process mid-way; --resume keeps its lines and finishes the rest."""
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
+def test_resume_after_a_kill(small_space: Path, tmp_path: Path, how: signal.Signals):
+    """Kill a real search process mid-way (as kill -9 does, or Ctrl-C: the whole process
+    group); --resume keeps its lines and finishes the rest."""
     out = tmp_path / "killed"
     argv = [sys.executable, "-m", "effdsl", "search", str(small_space), "--target-macs", "300K", "--resolution",
             "16", "--proxy", "zero-cost", "--trials", "30", "--seed", "4", "--out", str(out)]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)
+    process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                               start_new_session=True, text=True)
     try:
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:
@@ -259,17 +261,54 @@ def test_resume_after_sigkill(small_space: Path, tmp_path: Path):
             if len(done) >= 3 or process.poll() is not None:
                 break
             time.sleep(0.2)
+        os.killpg(process.pid, how)  # the search and its worker
+        _, stderr = process.communicate(timeout=60)
     finally:
-        os.killpg(process.pid, signal.SIGKILL)  # the search and its worker
-        process.wait()
-    kept = (out / "trials.jsonl").read_bytes()
-    n = len(records.read_trials(out))
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    if how == signal.SIGINT:
+        assert process.returncode == 130, stderr
+        assert "continue with --resume" in stderr and "Traceback" not in stderr
+    done = records.read_trials(out)  # cuts a partial last line, if the kill left one
+    n = len(done)
     assert 3 <= n < 30
-    kept = kept[:len((out / "trials.jsonl").read_bytes())]  # read_trials cut a partial line, if any
+    assert all(t["status"] == "ok" for t in done)  # an interrupted trial is never recorded as failed
+    kept = (out / "trials.jsonl").read_bytes()
     result = _search(small_space, out, "--proxy", "zero-cost", "--trials", str(n + 2), "--seed", "4", "--resume")
     assert result.exit_code == 0, result.output
     assert (out / "trials.jsonl").read_bytes().startswith(kept)
     assert len(_lines(out)) == n + 2
+
+
+def test_latency_target_measures_each_member(small_space: Path, tmp_path: Path):
+    out = tmp_path / "latency"
+    argv = ["search", str(small_space), "--target-latency", "1000", "--resolution", "16", "--proxy", "zero-cost",
+            "--trials", "2", "--out", str(out), "--device", "cpu"]
+    result = CliRunner().invoke(app, argv)
+    assert result.exit_code == 0, result.output
+    for t in _lines(out):
+        assert t["status"] == "ok" and 0 < t["latency_ms"] < 1000
+        assert t["reward"] == pytest.approx(t["score"] * (t["latency_ms"] / 1000) ** -0.07)
+    # above the limit (2 x 0.001 ms), a member is measured, recorded, and not scored
+    slow = CliRunner().invoke(app, [*argv[:3], "0.001", *argv[4:-4], "--out", str(tmp_path / "slow"), "--device",
+                                    "cpu"])
+    assert slow.exit_code == 0, slow.output
+    assert [t["status"] for t in _lines(tmp_path / "slow")] == ["over_limit", "over_limit"]
+    assert "no trial finished" in slow.stderr
+
+
+def test_a_small_space_runs_out(tmp_path: Path):
+    space = tmp_path / "four.eff"
+    space.write_text(SMALL_SPACE.replace("e{1,3} k{3,5}", "e1 k3").replace(
+        "e{3,6} k{3,5} s2 c32*{0.75,1,1.5} x1+{0,+1} se{0,0.25}", "e6 k3 s2 c32 x1").replace(
+        "e{3,6} k3 s2 c{32,48} x{1,2}", "e6 k{3,5} s2 c{32,48} x1"), encoding="utf-8")
+    options = SearchOptions(space=str(space), target=make_target("300K", None, None), out=tmp_path / "out",
+                            strategy="random", trials=10, proxy="zero-cost", resolution=16)
+    result = run_search(options)
+    assert Space.load(str(space)).size == 4
+    assert len(result.trials) == 4 and result.exhausted
+    assert "no new member within the limit" in (tmp_path / "out" / "report.md").read_text(encoding="utf-8")
 
 
 def test_search_usage_errors(small_space: Path, tmp_path: Path):

@@ -27,6 +27,7 @@ from effdsl.scaling.rounding import round_channels
 from effdsl.search.cost import CostModel, enumerate_costs
 from effdsl.search.space import Space
 from strategies import EXPANSIONS, KERNELS, SE_RATIOS, SPAN, networks
+from test_fuzz import check_error, examples, mutate
 
 GOLDEN = ROOT / "tests" / "golden"
 
@@ -309,3 +310,21 @@ network mixed {
     space = Space.load(text)
     keys = {space.key(p) for p in itertools.product(*(range(len(d.values)) for d in space.decisions))}
     assert space.size == 8 and len(keys) == 5  # 4 mbconv members, and one conv for four picks
+
+
+SPACE_TEXTS = [(ROOT / "specs" / "efficientnet_space.eff").read_text(encoding="utf-8"), FORMATTED]
+
+
+@settings(max_examples=examples(80))
+@given(st.sampled_from(SPACE_TEXTS).flatmap(mutate))
+def test_mutated_spaces_give_only_effdsl_errors(text: str):
+    """check, space and sampling on a mutated space: a result or effdsl's own error, nothing else."""
+    try:
+        check_spec(text)
+        space = Space.load(text)
+        model = CostModel(space)
+        model.extremes()
+        picks = space.sample(random.Random(0))
+        effdsl.compile_spec(space.text(picks))
+    except EffdslError as err:
+        check_error(err, text)

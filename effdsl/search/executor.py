@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import multiprocessing
 import os
+import signal
 import threading
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -102,7 +103,10 @@ def available_cores() -> int:
 
 
 def _init_worker(threads: int, parent: int) -> None:
-    """Split the cores before torch starts its pools; exit when the search is gone."""
+    """Split the cores before torch starts its pools; leave Ctrl-C to the search; exit when it is gone."""
+    # Ctrl-C reaches the whole process group. A worker that died of it would look like a
+    # crashed trial; the search itself stops the workers instead.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[name] = str(threads)
     # Idle OpenMP threads sleep instead of spinning: on a busy machine spinning threads

@@ -16,6 +16,7 @@ strategy's state exactly, and the search goes on from the first trial not record
 from __future__ import annotations
 
 import hashlib
+import math
 import random
 import time
 from concurrent.futures.process import BrokenProcessPool
@@ -23,10 +24,8 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from effdsl import __version__
 from effdsl.api import compile_spec
 from effdsl.diagnostics import Diagnostic, EffdslError, InternalError
-from effdsl.scaling.choices import covering_picks
 from effdsl.search import records
 from effdsl.search.cost import CostModel
 from effdsl.search.data import shape_of
@@ -131,7 +130,11 @@ def trial_seed(seed: int, trial: int) -> int:
 
 
 def run_search(options: SearchOptions, events: Events | None = None) -> SearchResult:
-    """Run (or resume) a search; write trials.jsonl, best.eff and the reports in ``options.out``."""
+    """Run (or resume) a search; write trials.jsonl, best.eff and the reports in ``options.out``.
+
+    Interrupted (KeyboardInterrupt), it writes best.eff and the reports of the trials
+    finished so far before passing the interrupt on.
+    """
     events = events or Events()
     started = time.perf_counter()
     require_packages(options.data)
@@ -141,53 +144,63 @@ def run_search(options: SearchOptions, events: Events | None = None) -> SearchRe
     shape = shape_of(options.data)
     resolution = options.resolution or space.net.resolution
     inputs = dict(in_ch=shape.in_ch, resolution=resolution, classes=shape.classes)
-    _check_members_compile(space, inputs)
-    model = CostModel(space, **inputs)
+    space.check_inputs(**inputs)
     recorded = records.prepare(options.out, options.identity(space, resolution), options.resume)
-    target = options.target
-    strategy = make_strategy(options.strategy, options.population, options.tournament)
-    rng = random.Random(options.seed)
-    result = SearchResult(options.out, [], None, target, resumed=len(recorded), space=space.name, options=options)
-    history: list[Finished] = []
-    keys: set[str] = set()
+    result = SearchResult(options.out, [], None, options.target, resumed=len(recorded), space=space.name,
+                          options=options)
     events.start(options.trials, min(len(recorded), options.trials))
     try:
-        with LocalExecutor(options.workers) as executor:
-            while len(history) < options.trials and not result.exhausted:
-                size = min(options.workers, options.trials - len(history))
-                round_ = _propose(space, model, strategy, rng, history, keys, size, target, result)
-                jobs = []
-                for offset, (picks, key, cost) in enumerate(round_):
-                    index = len(history) + offset
-                    name = f"{space.name}_t{index}"
-                    text = space.text(picks, name, _comment(space, index, options), **inputs)
-                    jobs.append((index, picks, key, cost, text))
-                new = [job for job in jobs if job[0] >= len(recorded)]
-                futures = executor.run([_job(options, index, text, resolution, target)
-                                        for index, _, _, _, text in new])
-                outcomes = dict(zip((job[0] for job in new), futures))
-                for index, picks, key, cost, text in jobs:
-                    if index < len(recorded):
-                        record = recorded[index]
-                        if record.get("key") != key:
-                            raise EffdslError(Diagnostic(
-                                "E609", f"trial {index} in '{options.out}' is not the member this search "
-                                        "proposes; the space or the options have changed", None,
-                                "start a new search in another folder"))
-                    else:
-                        record = _record(index, picks, key, cost, text, space, options, target,
-                                         _outcome(executor, outcomes[index], new, index, options, resolution))
-                        records.append_trial(options.out, record)
-                    history.append(Finished(picks, record["reward"], record))
-                    result.trials.append(record)
-                    if record["reward"] is not None and (result.best is None or record["reward"] > result.best["reward"]):
-                        result.best = record
-                        (options.out / records.BEST).write_text(record["spec"], encoding="utf-8")
-                    events.trial(record, result.best, index < len(recorded))
-    finally:
+        _loop(options, space, CostModel(space, **inputs), inputs, recorded, result, events)
+    except KeyboardInterrupt:
         result.seconds = time.perf_counter() - started
         result.files = _finish(result)
+        raise
+    result.seconds = time.perf_counter() - started
+    result.files = _finish(result)
     return result
+
+
+def _loop(options: SearchOptions, space: Space, model: CostModel, inputs: dict, recorded: list[dict],
+          result: SearchResult, events: Events) -> None:
+    """Rounds of proposals until ``options.trials`` trials are recorded (or the space runs out)."""
+    strategy = make_strategy(options.strategy, options.population, options.tournament)
+    rng = random.Random(options.seed)
+    history: list[Finished] = []
+    keys: set[str] = set()
+    with LocalExecutor(options.workers) as executor:
+        while len(history) < options.trials and not result.exhausted:
+            size = min(options.workers, options.trials - len(history))
+            proposals = _propose(space, model, strategy, rng, history, keys, size, options.target, result)
+            first = len(history)
+            texts = [space.text(picks, f"{space.name}_t{first + i}", _comment(space, first + i, options), **inputs)
+                     for i, (picks, _, _) in enumerate(proposals)]
+            jobs = {first + i: _job(options, first + i, text, inputs["resolution"])
+                    for i, text in enumerate(texts) if first + i >= len(recorded)}
+            futures = dict(zip(jobs, executor.run(list(jobs.values()))))
+            for i, ((picks, key, cost), text) in enumerate(zip(proposals, texts)):
+                index = first + i
+                if index < len(recorded):
+                    record = _replayed(recorded[index], key, options)
+                else:
+                    outcome = _outcome(executor, futures[index], jobs[index])
+                    record = _record(index, picks, key, cost, text, space, options, outcome)
+                    records.append_trial(options.out, record)
+                history.append(Finished(picks, record["reward"], record))
+                result.trials.append(record)
+                better = result.best is None or (record["reward"] or -math.inf) > result.best["reward"]
+                if record["reward"] is not None and better:
+                    result.best = record
+                    (options.out / records.BEST).write_text(record["spec"], encoding="utf-8")
+                events.trial(record, result.best, index < len(recorded))
+
+
+def _replayed(record: dict, key: str, options: SearchOptions) -> dict:
+    """A recorded trial, which must be the member the replay proposes (E609)."""
+    if record.get("key") != key:
+        raise EffdslError(Diagnostic(
+            "E609", f"trial {record['trial']} in '{options.out}' is not the member this search proposes; "
+                    "the space or the options have changed", None, "start a new search in another folder"))
+    return record
 
 
 def require_packages(data: str) -> None:
@@ -198,8 +211,9 @@ def require_packages(data: str) -> None:
     missing = [name for name in needed if importlib.util.find_spec(name) is None]
     if missing:
         names = ", ".join("scikit-learn" if name == "sklearn" else name for name in missing)
-        raise EffdslError(Diagnostic("E606", f"effdsl search needs {names}, which {'is' if len(missing) == 1 else 'are'}"
-                                             " not installed", None, "pip install 'effdsl[search]'"))
+        verb = "is" if len(missing) == 1 else "are"
+        raise EffdslError(Diagnostic("E606", f"effdsl search needs {names}, which {verb} not installed", None,
+                                     "pip install 'effdsl[search]'"))
 
 
 def _check_options(options: SearchOptions) -> None:
@@ -216,19 +230,6 @@ def _check_options(options: SearchOptions) -> None:
         problems.append(f"--executor '{options.executor}' is not available; 'local' is")
     if problems:
         raise EffdslError([Diagnostic("E607", p) for p in problems])
-
-
-def _check_members_compile(space: Space, inputs: dict) -> None:
-    """The resolution and the data must fit the space: compile the most-stride member (E607)."""
-    for picks in covering_picks(space.decisions)[-1:]:
-        text = space.text(picks, in_ch=inputs["in_ch"], classes=inputs["classes"])
-        try:
-            compile_spec(text, resolution=inputs["resolution"])
-        except EffdslError as err:
-            first = err.diagnostics[0]
-            raise EffdslError(Diagnostic(
-                "E607", f"a member of '{space.name}' does not compile for this search: {first.message}",
-                None, first.help)) from None
 
 
 def _comment(space: Space, index: int, options: SearchOptions) -> str:
@@ -262,7 +263,8 @@ def _propose(space: Space, model: CostModel, strategy, rng: random.Random, histo
     return round_
 
 
-def _job(options: SearchOptions, index: int, text: str, resolution: int, target: Target) -> Job:
+def _job(options: SearchOptions, index: int, text: str, resolution: int) -> Job:
+    target = options.target
     return Job(trial=index, text=text, seed=trial_seed(options.seed, index), proxy=options.proxy,
                data=options.data, resolution=resolution, zero_cost=options.zero_cost,
                train=options.recipe, device=options.device,
@@ -270,17 +272,17 @@ def _job(options: SearchOptions, index: int, text: str, resolution: int, target:
                latency_limit=target.value * target.limit if target.kind == "latency" else None)
 
 
-def _outcome(executor: LocalExecutor, future, new: list, index: int, options: SearchOptions,
-             resolution: int) -> dict:
+def _outcome(executor: LocalExecutor, future, job: Job) -> dict:
+    """The outcome of a job; if its worker died, the job alone in a fresh worker."""
     try:
         return future.result()
     except BrokenProcessPool:
-        _, _, _, _, text = next(job for job in new if job[0] == index)
-        return executor.rerun_alone(_job(options, index, text, resolution, options.target))
+        return executor.rerun_alone(job)
 
 
 def _record(index: int, picks: Picks, key: str, cost, text: str, space: Space, options: SearchOptions,
-            target: Target, outcome: dict) -> dict[str, Any]:
+            outcome: dict) -> dict[str, Any]:
+    target = options.target
     ok = outcome["status"] == "ok"
     quality = outcome["score"]
     spent = {"macs": cost.macs, "params": cost.params, "latency": outcome.get("latency_ms")}[target.kind]

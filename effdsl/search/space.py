@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from effdsl.api import Source, load_source
+from effdsl.api import Source, compile_spec, load_source
 from effdsl.diagnostics import Diagnostic, EffdslError
 from effdsl.language.analyze import analyze
 from effdsl.language.format import format_spec
 from effdsl.language.parser import parse
 from effdsl.language.spec import Network
-from effdsl.scaling.choices import Decision, decisions, describe, member, size
+from effdsl.scaling.choices import Decision, covering_picks, decisions, describe, member, size
 
 Picks = tuple[int, ...]
 
@@ -80,10 +80,6 @@ class Space:
     def describe(self, picks: Picks) -> str:
         return describe(self.decisions, picks)
 
-    def picks_of(self, words: dict[str, str]) -> Picks:
-        """The inverse of :meth:`words` (a record read back from trials.jsonl)."""
-        return tuple(next(i for i in range(len(d.values)) if d.word(i) == words[d.name]) for d in self.decisions)
-
     def network(self, picks: Sequence[int], name: str | None = None, *, in_ch: int | None = None,
                 resolution: int | None = None, classes: int | None = None) -> Network:
         """The member as a plain network, its input and classifier optionally replaced."""
@@ -102,6 +98,19 @@ class Space:
         net = self.network(picks, name, **inputs)
         header = "".join(f"# {line}\n" if line else "#\n" for line in (comment or "").splitlines())
         return header + format_spec(net)
+
+
+    def check_inputs(self, *, in_ch: int, resolution: int, classes: int) -> None:
+        """E607 when some members cannot take these inputs: compile the member with the most stride."""
+        picks = covering_picks(self.decisions)[-1]
+        text = self.text(picks, in_ch=in_ch, classes=classes)
+        try:
+            compile_spec(text, resolution=resolution)
+        except EffdslError as err:
+            first = err.diagnostics[0]
+            raise EffdslError(Diagnostic(
+                "E607", f"a member of '{self.name}' does not compile for these inputs: {first.message}",
+                None, first.help)) from None
 
 
 def _stage_key(net: Network, stage) -> str:

@@ -50,8 +50,11 @@ def render_space(summary: SpaceSummary) -> str:
     console = Console(record=True, width=100, force_terminal=False, color_system=None, file=_Null())
     n = len(space.decisions)
     stages = len({d.stage for d in space.decisions})
-    console.print(f"{space.name}: a search space of {space.size:,} members ({n} choice{'s' if n != 1 else ''} "
-                  f"over {stages} stage{'s' if stages != 1 else ''})")
+    if n:
+        console.print(f"{space.name}: a search space of {space.size:,} members ({n} choice{'s' if n != 1 else ''} "
+                      f"over {stages} stage{'s' if stages != 1 else ''})")
+    else:
+        console.print(f"{space.name}: one network (no choices)")
     for line in choice_lines(space):
         console.print(f"  {line}")
     console.print(f"cost at resolution {model.resolution}, {model.in_ch} input channel"
