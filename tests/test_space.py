@@ -328,3 +328,24 @@ def test_mutated_spaces_give_only_effdsl_errors(text: str):
         effdsl.compile_spec(space.text(picks))
     except EffdslError as err:
         check_error(err, text)
+
+
+def test_a_member_that_leaves_conv_takes_the_default_squeeze_excite():
+    """Found by the Hypothesis test above: the reference is a conv (no squeeze-excite), the
+    member an mbconv, which takes 'defaults se'."""
+    space = Space.load("""\
+network from_conv {
+  input 1 x 8
+  classes 1
+  defaults { se 0.25 }
+  stem conv k1 s1 c8
+  stage {conv,mbconv} e1 k1 s1 c8 x1
+  pool avg
+  linear
+}
+""")
+    model = CostModel(space)
+    for picks in ((0,), (1,)):
+        compiled = effdsl.compile_spec(space.text(picks))
+        assert tuple(model.cost(picks)) == (compiled.summary.params, compiled.summary.macs)
+    assert model.cost((1,)).params > model.cost((0,)).params

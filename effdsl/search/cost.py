@@ -97,6 +97,7 @@ class CostModel:
         self.resolution = resolution or net.resolution
         self.classes = classes or net.classes
         self.divisor = net.scaling.divisor
+        self.default_se = net.defaults.se
         self.head_ratio = net.scaling.head_from_last
         stem = net.stem
         self.stem_res = conv_out_size(self.resolution, stem.kernel, stem.stride)
@@ -110,9 +111,10 @@ class CostModel:
 
     @staticmethod
     def _resolved(net, stage) -> dict:
-        se = stage.se if stage.se is not None else (net.defaults.se if stage.block != "conv" else 0.0)
+        """The stage's own values; a squeeze-excite left to the defaults is resolved per member,
+        once the block type is known (``conv`` has none)."""
         return dict(block=stage.block, kernel=stage.kernel, stride=stage.stride, expand=stage.expand,
-                    out_ch=stage.out_ch, repeats=stage.repeats, se=se)
+                    out_ch=stage.out_ch, repeats=stage.repeats, se=stage.se)
 
     def stages(self, picks: Picks) -> list[StageValues]:
         """Every stage's values in the member ``picks``."""
@@ -202,6 +204,8 @@ class CostModel:
             v[self.where[i][1]] = self.space.decisions[i].values[pick]
         if v["block"] == "conv":
             v["expand"], v["se"] = 1.0, 0.0
+        elif v["se"] is None:
+            v["se"] = self.default_se
         return StageValues(v["block"], v["kernel"], v["stride"], v["expand"], v["out_ch"], v["repeats"], v["se"])
 
 

@@ -283,8 +283,12 @@ def _outcome(executor: LocalExecutor, future, job: Job) -> dict:
 def _record(index: int, picks: Picks, key: str, cost, text: str, space: Space, options: SearchOptions,
             outcome: dict) -> dict[str, Any]:
     target = options.target
-    ok = outcome["status"] == "ok"
     quality = outcome["score"]
+    if outcome["status"] == "ok" and quality is not None and quality <= 0:
+        # ACC x (cost / target)^w ranks costlier members higher when ACC is negative
+        outcome = {**outcome, "status": "error", "error": f"the score {quality:g} is not positive; "
+                                                          "the reward needs a positive quality"}
+    ok = outcome["status"] == "ok"
     spent = {"macs": cost.macs, "params": cost.params, "latency": outcome.get("latency_ms")}[target.kind]
     value = reward(target, quality, spent) if ok and quality is not None and spent is not None else None
     return {
