@@ -330,6 +330,16 @@ def test_search_usage_errors(small_space: Path, tmp_path: Path):
     assert folder.exit_code == 2 and "error[E608]" in folder.stderr
 
 
+def test_asking_for_cuda_without_it_fails_at_once(small_space: Path, tmp_path: Path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    result = _search(small_space, tmp_path / "cuda", "--device", "cuda")
+    assert result.exit_code == 2 and "error[E607]" in result.stderr and "no CUDA device" in result.stderr
+    assert not (tmp_path / "cuda").exists()
+
+
 def test_search_on_a_folder_of_images(small_space: Path, tmp_path: Path):
     from PIL import Image
 
