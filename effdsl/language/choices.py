@@ -62,7 +62,9 @@ def read_choice(word: Tok, choice: Tok, role: str, errors: Collector) -> tuple[s
         field = "act" if word.text == "act" else LETTERS[word.text]
         if star:
             hint = "multipliers follow the stage's channels: c40*{0.75,1,1.25}"
-            errors.error("E602", f"'*' multiplies channels only, not the {_WHAT[field]}", choice.span, hint)
+            what = ("multipliers need the channels they multiply" if field == "out_ch"
+                    else f"'*' multiplies channels only, not the {_WHAT[field]}")
+            errors.error("E602", what, choice.span, hint)
             return field, None, None
         return _set_choice(field, choice, span, errors)
     match = _BASED.match(word.text)
