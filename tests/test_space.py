@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_fuzz import check_error, examples, mutate
 from typer.testing import CliRunner
 
 import effdsl
-from conftest import ROOT, check_golden
 from effdsl.api import check_spec, format_source, parse_spec
 from effdsl.cli import app
 from effdsl.diagnostics import EffdslError
@@ -26,8 +26,9 @@ from effdsl.language.spec import ACTIVATIONS, Choice, Network
 from effdsl.scaling.rounding import round_channels
 from effdsl.search.cost import CostModel, enumerate_costs
 from effdsl.search.space import Space
+
+from conftest import ROOT, check_golden
 from strategies import EXPANSIONS, KERNELS, SE_RATIOS, SPAN, networks
-from test_fuzz import check_error, examples, mutate
 
 GOLDEN = ROOT / "tests" / "golden"
 

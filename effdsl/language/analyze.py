@@ -14,7 +14,7 @@ import re
 from dataclasses import replace
 
 from effdsl.diagnostics import Collector, Diagnostic, InternalError, Span, did_you_mean
-from effdsl.language.choices import read_bare_choice, read_choice, read_kind_choice, takes_choice
+from effdsl.language.choices import as_number, base_of, read_bare_choice, read_choice, read_kind_choice, takes_choice
 from effdsl.language.parser import RawNetwork, RawStatement, Tok
 from effdsl.language.settings import Values, bn_of, bn_pairs, clean, read_defaults, read_preset, read_scaling
 from effdsl.language.spec import (
@@ -123,7 +123,7 @@ def _without_choices(stmt: RawStatement, errors: Collector) -> RawStatement:
         for tok in items:
             if tok.is_choice:
                 _outside_stage(tok, f"'{stmt.keyword.text}'", errors)
-                tok = tok.options[0]
+                tok = tok.choices[0]
             out.append(tok)
         return tuple(out)
 
@@ -381,7 +381,8 @@ def _most_repeats(stage: Block) -> int:
     """The stage's repeats, or in a search space the most its choice allows."""
     for choice in stage.choices:
         if choice.field == "repeats":
-            return int(max(choice.options) + (choice.base if choice.relation == "offset" else 0))
+            offset = base_of(choice) if choice.relation == "offset" else 0
+            return int(max(as_number(o) for o in choice.options) + offset)
     return stage.repeats
 
 

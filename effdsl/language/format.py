@@ -16,7 +16,18 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from effdsl.language.spec import BatchNorm, Block, Choice, Defaults, Network, Preset, Scaling, SpecNode
+from effdsl.language.choices import as_number
+from effdsl.language.spec import (
+    BatchNorm,
+    Block,
+    Choice,
+    ChoiceValue,
+    Defaults,
+    Network,
+    Preset,
+    Scaling,
+    SpecNode,
+)
 
 _COMMENT = re.compile(r"#[^\n]*")
 
@@ -155,7 +166,7 @@ _LETTER = {"block": "", "kernel": "k", "stride": "s", "expand": "e", "out_ch": "
            "act": "act", "skip": ""}
 
 
-def _option(value) -> str:
+def _option(value: ChoiceValue) -> str:
     if isinstance(value, bool):
         return "skip" if value else "noskip"
     return value if isinstance(value, str) else _num(value)
@@ -163,7 +174,7 @@ def _option(value) -> str:
 
 def _choice(choice: Choice) -> str:
     if choice.relation == "offset":
-        options = ",".join(f"+{_num(v)}" if v > 0 else _num(v) for v in choice.options)
+        options = ",".join(f"+{_num(v)}" if v > 0 else _num(v) for v in map(as_number, choice.options))
         return f"{_LETTER[choice.field]}{choice.base}+{{{options}}}"
     options = ",".join(_option(v) for v in choice.options)
     if choice.relation == "scale":
@@ -172,14 +183,16 @@ def _choice(choice: Choice) -> str:
 
 
 def _block_words(b: Block) -> list[str]:
-    chosen = {c.field: _choice(c) for c in b.choices}
+    chosen: dict[str, str] = {c.field: _choice(c) for c in b.choices}
     words = [b.role.ljust(5), chosen.get("block", b.block)]
     if b.role == "stage":
         words.append(chosen.get("expand", f"e{_num(b.expand)}") if b.block != "conv" or "block" in chosen else "")
         words += [chosen.get("kernel", f"k{b.kernel}"), chosen.get("stride", f"s{b.stride}"),
                   chosen.get("out_ch", f"c{b.out_ch}"), chosen.get("repeats", f"x{b.repeats}")]
-        if "se" in chosen or b.se is not None:
-            words.append(chosen.get("se", f"se{_num(b.se)}"))
+        if "se" in chosen:
+            words.append(chosen["se"])
+        elif b.se is not None:
+            words.append(f"se{_num(b.se)}")
         if "skip" in chosen or b.skip is not None:
             words.append(chosen.get("skip", "skip" if b.skip else "noskip"))
     else:

@@ -29,11 +29,16 @@ class Tok:
     text: str
     is_number: bool
     span: Span
-    options: tuple["Tok", ...] | None = None
+    options: tuple[Tok, ...] | None = None
 
     @property
     def is_choice(self) -> bool:
         return self.options is not None
+
+    @property
+    def choices(self) -> tuple[Tok, ...]:
+        """The options of a choice; a word or a number has none."""
+        return self.options or ()
 
 
 @dataclass(frozen=True, slots=True)

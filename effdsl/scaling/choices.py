@@ -15,10 +15,12 @@ A member keeps the spec's spans, so that an error found in it points at the spac
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 from effdsl.diagnostics import Diagnostic, EffdslError, Span
+from effdsl.language.choices import as_number, base_of
 from effdsl.language.spec import Choice, Network
 from effdsl.scaling.rounding import head_from_last, round_channels
 
@@ -72,7 +74,8 @@ def decisions(net: Network) -> tuple[Decision, ...]:
                 first = values.index(value)
                 if first < i:
                     problems.append(Diagnostic(
-                        "E603", f"the multipliers {_num(choice.options[first])} and {_num(choice.options[i])} "
+                        "E603", f"the multipliers {_num(as_number(choice.options[first]))} and "
+                                f"{_num(as_number(choice.options[i]))} "
                                 f"both give c{value} with the channel rule (divisor {net.scaling.divisor})",
                         choice.option_spans[i], "drop one of them, or use multipliers further apart"))
             found.append(Decision(index, choice.field, tuple(values), choice.span, choice.option_spans))
@@ -83,10 +86,10 @@ def decisions(net: Network) -> tuple[Decision, ...]:
 
 def _values(net: Network, choice: Choice) -> list[Any]:
     if choice.relation == "offset":
-        return [choice.base + offset for offset in choice.options]
+        return [base_of(choice) + as_number(offset) for offset in choice.options]
     if choice.relation == "scale":
         s = net.scaling
-        return [round_channels(choice.base, m, s.divisor, s.min_ch, s.guard) for m in choice.options]
+        return [round_channels(base_of(choice), as_number(m), s.divisor, s.min_ch, s.guard) for m in choice.options]
     return list(choice.options)
 
 
@@ -105,7 +108,7 @@ def member(net: Network, found: Sequence[Decision], picks: Sequence[int], name: 
     if len(picks) != len(found):
         raise ValueError(f"{len(picks)} picks for {len(found)} decisions")
     updates: dict[int, dict[str, Any]] = {}
-    for decision, pick in zip(found, picks):
+    for decision, pick in zip(found, picks, strict=True):
         updates.setdefault(decision.stage, {})[decision.field] = decision.values[pick]
     stages = list(net.stages)
     for index, stage in enumerate(stages):
@@ -141,7 +144,7 @@ def covering_picks(found: Sequence[Decision]) -> list[tuple[int, ...]]:
 def describe(found: Sequence[Decision], picks: Sequence[int]) -> str:
     """The picks as stage words: ``stage 2: k5 e6; stage 3: x3``."""
     by_stage: dict[int, list[str]] = {}
-    for decision, pick in zip(found, picks):
+    for decision, pick in zip(found, picks, strict=False):
         by_stage.setdefault(decision.stage, []).append(decision.word(pick))
     return "; ".join(f"stage {stage + 1}: {' '.join(words)}" for stage, words in sorted(by_stage.items()))
 

@@ -13,23 +13,30 @@ member of a space are found exactly by dynamic programming over the stages
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Iterable, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from effdsl.ir.costs import bn_params, conv_macs, conv_params, linear_macs, linear_params
 from effdsl.scaling.rounding import conv_out_size, expanded_channels, head_from_last, se_channels
 from effdsl.search.space import Picks, Space
+
+if TYPE_CHECKING:
+    from effdsl.language.spec import Block, Network
 
 
 class Cost(NamedTuple):
     params: int
     macs: int
 
-    def __add__(self, other: "Cost") -> "Cost":  # type: ignore[override]
+    def __add__(self, other: Cost) -> Cost:  # type: ignore[override]
         return Cost(self.params + other.params, self.macs + other.macs)
 
 
 ZERO = Cost(0, 0)
+
+# min or max: picks the better of some costs on one axis
+Better = Callable[[Iterable[int]], int]
 
 
 def conv_bn(in_ch: int, out_ch: int, kernel: int, groups: int, out_res: int) -> Cost:
@@ -107,10 +114,10 @@ class CostModel:
         self.base = [self._resolved(net, stage) for stage in net.stages]
         # decision i sets field fields[i] of stage stages[i]
         self.where = [(d.stage, d.field) for d in space.decisions]
-        self._memo: dict[tuple, tuple[Cost, int]] = {}
+        self._memo: dict[tuple[StageValues, int, int], tuple[Cost, int]] = {}
 
     @staticmethod
-    def _resolved(net, stage) -> dict:
+    def _resolved(net: Network, stage: Block) -> dict[str, Any]:
         """The stage's own values; a squeeze-excite left to the defaults is resolved per member,
         once the block type is known (``conv`` has none)."""
         return dict(block=stage.block, kernel=stage.kernel, stride=stage.stride, expand=stage.expand,
@@ -119,7 +126,7 @@ class CostModel:
     def stages(self, picks: Picks) -> list[StageValues]:
         """Every stage's values in the member ``picks``."""
         chosen: list[dict[int, int]] = [{} for _ in self.base]
-        for i, ((stage, _), pick) in enumerate(zip(self.where, picks)):
+        for i, ((stage, _), pick) in enumerate(zip(self.where, picks, strict=False)):
             chosen[stage][i] = pick
         return [self._stage_of(index, picked) for index, picked in enumerate(chosen)]
 
@@ -170,33 +177,38 @@ class CostModel:
         by_stage: dict[int, list[int]] = {}
         for i, (stage, _) in enumerate(self.where):
             by_stage.setdefault(stage, []).append(i)
-        objectives = {"min_macs": (1, min), "max_macs": (1, max), "min_params": (0, min), "max_params": (0, max)}
-        result = {}
-        for name, (axis, better) in objectives.items():
-            def improves(total: Cost, best: Cost | None) -> bool:
-                return best is None or total[axis] != best[axis] and better(total[axis], best[axis]) == total[axis]
+        objectives: dict[str, tuple[int, Better]] = {
+            "min_macs": (1, min), "max_macs": (1, max), "min_params": (0, min), "max_params": (0, max)}
+        return {name: self._extreme(by_stage, axis, better) for name, (axis, better) in objectives.items()}
 
-            # state -> (cost, picks so far); picks filled per decision index
-            states: dict[tuple[int, int], tuple[Cost, dict[int, int]]] = {
-                (self.stem_ch, self.stem_res): (self.stem, {})}
-            for index, base in enumerate(self.base):
-                mine = by_stage.get(index, [])
-                new: dict[tuple[int, int], tuple[Cost, dict[int, int]]] = {}
-                for (in_ch, res), (cost, chosen) in states.items():
-                    for combo in itertools.product(*(range(len(self.space.decisions[i].values)) for i in mine)):
-                        picks = dict(chosen)
-                        picks.update(zip(mine, combo))
-                        stage = self._stage_of(index, dict(zip(mine, combo)))
-                        step, out_res = self.stage_cost(stage, in_ch, res)
-                        total = cost + step
-                        state = (stage.out_ch, out_res)
-                        if improves(total, new[state][0] if state in new else None):
-                            new[state] = (total, picks)
-                states = new
-            finals = [(cost + self.head_cost(ch, res), picks) for (ch, res), (cost, picks) in states.items()]
-            cost, picks = better(finals, key=lambda item: item[0][axis])
-            result[name] = Extreme(tuple(picks.get(i, 0) for i in range(len(self.where))), cost)
-        return result
+    def _extreme(self, by_stage: dict[int, list[int]], axis: int, better: Better) -> Extreme:
+        """The member whose cost on ``axis`` (0 parameters, 1 MACs) is the ``better`` (min or max) one."""
+        # state -> (cost, picks so far); picks filled per decision index
+        states: dict[tuple[int, int], tuple[Cost, dict[int, int]]] = {
+            (self.stem_ch, self.stem_res): (self.stem, {})}
+        for index in range(len(self.base)):
+            states = self._extreme_step(states, index, by_stage.get(index, []), axis, better)
+        finals = [(cost + self.head_cost(ch, res), picks) for (ch, res), (cost, picks) in states.items()]
+        best = better(final[axis] for final, _ in finals)
+        cost, picks = next(item for item in finals if item[0][axis] == best)  # the first best, as min/max give
+        return Extreme(tuple(picks.get(i, 0) for i in range(len(self.where))), cost)
+
+    def _extreme_step(self, states: dict[tuple[int, int], tuple[Cost, dict[int, int]]], index: int,
+                      mine: list[int], axis: int, better: Better) -> dict[tuple[int, int], tuple[Cost, dict[int, int]]]:
+        """The best state after stage ``index``, from each state before it and each combination
+        of the stage's decisions ``mine``."""
+        new: dict[tuple[int, int], tuple[Cost, dict[int, int]]] = {}
+        for (in_ch, res), (cost, chosen) in states.items():
+            for combo in itertools.product(*(range(len(self.space.decisions[i].values)) for i in mine)):
+                picks = dict(chosen)
+                picks.update(zip(mine, combo, strict=True))
+                stage = self._stage_of(index, dict(zip(mine, combo, strict=True)))
+                step, out_res = self.stage_cost(stage, in_ch, res)
+                total = cost + step
+                state = (stage.out_ch, out_res)
+                if _improves(total, new[state][0] if state in new else None, axis, better):
+                    new[state] = (total, picks)
+        return new
 
     def _stage_of(self, index: int, chosen: dict[int, int]) -> StageValues:
         v = dict(self.base[index])
@@ -207,6 +219,11 @@ class CostModel:
         elif v["se"] is None:
             v["se"] = self.default_se
         return StageValues(v["block"], v["kernel"], v["stride"], v["expand"], v["out_ch"], v["repeats"], v["se"])
+
+
+def _improves(total: Cost, best: Cost | None, axis: int, better: Better) -> bool:
+    """Is ``total`` better than ``best`` (None: nothing yet) on ``axis``?"""
+    return best is None or total[axis] != best[axis] and better((total[axis], best[axis])) == total[axis]
 
 
 def enumerate_costs(model: CostModel) -> Iterable[tuple[Picks, Cost]]:

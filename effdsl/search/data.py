@@ -46,10 +46,10 @@ class Data:
     """Train and held-out tensors (N x C x R x R float, N int64) at one resolution."""
 
     shape: Shape
-    train_x: "torch.Tensor"
-    train_y: "torch.Tensor"
-    test_x: "torch.Tensor"
-    test_y: "torch.Tensor"
+    train_x: torch.Tensor
+    train_y: torch.Tensor
+    test_x: torch.Tensor
+    test_y: torch.Tensor
 
 
 def shape_of(data: str) -> Shape:

@@ -140,7 +140,7 @@ class LocalExecutor:
         return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
                                    initializer=_init_worker, initargs=(self.threads, os.getpid()))
 
-    def __enter__(self) -> "LocalExecutor":
+    def __enter__(self) -> LocalExecutor:
         self._pool = self._new_pool(self.workers)
         return self
 
@@ -155,7 +155,7 @@ class LocalExecutor:
             self._pool.shutdown(wait=not cancel, cancel_futures=True)
             self._pool = None
 
-    def run(self, jobs: list[Job]) -> "list[Future[dict]]":
+    def run(self, jobs: list[Job]) -> list[Future[dict]]:
         """Start ``jobs``; their futures, in the same order."""
         assert self._pool is not None, "use the executor in a with block"
         return [self._pool.submit(run_job, job) for job in jobs]

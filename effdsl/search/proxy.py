@@ -79,7 +79,7 @@ def _autocast(device: str):
     return contextlib.nullcontext()
 
 
-def _images(x: "torch.Tensor", device: str) -> "torch.Tensor":
+def _images(x: torch.Tensor, device: str) -> torch.Tensor:
     """A batch on ``device`` in channels-last layout: about twice as fast for these
     depthwise-heavy networks on a CPU (measured: 89 against 172 ms a step)."""
     import torch
@@ -87,7 +87,7 @@ def _images(x: "torch.Tensor", device: str) -> "torch.Tensor":
     return x.to(device).contiguous(memory_format=torch.channels_last)
 
 
-def train_accuracy(model: "nn.Module", data: "Data", config: TrainConfig, seed: int, device: str = "cpu") -> float:
+def train_accuracy(model: nn.Module, data: Data, config: TrainConfig, seed: int, device: str = "cpu") -> float:
     """Train ``model`` briefly on ``data`` and return its held-out accuracy in [0, 1]."""
     import torch
 
@@ -118,7 +118,7 @@ def train_accuracy(model: "nn.Module", data: "Data", config: TrainConfig, seed: 
     return accuracy(model, data, device)
 
 
-def recalibrate_bn(model: "nn.Module", data: "Data", images: int, device: str, batch: int = 64) -> None:
+def recalibrate_bn(model: nn.Module, data: Data, images: int, device: str, batch: int = 64) -> None:
     """Re-estimate every batch norm's running mean and variance from ``images`` training images."""
     import torch
 
@@ -139,7 +139,7 @@ def recalibrate_bn(model: "nn.Module", data: "Data", images: int, device: str, b
         m.momentum = momentum
 
 
-def accuracy(model: "nn.Module", data: "Data", device: str, batch: int = 256) -> float:
+def accuracy(model: nn.Module, data: Data, device: str, batch: int = 256) -> float:
     import torch
 
     model.eval()
@@ -154,7 +154,7 @@ def accuracy(model: "nn.Module", data: "Data", device: str, batch: int = 256) ->
 _ACTIVATIONS = ("ReLU", "ReLU6", "SiLU", "Hardswish", "GELU", "LeakyReLU", "Mish")
 
 
-def naswot(model: "nn.Module", data: "Data", seed: int, batch: int = 64, device: str = "cpu") -> float:
+def naswot(model: nn.Module, data: Data, seed: int, batch: int = 64, device: str = "cpu") -> float:
     """log |det K| of the binary activation codes of ``batch`` training images (higher is better)."""
     import torch
 
@@ -182,7 +182,7 @@ def naswot(model: "nn.Module", data: "Data", seed: int, batch: int = 64, device:
     return float(logdet) if sign > 0 else -math.inf
 
 
-def synflow(model: "nn.Module", data: "Data", seed: int, device: str = "cpu") -> float:
+def synflow(model: nn.Module, data: Data, seed: int, device: str = "cpu") -> float:
     """log of sum |theta * dR/dtheta| with |theta| weights on an all-ones input (higher is better)."""
     import torch
 
@@ -204,13 +204,13 @@ def synflow(model: "nn.Module", data: "Data", seed: int, device: str = "cpu") ->
     return math.log(total) if total > 0 else -math.inf
 
 
-def zero_cost(kind: ZeroCost, model: "nn.Module", data: "Data", seed: int, device: str = "cpu") -> float:
+def zero_cost(kind: ZeroCost, model: nn.Module, data: Data, seed: int, device: str = "cpu") -> float:
     if kind == "naswot":
         return naswot(model, data, seed, device=device)
     return synflow(model, data, seed, device=device)
 
 
-def latency_ms(model: "nn.Module", in_ch: int, resolution: int, device: str = "cpu", runs: int = 20,
+def latency_ms(model: nn.Module, in_ch: int, resolution: int, device: str = "cpu", runs: int = 20,
                warmup: int = 5) -> float:
     """Median milliseconds of one forward pass of one image on ``device``."""
     import torch

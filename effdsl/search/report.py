@@ -26,22 +26,22 @@ PLOT = "pareto.svg"
 TOP = 20  # rows of the ranking
 
 
-def quality_name(result: "SearchResult") -> str:
+def quality_name(result: SearchResult) -> str:
     options = result.options
     if options is not None and options.proxy == "zero-cost":
         return f"{options.zero_cost} score"
     return "accuracy"
 
 
-def _cost(result: "SearchResult", record: dict[str, Any]) -> float | None:
+def _cost(result: SearchResult, record: dict[str, Any]) -> float | None:
     return {"macs": record["macs"], "params": record["params"], "latency": record["latency_ms"]}[result.target.kind]
 
 
-def _cost_label(result: "SearchResult") -> str:
+def _cost_label(result: SearchResult) -> str:
     return {"macs": "MACs", "params": "parameters", "latency": "latency (ms, batch 1)"}[result.target.kind]
 
 
-def pareto(result: "SearchResult") -> list[dict[str, Any]]:
+def pareto(result: SearchResult) -> list[dict[str, Any]]:
     """The finished trials that no other beats on both cost (lower) and quality (higher), by cost."""
     done = sorted((t for t in result.trials if t["status"] == "ok" and t["score"] is not None
                    and _cost(result, t) is not None), key=lambda t: (_cost(result, t), -t["score"]))
@@ -53,18 +53,18 @@ def pareto(result: "SearchResult") -> list[dict[str, Any]]:
     return front
 
 
-def ranking(result: "SearchResult") -> list[dict[str, Any]]:
+def ranking(result: SearchResult) -> list[dict[str, Any]]:
     ranked = [t for t in result.trials if t["reward"] is not None]
     return sorted(ranked, key=lambda t: (-t["reward"], t["trial"]))
 
 
-def _quality(result: "SearchResult", record: dict[str, Any]) -> str:
+def _quality(result: SearchResult, record: dict[str, Any]) -> str:
     if record["accuracy"] is not None:
         return f"{record['accuracy']:.1%}"
     return "" if record["score"] is None else f"{record['score']:.4g}"
 
 
-def _row(result: "SearchResult", rank: int, t: dict[str, Any]) -> list[str]:
+def _row(result: SearchResult, rank: int, t: dict[str, Any]) -> list[str]:
     latency = "" if t["latency_ms"] is None else f"{t['latency_ms']:.3g}"
     return [str(rank), str(t["trial"]), f"{t['reward']:.4g}", _quality(result, t), human(t["macs"]),
             human(t["params"]), latency, f"{t['seconds']:.1f}", " ".join(t["choices"].values())]
@@ -73,7 +73,7 @@ def _row(result: "SearchResult", rank: int, t: dict[str, Any]) -> list[str]:
 COLUMNS = ["rank", "trial", "reward", "quality", "MACs", "params", "ms", "seconds", "choices"]
 
 
-def summary_lines(result: "SearchResult") -> list[str]:
+def summary_lines(result: SearchResult) -> list[str]:
     """What the search did, in a few lines (the CLI prints them too)."""
     options = result.options
     trials = result.trials
@@ -99,7 +99,7 @@ def summary_lines(result: "SearchResult") -> list[str]:
     return lines
 
 
-def best_line(result: "SearchResult") -> str | None:
+def best_line(result: SearchResult) -> str | None:
     best = result.best
     if best is None:
         return None
@@ -108,7 +108,7 @@ def best_line(result: "SearchResult") -> str | None:
             f"{_quality(result, best)}, {human(best['macs'])} MACs, {human(best['params'])} params{latency}")
 
 
-def render_markdown(result: "SearchResult", plot: bool) -> str:
+def render_markdown(result: SearchResult, plot: bool) -> str:
     out = [f"# Search of {result.space}", ""]
     out += [f"- {line}" for line in summary_lines(result)]
     out.append("")
@@ -138,7 +138,7 @@ def render_markdown(result: "SearchResult", plot: bool) -> str:
     return "\n".join(out) + "\n"
 
 
-def render_html(result: "SearchResult", svg: str | None) -> str:
+def render_html(result: SearchResult, svg: str | None) -> str:
     esc = html.escape
     items = "".join(f"<li>{esc(line)}</li>" for line in summary_lines(result))
     best = result.best
@@ -180,7 +180,7 @@ svg {{ max-width: 100%; height: auto; }}
 """
 
 
-def plot_svg(result: "SearchResult") -> str | None:
+def plot_svg(result: SearchResult) -> str | None:
     """Quality against cost, target and limit marked, Pareto front joined; None without matplotlib."""
     try:
         import matplotlib
@@ -225,7 +225,7 @@ def plot_svg(result: "SearchResult") -> str | None:
     return out.getvalue().decode("utf-8")
 
 
-def write_reports(result: "SearchResult") -> list[Path]:
+def write_reports(result: SearchResult) -> list[Path]:
     """report.md, report.html and the plot (when matplotlib is there); the paths written."""
     svg = plot_svg(result)
     written = []

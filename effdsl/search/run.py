@@ -19,10 +19,11 @@ import hashlib
 import math
 import random
 import time
+from collections.abc import Callable
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from effdsl.api import compile_spec
 from effdsl.diagnostics import Diagnostic, EffdslError, InternalError

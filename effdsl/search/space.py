@@ -11,9 +11,10 @@ formatted spec that compiles on its own.
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from effdsl.api import Source, compile_spec, load_source
 from effdsl.diagnostics import Diagnostic, EffdslError
@@ -35,7 +36,7 @@ class Space:
     source: Source
 
     @classmethod
-    def load(cls, spec: str | Path) -> "Space":
+    def load(cls, spec: str | Path) -> Space:
         """Parse and check a space; errors carry the source."""
         source = load_source(spec)
         try:

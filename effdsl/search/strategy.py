@@ -14,8 +14,9 @@ generator, so the same seed and the same results give the same proposals.
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol, Sequence
+from typing import Literal, Protocol
 
 from effdsl.diagnostics import Diagnostic, EffdslError
 from effdsl.search.space import Picks, Space
