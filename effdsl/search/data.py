@@ -109,7 +109,7 @@ def load(data: str, resolution: int) -> Data:
     return Data(shape, (train_x - mean) / std, train_y, (test_x - mean) / std, test_y)
 
 
-def _digits():
+def _digits() -> tuple[torch.Tensor, torch.Tensor]:
     import torch
     from sklearn.datasets import load_digits
 
@@ -118,7 +118,7 @@ def _digits():
     return x, torch.tensor(digits.target, dtype=torch.int64)
 
 
-def _split(x, y):
+def _split(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """A stratified held-out split that depends on nothing but the data."""
     import torch
     from sklearn.model_selection import train_test_split
@@ -129,7 +129,7 @@ def _split(x, y):
     return x[train], x[test], y[train], y[test]
 
 
-def _resize(x, resolution: int):
+def _resize(x: torch.Tensor, resolution: int) -> torch.Tensor:
     import torch.nn.functional as F
 
     if x.shape[-1] == resolution:
@@ -137,7 +137,7 @@ def _resize(x, resolution: int):
     return F.interpolate(x, size=(resolution, resolution), mode="bilinear", align_corners=False)
 
 
-def _images(folder: Path, resolution: int, classes: list[str] | None = None):
+def _images(folder: Path, resolution: int, classes: list[str] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     import torch
 
     try:
@@ -151,5 +151,5 @@ def _images(folder: Path, resolution: int, classes: list[str] | None = None):
     if found.classes != names:
         raise EffdslError(Diagnostic("E608", f"the classes of '{folder}' ({', '.join(found.classes)}) are not "
                                              f"those of the training folder ({', '.join(names)})"))
-    images, labels = zip(*(found[i] for i in range(len(found))))
+    images, labels = zip(*(found[i] for i in range(len(found))), strict=True)
     return torch.stack(images), torch.tensor(labels, dtype=torch.int64)

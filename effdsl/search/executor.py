@@ -14,6 +14,7 @@ Ray (a cluster executor) is the next step; it will take the same :class:`Job`.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import multiprocessing
 import os
@@ -23,7 +24,7 @@ import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from effdsl.search.proxy import TrainConfig, TrialFailed, ZeroCost
 
@@ -47,10 +48,10 @@ class Job:
     latency_limit: float | None = None  # ms: above it the trial stops before training
 
 
-def run_job(job: Job) -> dict:
+def run_job(job: Job) -> dict[str, Any]:
     """The outcome of one trial: status, accuracy, score, latency_ms, seconds, error."""
     start = time.perf_counter()
-    outcome: dict = {"status": "ok", "accuracy": None, "score": None, "latency_ms": None, "error": None}
+    outcome: dict[str, Any] = {"status": "ok", "accuracy": None, "score": None, "latency_ms": None, "error": None}
     try:
         _run(job, outcome)
     except TrialFailed as err:
@@ -65,7 +66,7 @@ def run_job(job: Job) -> dict:
     return outcome
 
 
-def _run(job: Job, outcome: dict) -> None:
+def _run(job: Job, outcome: dict[str, Any]) -> None:
     import torch
 
     from effdsl.api import compile_spec
@@ -115,10 +116,8 @@ def _init_worker(threads: int, parent: int) -> None:
     import torch
 
     torch.set_num_threads(threads)
-    try:
+    with contextlib.suppress(RuntimeError):  # already set in this process
         torch.set_num_interop_threads(1)
-    except RuntimeError:  # pragma: no cover - already set in this process
-        pass
 
     def watch() -> None:  # a search killed with SIGKILL leaves no worker behind
         while os.getppid() == parent:
@@ -144,7 +143,7 @@ class LocalExecutor:
         self._pool = self._new_pool(self.workers)
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close(cancel=exc[0] is not None)
 
     def close(self, cancel: bool = False) -> None:
@@ -155,12 +154,12 @@ class LocalExecutor:
             self._pool.shutdown(wait=not cancel, cancel_futures=True)
             self._pool = None
 
-    def run(self, jobs: list[Job]) -> list[Future[dict]]:
+    def run(self, jobs: list[Job]) -> list[Future[dict[str, Any]]]:
         """Start ``jobs``; their futures, in the same order."""
         assert self._pool is not None, "use the executor in a with block"
         return [self._pool.submit(run_job, job) for job in jobs]
 
-    def rerun_alone(self, job: Job) -> dict:
+    def rerun_alone(self, job: Job) -> dict[str, Any]:
         """Run one job in a fresh single worker after the pool broke; 'crashed' if it breaks again."""
         self.close(cancel=True)
         self._pool = self._new_pool(1)

@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
     import torch
     from torch import nn
 
@@ -69,7 +71,7 @@ def pick_device(device: str) -> str:
     return device
 
 
-def _autocast(device: str):
+def _autocast(device: str) -> AbstractContextManager[object]:
     import contextlib
 
     import torch
@@ -92,7 +94,8 @@ def train_accuracy(model: nn.Module, data: Data, config: TrainConfig, seed: int,
     import torch
 
     generator = torch.Generator().manual_seed(seed)
-    model.to(device, memory_format=torch.channels_last).train()
+    # Module.to takes memory_format (documented, passed on to Tensor.to), but torch's overloads omit it
+    model.to(device, memory_format=torch.channels_last).train()  # type: ignore[call-overload]
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     n = len(data.train_y)
     steps = config.epochs * math.ceil(n / config.batch_size)
@@ -135,7 +138,7 @@ def recalibrate_bn(model: nn.Module, data: Data, images: int, device: str, batch
             chunk = data.train_x[start:start + batch]
             if len(chunk) >= 2:
                 model(_images(chunk, device))
-    for m, momentum in zip(norms, saved):
+    for m, momentum in zip(norms, saved, strict=True):
         m.momentum = momentum
 
 
@@ -163,7 +166,7 @@ def naswot(model: nn.Module, data: Data, seed: int, batch: int = 64, device: str
     x = data.train_x[index].to(device)
     codes: list[torch.Tensor] = []
 
-    def hook(module, inputs, output):
+    def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
         codes.append((inputs[0].detach().flatten(1) > 0).float())
 
     handles = [m.register_forward_hook(hook) for m in model.modules() if type(m).__name__ in _ACTIVATIONS]
@@ -194,7 +197,8 @@ def synflow(model: nn.Module, data: Data, seed: int, device: str = "cpu") -> flo
                 p.abs_()
     shape = (1,) + tuple(data.train_x.shape[1:])
     model.zero_grad()
-    torch.sum(model(torch.ones(shape, dtype=torch.float64, device=device))).backward()
+    # torch leaves Tensor.backward unannotated
+    torch.sum(model(torch.ones(shape, dtype=torch.float64, device=device))).backward()  # type: ignore[no-untyped-call]
     total = sum(float((p * p.grad).abs().sum().detach()) for p in model.parameters() if p.grad is not None)
     with torch.no_grad():
         for name, p in model.state_dict().items():

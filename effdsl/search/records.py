@@ -33,7 +33,7 @@ def read_trials(folder: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     data = path.read_bytes()
-    records = []
+    records: list[dict[str, Any]] = []
     good = 0
     for line in data.split(b"\n")[:-1] if data.endswith(b"\n") else data.split(b"\n"):
         try:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from effdsl.diagnostics import Diagnostic, EffdslError
 
@@ -39,7 +39,7 @@ def parse_count(text: str, flag: str) -> int:
             "E607", f"{flag} expects a count like 20M, 300K or 1.5G, got '{text}'", None,
             "K, M and G mean thousands, millions and billions"))
     number, exponent, suffix = match.groups()
-    value = float(number) * 10 ** int(exponent or 0) * _SUFFIX[suffix.lower()]
+    value = float(number) * float(10 ** int(exponent or 0)) * _SUFFIX[suffix.lower()]
     if not math.isfinite(value) or value < 1:
         raise EffdslError(Diagnostic("E607", f"{flag} must be at least 1, got '{text}'"))
     return round(value)
@@ -80,7 +80,7 @@ class Target:
             rule = f"ACC at or below {shown}, ACC x (cost / {shown})^-1 above"
         return f"{rule}; rejected above {self.limit:g} x the target"
 
-    def to_json(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
         return {"kind": self.kind, "value": self.value, "reward": self.reward, "w": self.w, "limit": self.limit}
 
 
@@ -110,7 +110,8 @@ def mnasnet_reward(quality: float, cost: float, target: float, w: float = DEFAUL
     """``quality * (cost / target) ** w``; hard: ``w`` is 0 at or below the target and -1 above."""
     if hard:
         w = 0.0 if cost <= target else -1.0
-    return quality * (cost / target) ** w
+    factor: float = (cost / target) ** w  # a float: cost and target are positive
+    return quality * factor
 
 
 def reward(target: Target, quality: float, cost: float) -> float:

@@ -21,7 +21,7 @@ from effdsl.diagnostics import Diagnostic, EffdslError
 from effdsl.language.analyze import analyze
 from effdsl.language.format import format_spec
 from effdsl.language.parser import parse
-from effdsl.language.spec import Network
+from effdsl.language.spec import Block, Network
 from effdsl.scaling.choices import Decision, covering_picks, decisions, describe, member, size
 
 Picks = tuple[int, ...]
@@ -43,7 +43,8 @@ class Space:
             net = analyze(parse(source.text))
             return cls(net, decisions(net), source)
         except EffdslError as err:
-            raise err.with_source(source.text, source.filename)
+            err.with_source(source.text, source.filename)
+            raise
 
     @property
     def name(self) -> str:
@@ -72,11 +73,11 @@ class Space:
 
     def values(self, picks: Picks) -> dict[str, Any]:
         """``{'stage2.kernel': 5, ...}``: the value each decision takes."""
-        return {d.name: d.values[p] for d, p in zip(self.decisions, picks)}
+        return {d.name: d.values[p] for d, p in zip(self.decisions, picks, strict=False)}
 
     def words(self, picks: Picks) -> dict[str, str]:
         """``{'stage2.kernel': 'k5', ...}``: each pick as the stage line writes it."""
-        return {d.name: d.word(p) for d, p in zip(self.decisions, picks)}
+        return {d.name: d.word(p) for d, p in zip(self.decisions, picks, strict=False)}
 
     def describe(self, picks: Picks) -> str:
         return describe(self.decisions, picks)
@@ -94,7 +95,8 @@ class Space:
         net = self.network(picks)
         return "|".join(_stage_key(net, stage) for stage in net.stages)
 
-    def text(self, picks: Sequence[int], name: str | None = None, comment: str | None = None, **inputs) -> str:
+    def text(self, picks: Sequence[int], name: str | None = None, comment: str | None = None,
+             **inputs: int | None) -> str:
         """The member as a plain, formatted spec (``comment`` lines above the network)."""
         net = self.network(picks, name, **inputs)
         header = "".join(f"# {line}\n" if line else "#\n" for line in (comment or "").splitlines())
@@ -114,7 +116,7 @@ class Space:
                 None, first.help)) from None
 
 
-def _stage_key(net: Network, stage) -> str:
+def _stage_key(net: Network, stage: Block) -> str:
     se = stage.se if stage.se is not None else (net.defaults.se if stage.block != "conv" else 0.0)
     skip = stage.skip if stage.skip is not None else stage.block != "conv"
     expand = stage.expand if stage.block != "conv" else 1.0

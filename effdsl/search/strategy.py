@@ -51,7 +51,7 @@ class Evolution:
         if len(alive) < self.population:
             return space.sample(rng)
         contestants = rng.sample(alive, self.tournament)
-        parent = max(contestants, key=lambda t: t.reward)  # the first of equals: deterministic
+        parent = max(contestants, key=_reward)  # the first of equals: deterministic
         return space.mutate(parent.picks, rng)
 
 
@@ -63,3 +63,9 @@ def make_strategy(kind: StrategyKind, population: int = 8, tournament: int = 3) 
             "E607", f"evolution needs --population of at least 2 and a --tournament between 1 and it, "
                     f"got {population} and {tournament}", None, "the defaults are 8 and 3"))
     return Evolution(population, tournament)
+
+
+def _reward(trial: Finished) -> float:
+    """The reward of a trial that finished with one."""
+    assert trial.reward is not None, "only trials with a reward take part"
+    return trial.reward

@@ -7,6 +7,7 @@ network is built. Sampled members are plain specs (:func:`sample_members`).
 
 from __future__ import annotations
 
+import io
 import random
 from dataclasses import dataclass
 
@@ -47,7 +48,7 @@ def choice_lines(space: Space) -> list[str]:
 
 def render_space(summary: SpaceSummary) -> str:
     space, model = summary.space, summary.model
-    console = Console(record=True, width=100, force_terminal=False, color_system=None, file=_Null())
+    console = Console(record=True, width=100, force_terminal=False, color_system=None, file=io.StringIO())
     n = len(space.decisions)
     stages = len({d.stage for d in space.decisions})
     if n:
@@ -92,11 +93,3 @@ def sample_members(space: Space, count: int, seed: int) -> list[Picks]:
             keys.add(key)
             found.append(picks)
     return found
-
-
-class _Null:
-    def write(self, _: str) -> int:
-        return 0
-
-    def flush(self) -> None:
-        pass
