@@ -34,7 +34,16 @@ def quality_name(result: SearchResult) -> str:
 
 
 def _cost(result: SearchResult, record: dict[str, Any]) -> float | None:
-    return {"macs": record["macs"], "params": record["params"], "latency": record["latency_ms"]}[result.target.kind]
+    cost: float | None = {"macs": record["macs"], "params": record["params"],
+                          "latency": record["latency_ms"]}[result.target.kind]
+    return cost
+
+
+def _known_cost(result: SearchResult, record: dict[str, Any]) -> float:
+    """The cost of a trial already known to have one (a finished trial of the front or the plot)."""
+    cost = _cost(result, record)
+    assert cost is not None, f"trial {record['trial']} has no {result.target.kind}"
+    return cost
 
 
 def _cost_label(result: SearchResult) -> str:
@@ -78,14 +87,14 @@ def summary_lines(result: SearchResult) -> list[str]:
     options = result.options
     trials = result.trials
     ok = sum(t["status"] == "ok" for t in trials)
-    failed = {}
+    failed: dict[str, int] = {}
     for t in trials:
         if t["status"] != "ok":
             failed[t["status"]] = failed.get(t["status"], 0) + 1
     failures = "".join(f", {n} {status}" for status, n in sorted(failed.items()))
     lines = [f"target: {result.target.describe()}"]
     if options is not None:
-        strategy = options.strategy
+        strategy: str = options.strategy
         if strategy == "evolution":
             strategy += f" (population {options.population}, tournament {options.tournament})"
         proxy = (f"train ({options.epochs} epoch{'s' if options.epochs != 1 else ''})" if options.proxy == "train"
@@ -101,8 +110,10 @@ def summary_lines(result: SearchResult) -> list[str]:
 
 def best_line(result: SearchResult) -> str | None:
     best = result.best
-    if best is None:
-        return None
+    return None if best is None else _best_text(result, best)
+
+
+def _best_text(result: SearchResult, best: dict[str, Any]) -> str:
     latency = f", {best['latency_ms']:.3g} ms" if best["latency_ms"] is not None else ""
     return (f"best: trial {best['trial']}, reward {best['reward']:.4g}, {quality_name(result)} "
             f"{_quality(result, best)}, {human(best['macs'])} MACs, {human(best['params'])} params{latency}")
@@ -114,7 +125,7 @@ def render_markdown(result: SearchResult, plot: bool) -> str:
     out.append("")
     best = result.best
     if best is not None:
-        out += [f"## Best: trial {best['trial']}", "", best_line(result) + ".", "", "```text",
+        out += [f"## Best: trial {best['trial']}", "", _best_text(result, best) + ".", "", "```text",
                 best["spec"].rstrip("\n"), "```", ""]
     out += ["## Ranking", "", f"By reward; quality is the {quality_name(result)}.", ""]
     ranked = ranking(result)[:TOP]
@@ -130,7 +141,7 @@ def render_markdown(result: SearchResult, plot: bool) -> str:
         out.append("")
     out += ["## Pareto front", ""]
     front = pareto(result)
-    out.append(", ".join(f"trial {t['trial']} ({human(_cost(result, t))}, {_quality(result, t)})" for t in front)
+    out.append(", ".join(f"trial {t['trial']} ({human(_known_cost(result, t))}, {_quality(result, t)})" for t in front)
                or "no finished trial")
     out.append("")
     out.append(f"![{quality_name(result)} against {_cost_label(result)}]({PLOT})" if plot else
@@ -142,7 +153,8 @@ def render_html(result: SearchResult, svg: str | None) -> str:
     esc = html.escape
     items = "".join(f"<li>{esc(line)}</li>" for line in summary_lines(result))
     best = result.best
-    best_html = "" if best is None else (f"<h2>Best: trial {best['trial']}</h2>\n<p>{esc(best_line(result))}.</p>\n"
+    best_html = "" if best is None else (f"<h2>Best: trial {best['trial']}</h2>\n"
+                                         f"<p>{esc(_best_text(result, best))}.</p>\n"
                                          f"<pre>{esc(best['spec'])}</pre>\n")
     head = "".join(f"<th>{esc(c)}</th>" for c in COLUMNS)
     body = "\n".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in _row(result, rank, t)) + "</tr>"
@@ -190,21 +202,21 @@ def plot_svg(result: SearchResult) -> str | None:
         return None
     done = [t for t in result.trials if t["status"] == "ok" and t["score"] is not None
             and _cost(result, t) is not None]
-    rc = {"svg.hashsalt": "effdsl", "svg.fonttype": "none", "font.size": 9}
-    with matplotlib.rc_context(rc):
+    with matplotlib.rc_context({"svg.hashsalt": "effdsl", "svg.fonttype": "none", "font.size": 9}):
         fig = Figure(figsize=(7, 4.2))
         FigureCanvasAgg(fig)
         ax = fig.add_subplot()
-        ax.scatter([_cost(result, t) for t in done], [t["score"] for t in done], s=14, color="tab:blue",
+        ax.scatter([_known_cost(result, t) for t in done], [t["score"] for t in done], s=14, color="tab:blue",
                    alpha=0.7, label="trials").set_gid("trials")
         front = pareto(result)
         if front:
-            (line,) = ax.plot([_cost(result, t) for t in front], [t["score"] for t in front], "o-",
+            (line,) = ax.plot([_known_cost(result, t) for t in front], [t["score"] for t in front], "o-",
                               color="tab:red", ms=4, lw=1, label="Pareto front")
             line.set_gid("pareto")
         best = result.best
-        if best is not None and _cost(result, best) is not None:
-            ax.scatter([_cost(result, best)], [best["score"]], marker="*", s=120, color="gold",
+        best_cost = None if best is None else _cost(result, best)
+        if best is not None and best_cost is not None:
+            ax.scatter([best_cost], [best["score"]], marker="*", s=120, color="gold",
                        edgecolors="black", linewidths=0.6, zorder=4, label=f"best (trial {best['trial']})"
                        ).set_gid("best")
         target = result.target

@@ -20,6 +20,7 @@ import math
 import random
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -28,13 +29,13 @@ from typing import Any
 from effdsl.api import compile_spec
 from effdsl.diagnostics import Diagnostic, EffdslError, InternalError
 from effdsl.search import records
-from effdsl.search.cost import CostModel
+from effdsl.search.cost import Cost, CostModel
 from effdsl.search.data import shape_of
 from effdsl.search.executor import Job, LocalExecutor, Proxy
 from effdsl.search.proxy import TrainConfig, ZeroCost
 from effdsl.search.reward import Target, over_limit, reward
 from effdsl.search.space import Picks, Space, require_choices
-from effdsl.search.strategy import MAX_ATTEMPTS, StrategyKind, make_strategy
+from effdsl.search.strategy import MAX_ATTEMPTS, Evolution, RandomSearch, StrategyKind, make_strategy
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,7 @@ class Events:
     (its record, the best so far, and whether it was replayed from the record of a resumed search)."""
 
     start: Callable[[int, int], None] = lambda total, done: None
-    trial: Callable[[dict, dict | None, bool], None] = lambda record, best, replayed: None
+    trial: Callable[[dict[str, Any], dict[str, Any] | None, bool], None] = lambda record, best, replayed: None
 
 
 def trial_seed(seed: int, trial: int) -> int:
@@ -161,7 +162,8 @@ def run_search(options: SearchOptions, events: Events | None = None) -> SearchRe
     return result
 
 
-def _loop(options: SearchOptions, space: Space, model: CostModel, inputs: dict, recorded: list[dict],
+def _loop(options: SearchOptions, space: Space, model: CostModel, inputs: dict[str, int],
+          recorded: list[dict[str, Any]],
           result: SearchResult, events: Events) -> None:
     """Rounds of proposals until ``options.trials`` trials are recorded (or the space runs out)."""
     strategy = make_strategy(options.strategy, options.population, options.tournament)
@@ -177,8 +179,8 @@ def _loop(options: SearchOptions, space: Space, model: CostModel, inputs: dict, 
                      for i, (picks, _, _) in enumerate(proposals)]
             jobs = {first + i: _job(options, first + i, text, inputs["resolution"])
                     for i, text in enumerate(texts) if first + i >= len(recorded)}
-            futures = dict(zip(jobs, executor.run(list(jobs.values()))))
-            for i, ((picks, key, cost), text) in enumerate(zip(proposals, texts)):
+            futures = dict(zip(jobs, executor.run(list(jobs.values())), strict=True))
+            for i, ((picks, key, cost), text) in enumerate(zip(proposals, texts, strict=True)):
                 index = first + i
                 if index < len(recorded):
                     record = _replayed(recorded[index], key, options)
@@ -195,7 +197,7 @@ def _loop(options: SearchOptions, space: Space, model: CostModel, inputs: dict, 
                 events.trial(record, result.best, index < len(recorded))
 
 
-def _replayed(record: dict, key: str, options: SearchOptions) -> dict:
+def _replayed(record: dict[str, Any], key: str, options: SearchOptions) -> dict[str, Any]:
     """A recorded trial, which must be the member the replay proposes (E609)."""
     if record.get("key") != key:
         raise EffdslError(Diagnostic(
@@ -243,10 +245,10 @@ def _comment(space: Space, index: int, options: SearchOptions) -> str:
     return f"Trial {index} of a search of {space.name} (seed {options.seed}), a plain member of the space."
 
 
-def _propose(space: Space, model: CostModel, strategy, rng: random.Random, history: list[Finished],
-             keys: set[str], size: int, target: Target, result: SearchResult) -> list[tuple[Picks, str, Any]]:
+def _propose(space: Space, model: CostModel, strategy: RandomSearch | Evolution, rng: random.Random,
+             history: list[Finished], keys: set[str], size: int, target: Target, result: SearchResult) -> list[tuple[Picks, str, Cost]]:
     """Up to ``size`` new members within the limit (fewer when the space runs out)."""
-    round_: list[tuple[Picks, str, Any]] = []
+    round_: list[tuple[Picks, str, Cost]] = []
     attempts = 0
     while len(round_) < size:
         if attempts >= MAX_ATTEMPTS:
@@ -278,7 +280,7 @@ def _job(options: SearchOptions, index: int, text: str, resolution: int) -> Job:
                latency_limit=target.value * target.limit if target.kind == "latency" else None)
 
 
-def _outcome(executor: LocalExecutor, future, job: Job) -> dict:
+def _outcome(executor: LocalExecutor, future: Future[dict[str, Any]], job: Job) -> dict[str, Any]:
     """The outcome of a job; if its worker died, the job alone in a fresh worker."""
     try:
         return future.result()
@@ -286,8 +288,8 @@ def _outcome(executor: LocalExecutor, future, job: Job) -> dict:
         return executor.rerun_alone(job)
 
 
-def _record(index: int, picks: Picks, key: str, cost, text: str, space: Space, options: SearchOptions,
-            outcome: dict) -> dict[str, Any]:
+def _record(index: int, picks: Picks, key: str, cost: Cost, text: str, space: Space, options: SearchOptions,
+            outcome: dict[str, Any]) -> dict[str, Any]:
     target = options.target
     quality = outcome["score"]
     if outcome["status"] == "ok" and quality is not None and quality <= 0:
