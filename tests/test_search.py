@@ -74,7 +74,7 @@ def _without_times(trials: list[dict]) -> list[dict]:
 
 # ---------------------------------------------------------------------------- reward and targets
 
-def test_mnasnet_reward_soft_and_hard():
+def test_mnasnet_reward_soft_and_hard() -> None:
     # MnasNet, eq. 2: ACC x (cost / T)^w
     assert mnasnet_reward(0.8, 400e6, 400e6) == pytest.approx(0.8)
     assert mnasnet_reward(0.8, 800e6, 400e6) == pytest.approx(0.8 * 2 ** -0.07)
@@ -90,7 +90,7 @@ def test_mnasnet_reward_soft_and_hard():
 
 @pytest.mark.parametrize("text, value", [("20M", 20_000_000), ("300K", 300_000), ("300k", 300_000),
                                          ("1.5G", 1_500_000_000), ("4e6", 4_000_000), ("123", 123)])
-def test_counts_with_suffixes(text, value):
+def test_counts_with_suffixes(text, value) -> None:
     assert parse_count(text, "--target-macs") == value
 
 
@@ -98,7 +98,7 @@ def test_counts_with_suffixes(text, value):
     (("20X", None, None), "E607"), ((None, None, None), "E607"), (("20M", "1M", None), "E607"),
     ((None, None, "fast"), "E607"), (("0", None, None), "E607"),
 ])
-def test_bad_targets(args, code):
+def test_bad_targets(args, code) -> None:
     with pytest.raises(EffdslError) as info:
         make_target(*args)
     assert {d.code for d in info.value.diagnostics} == {code}
@@ -111,14 +111,14 @@ class _Done:
         self.picks, self.reward = picks, reward
 
 
-def test_random_search_is_a_function_of_the_seed():
+def test_random_search_is_a_function_of_the_seed() -> None:
     space = Space.load("efficientnet_space")
     a = [RandomSearch().propose(space, rng, []) for rng in [random.Random(3)] for _ in range(20)]
     b = [RandomSearch().propose(space, rng, []) for rng in [random.Random(3)] for _ in range(20)]
     assert a == b and len(set(a)) == 20
 
 
-def test_evolution_mutates_the_tournament_winner():
+def test_evolution_mutates_the_tournament_winner() -> None:
     space = Space.load("efficientnet_space")
     rng = random.Random(0)
     history = [_Done(space.sample(rng), reward=float(i)) for i in range(4)]
@@ -131,7 +131,7 @@ def test_evolution_mutates_the_tournament_winner():
     assert Evolution(population=4, tournament=4).propose(space, random.Random(1), young) != young[-1].picks
 
 
-def test_evolution_starts_with_a_random_population():
+def test_evolution_starts_with_a_random_population() -> None:
     space = Space.load("efficientnet_space")
     history = [_Done(space.sample(random.Random(i)), 1.0) for i in range(3)]
     a = Evolution(population=4).propose(space, random.Random(9), history)
@@ -140,7 +140,7 @@ def test_evolution_starts_with_a_random_population():
 
 # ---------------------------------------------------------------------------- records
 
-def test_a_partial_last_line_is_cut_off(tmp_path: Path):
+def test_a_partial_last_line_is_cut_off(tmp_path: Path) -> None:
     records.append_trial(tmp_path, {"trial": 0, "status": "ok"})
     records.append_trial(tmp_path, {"trial": 1, "status": "ok"})
     path = tmp_path / records.TRIALS
@@ -152,7 +152,7 @@ def test_a_partial_last_line_is_cut_off(tmp_path: Path):
 
 # ---------------------------------------------------------------------------- one trial
 
-def test_a_trial_that_fails_is_recorded_not_raised():
+def test_a_trial_that_fails_is_recorded_not_raised() -> None:
     bad = run_job(Job(trial=0, text="network broken {", seed=0, proxy="zero-cost", data="digits", resolution=16))
     assert bad["status"] == "error" and "E003" in bad["error"] and bad["seconds"] >= 0
     nan = run_job(Job(trial=0, text=SMALL_SPACE.replace("{1,3}", "1").replace("{3,5}", "3")
@@ -165,7 +165,7 @@ def test_a_trial_that_fails_is_recorded_not_raised():
 
 # ---------------------------------------------------------------------------- searches
 
-def test_zero_cost_search_end_to_end(small_space: Path, tmp_path: Path):
+def test_zero_cost_search_end_to_end(small_space: Path, tmp_path: Path) -> None:
     out = tmp_path / "zc"
     result = _search(small_space, out, "--proxy", "zero-cost", "--trials", "5", "--seed", "3",
                      "--strategy", "random")
@@ -189,7 +189,7 @@ def test_zero_cost_search_end_to_end(small_space: Path, tmp_path: Path):
     assert "best: trial" in result.stderr and "trials" in result.stderr
 
 
-def test_same_seed_same_trials(small_space: Path, tmp_path: Path):
+def test_same_seed_same_trials(small_space: Path, tmp_path: Path) -> None:
     runs = []
     for name in ("a", "b"):
         result = _search(small_space, tmp_path / name, "--proxy", "zero-cost", "--trials", "6", "--seed", "5",
@@ -202,7 +202,7 @@ def test_same_seed_same_trials(small_space: Path, tmp_path: Path):
     assert [t["key"] for t in _lines(tmp_path / "c")] != [t["key"] for t in runs[0]]
 
 
-def test_trained_search_on_digits_beats_chance(small_space: Path, tmp_path: Path):
+def test_trained_search_on_digits_beats_chance(small_space: Path, tmp_path: Path) -> None:
     out = tmp_path / "trained"
     result = _search(small_space, out, "--proxy", "train", "--epochs", "2", "--trials", "2", "--seed", "1",
                      "--device", "cpu")
@@ -217,7 +217,7 @@ def test_trained_search_on_digits_beats_chance(small_space: Path, tmp_path: Path
     assert again["accuracy"] == trials[0]["accuracy"]
 
 
-def test_failed_trials_are_recorded_and_the_search_goes_on(small_space: Path, tmp_path: Path):
+def test_failed_trials_are_recorded_and_the_search_goes_on(small_space: Path, tmp_path: Path) -> None:
     options = SearchOptions(space=str(small_space), target=make_target("300K", None, None), out=tmp_path / "nan",
                             trials=2, proxy="train", resolution=16, seed=0, train=TrainConfig(lr=1e12))
     result = run_search(options)
@@ -227,7 +227,7 @@ def test_failed_trials_are_recorded_and_the_search_goes_on(small_space: Path, tm
     assert "trial 0: nan" in (tmp_path / "nan" / "report.md").read_text(encoding="utf-8")
 
 
-def test_resume_adds_exactly_the_missing_trials(small_space: Path, tmp_path: Path):
+def test_resume_adds_exactly_the_missing_trials(small_space: Path, tmp_path: Path) -> None:
     out = tmp_path / "resumed"
     first = _search(small_space, out, "--proxy", "zero-cost", "--trials", "4", "--seed", "2",
                     "--population", "3", "--tournament", "2")
@@ -246,7 +246,7 @@ def test_resume_adds_exactly_the_missing_trials(small_space: Path, tmp_path: Pat
 
 
 @pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "SIGINT"])
-def test_resume_after_a_kill(small_space: Path, tmp_path: Path, how: signal.Signals):
+def test_resume_after_a_kill(small_space: Path, tmp_path: Path, how: signal.Signals) -> None:
     """Kill a real search process mid-way (as kill -9 does, or Ctrl-C: the whole process
     group); --resume keeps its lines and finishes the rest."""
     out = tmp_path / "killed"
@@ -282,7 +282,7 @@ def test_resume_after_a_kill(small_space: Path, tmp_path: Path, how: signal.Sign
     assert len(_lines(out)) == n + 2
 
 
-def test_latency_target_measures_each_member(small_space: Path, tmp_path: Path):
+def test_latency_target_measures_each_member(small_space: Path, tmp_path: Path) -> None:
     out = tmp_path / "latency"
     argv = ["search", str(small_space), "--target-latency", "1000", "--resolution", "16", "--proxy", "zero-cost",
             "--trials", "2", "--out", str(out), "--device", "cpu"]
@@ -299,7 +299,7 @@ def test_latency_target_measures_each_member(small_space: Path, tmp_path: Path):
     assert "no trial finished" in slow.stderr
 
 
-def test_a_small_space_runs_out(tmp_path: Path):
+def test_a_small_space_runs_out(tmp_path: Path) -> None:
     space = tmp_path / "four.eff"
     space.write_text(SMALL_SPACE.replace("e{1,3} k{3,5}", "e1 k3").replace(
         "e{3,6} k{3,5} s2 c32*{0.75,1,1.5} x1+{0,+1} se{0,0.25}", "e6 k3 s2 c32 x1").replace(
@@ -312,7 +312,7 @@ def test_a_small_space_runs_out(tmp_path: Path):
     assert "no new member within the limit" in (tmp_path / "out" / "report.md").read_text(encoding="utf-8")
 
 
-def test_search_usage_errors(small_space: Path, tmp_path: Path):
+def test_search_usage_errors(small_space: Path, tmp_path: Path) -> None:
     out = tmp_path / "once"
     assert _search(small_space, out, "--proxy", "zero-cost", "--trials", "1").exit_code == 0
     again = _search(small_space, out, "--proxy", "zero-cost", "--trials", "1")
@@ -331,7 +331,7 @@ def test_search_usage_errors(small_space: Path, tmp_path: Path):
     assert folder.exit_code == 2 and "error[E608]" in folder.stderr
 
 
-def test_asking_for_cuda_without_it_fails_at_once(small_space: Path, tmp_path: Path):
+def test_asking_for_cuda_without_it_fails_at_once(small_space: Path, tmp_path: Path) -> None:
     import torch
 
     if torch.cuda.is_available():
@@ -341,7 +341,7 @@ def test_asking_for_cuda_without_it_fails_at_once(small_space: Path, tmp_path: P
     assert not (tmp_path / "cuda").exists()
 
 
-def test_search_on_a_folder_of_images(small_space: Path, tmp_path: Path):
+def test_search_on_a_folder_of_images(small_space: Path, tmp_path: Path) -> None:
     from PIL import Image
 
     rng = random.Random(0)
@@ -359,7 +359,7 @@ def test_search_on_a_folder_of_images(small_space: Path, tmp_path: Path):
 
 
 @pytest.mark.slow
-def test_issue_command(tmp_path: Path):
+def test_issue_command(tmp_path: Path) -> None:
     """The command of the issue: six trained trials of efficientnet_space at 32 px, then two more."""
     out = tmp_path / "b0"
     args = ["search", "efficientnet_space", "--target-macs", "20M", "--resolution", "32", "--data", "digits",

@@ -55,12 +55,12 @@ network tiny_space {
 """
 
 
-def test_space_syntax_formats_to_canonical_form():
+def test_space_syntax_formats_to_canonical_form() -> None:
     assert format_source(MESSY) == FORMATTED
     assert format_source(FORMATTED) == FORMATTED
 
 
-def test_space_ast_says_what_was_written():
+def test_space_ast_says_what_was_written() -> None:
     net = parse_spec(FORMATTED)
     assert net.is_space
     first, second = net.stages
@@ -78,14 +78,14 @@ def test_space_ast_says_what_was_written():
     assert (second.out_ch, second.repeats, second.skip, second.act) == (16, 1, True, "relu")
 
 
-def test_members_round_multipliers_with_the_channel_rule():
+def test_members_round_multipliers_with_the_channel_rule() -> None:
     space = Space.load(FORMATTED)
     widths = next(d for d in space.decisions if d.field == "out_ch" and d.stage == 0).values
     assert widths == (32, 40, 48)  # 30 and 50 rounded to multiples of 8
     assert space.size == 2 * 3 * 2 * 3 * 3 * 2 * 2 * 2 * 2
 
 
-def test_rounding_that_merges_two_multipliers_is_an_error():
+def test_rounding_that_merges_two_multipliers_is_an_error() -> None:
     text = FORMATTED.replace("c{16,24}", "c16*{0.75,1}")
     with pytest.raises(EffdslError) as info:
         check_spec(text)
@@ -93,7 +93,7 @@ def test_rounding_that_merges_two_multipliers_is_an_error():
     assert diag.code == "E603" and "both give c16" in diag.message
 
 
-def test_compile_refuses_a_space_and_says_what_to_do():
+def test_compile_refuses_a_space_and_says_what_to_do() -> None:
     with pytest.raises(EffdslError) as info:
         effdsl.compile_spec("efficientnet_space")
     (diag,) = info.value.diagnostics
@@ -101,7 +101,7 @@ def test_compile_refuses_a_space_and_says_what_to_do():
     assert "effdsl space" in diag.help and "effdsl search" in diag.help
 
 
-def test_check_compiles_every_option(tmp_path: Path):
+def test_check_compiles_every_option(tmp_path: Path) -> None:
     # stride 2 in both stages of a 4-pixel network: only the most-stride member fails
     text = """\
 network strided {
@@ -122,7 +122,7 @@ network strided {
     assert "stage 1: s2; stage 2: s2; stage 3: s2" in diag.help
 
 
-def test_b0_is_a_member_of_efficientnet_space():
+def test_b0_is_a_member_of_efficientnet_space() -> None:
     space = Space.load("efficientnet_space")
     b0 = effdsl.parse_spec("efficientnet_b0")
     def value(d):
@@ -136,7 +136,7 @@ def test_b0_is_a_member_of_efficientnet_space():
     assert tuple(CostModel(space).cost(picks)) == (5_288_548, 385_814_752)
 
 
-def test_efficientnet_space_summary(update_goldens: bool):
+def test_efficientnet_space_summary(update_goldens: bool) -> None:
     result = CliRunner().invoke(app, ["space", "efficientnet_space", "--resolution", "32", "--in-chans", "1",
                                       "--num-classes", "10"])
     assert result.exit_code == 0, result.output
@@ -144,7 +144,7 @@ def test_efficientnet_space_summary(update_goldens: bool):
     check_golden(GOLDEN / "efficientnet_space.space.txt", result.stdout, update_goldens)
 
 
-def test_sampled_members_are_plain_specs_that_compile(tmp_path: Path):
+def test_sampled_members_are_plain_specs_that_compile(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["space", "efficientnet_space", "--sample", "3", "--seed", "7",
                                       "--resolution", "32", "-o", str(tmp_path)])
     assert result.exit_code == 0, result.output
@@ -224,7 +224,7 @@ def spaces(draw, max_stages: int = 3) -> Network:
 
 @settings(max_examples=40)
 @given(spaces())
-def test_generated_spaces_format_and_read_back(net: Network):
+def test_generated_spaces_format_and_read_back(net: Network) -> None:
     text = format_spec(net)
     again = parse_spec(text)
     assert format_spec(again) == text
@@ -233,7 +233,7 @@ def test_generated_spaces_format_and_read_back(net: Network):
 
 @settings(max_examples=30)
 @given(spaces(), st.randoms(use_true_random=False))
-def test_sampled_members_lie_in_the_space_and_cost_what_they_compile_to(net: Network, rng: random.Random):
+def test_sampled_members_lie_in_the_space_and_cost_what_they_compile_to(net: Network, rng: random.Random) -> None:
     space = Space.load(format_spec(net))
     model = CostModel(space)
     for _ in range(3):
@@ -253,7 +253,7 @@ def test_sampled_members_lie_in_the_space_and_cost_what_they_compile_to(net: Net
 
 @settings(max_examples=30)
 @given(spaces(), st.randoms(use_true_random=False))
-def test_mutation_changes_exactly_one_choice(net: Network, rng: random.Random):
+def test_mutation_changes_exactly_one_choice(net: Network, rng: random.Random) -> None:
     space = Space.load(format_spec(net))
     if not space.decisions:
         return
@@ -267,7 +267,7 @@ def test_mutation_changes_exactly_one_choice(net: Network, rng: random.Random):
 
 @settings(max_examples=25)
 @given(spaces(max_stages=3))
-def test_extremes_equal_enumeration(net: Network):
+def test_extremes_equal_enumeration(net: Network) -> None:
     space = Space.load(format_spec(net))
     if space.size > 3000:
         return
@@ -282,7 +282,7 @@ def test_extremes_equal_enumeration(net: Network):
         assert model.cost(extreme.picks) == extreme.cost
 
 
-def test_extremes_of_efficientnet_space_compile_to_their_cost():
+def test_extremes_of_efficientnet_space_compile_to_their_cost() -> None:
     space = Space.load("efficientnet_space")
     model = CostModel(space, in_ch=1, resolution=32, classes=10)
     for extreme in model.extremes().values():
@@ -297,7 +297,7 @@ def test_extremes_of_efficientnet_space_compile_to_their_cost():
         assert extremes["min_params"].cost.params <= cost.params <= extremes["max_params"].cost.params
 
 
-def test_a_conv_option_drops_expansion_and_squeeze_excite():
+def test_a_conv_option_drops_expansion_and_squeeze_excite() -> None:
     text = """\
 network mixed {
   input 3 x 32
@@ -318,7 +318,7 @@ SPACE_TEXTS = [(ROOT / "specs" / "efficientnet_space.eff").read_text(encoding="u
 
 @settings(max_examples=examples(80))
 @given(st.sampled_from(SPACE_TEXTS).flatmap(mutate))
-def test_mutated_spaces_give_only_effdsl_errors(text: str):
+def test_mutated_spaces_give_only_effdsl_errors(text: str) -> None:
     """check, space and sampling on a mutated space: a result or effdsl's own error, nothing else."""
     try:
         check_spec(text)
@@ -331,7 +331,7 @@ def test_mutated_spaces_give_only_effdsl_errors(text: str):
         check_error(err, text)
 
 
-def test_a_member_that_leaves_conv_takes_the_default_squeeze_excite():
+def test_a_member_that_leaves_conv_takes_the_default_squeeze_excite() -> None:
     """Found by the Hypothesis test above: the reference is a conv (no squeeze-excite), the
     member an mbconv, which takes 'defaults se'."""
     space = Space.load("""\

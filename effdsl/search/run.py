@@ -246,7 +246,8 @@ def _comment(space: Space, index: int, options: SearchOptions) -> str:
 
 
 def _propose(space: Space, model: CostModel, strategy: RandomSearch | Evolution, rng: random.Random,
-             history: list[Finished], keys: set[str], size: int, target: Target, result: SearchResult) -> list[tuple[Picks, str, Cost]]:
+             history: list[Finished], keys: set[str], size: int, target: Target,
+             result: SearchResult) -> list[tuple[Picks, str, Cost]]:
     """Up to ``size`` new members within the limit (fewer when the space runs out)."""
     round_: list[tuple[Picks, str, Cost]] = []
     attempts = 0
