@@ -17,9 +17,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 import effdsl
 from effdsl.cli import app
@@ -29,7 +30,7 @@ from effdsl.search.executor import Job, run_job
 from effdsl.search.proxy import TrainConfig
 from effdsl.search.reward import make_target, mnasnet_reward, parse_count
 from effdsl.search.run import SearchOptions, run_search
-from effdsl.search.space import Space
+from effdsl.search.space import Picks, Space
 from effdsl.search.strategy import Evolution, RandomSearch
 
 from conftest import ROOT
@@ -59,16 +60,16 @@ def small_space(tmp_path: Path) -> Path:
     return path
 
 
-def _search(space: Path, out: Path, *args: str) -> CliRunner.Result:
+def _search(space: Path, out: Path, *args: str) -> Result:
     argv = ["search", str(space), "--target-macs", "300K", "--resolution", "16", "--out", str(out), *args]
     return CliRunner().invoke(app, argv)
 
 
-def _lines(out: Path) -> list[dict]:
+def _lines(out: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in (out / "trials.jsonl").read_text(encoding="utf-8").splitlines()]
 
 
-def _without_times(trials: list[dict]) -> list[dict]:
+def _without_times(trials: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{k: v for k, v in t.items() if k != "seconds"} for t in trials]
 
 
@@ -90,7 +91,7 @@ def test_mnasnet_reward_soft_and_hard() -> None:
 
 @pytest.mark.parametrize("text, value", [("20M", 20_000_000), ("300K", 300_000), ("300k", 300_000),
                                          ("1.5G", 1_500_000_000), ("4e6", 4_000_000), ("123", 123)])
-def test_counts_with_suffixes(text, value) -> None:
+def test_counts_with_suffixes(text: str, value: int) -> None:
     assert parse_count(text, "--target-macs") == value
 
 
@@ -98,7 +99,7 @@ def test_counts_with_suffixes(text, value) -> None:
     (("20X", None, None), "E607"), ((None, None, None), "E607"), (("20M", "1M", None), "E607"),
     ((None, None, "fast"), "E607"), (("0", None, None), "E607"),
 ])
-def test_bad_targets(args, code) -> None:
+def test_bad_targets(args: tuple[str | None, str | None, str | None], code: str) -> None:
     with pytest.raises(EffdslError) as info:
         make_target(*args)
     assert {d.code for d in info.value.diagnostics} == {code}
@@ -107,7 +108,7 @@ def test_bad_targets(args, code) -> None:
 # ---------------------------------------------------------------------------- strategies
 
 class _Done:
-    def __init__(self, picks, reward):
+    def __init__(self, picks: Picks, reward: float | None) -> None:
         self.picks, self.reward = picks, reward
 
 
@@ -125,7 +126,7 @@ def test_evolution_mutates_the_tournament_winner() -> None:
     evolution = Evolution(population=4, tournament=4)  # the whole population: the best always wins
     for _ in range(20):
         child = evolution.propose(space, rng, history)
-        assert sum(a != b for a, b in zip(child, history[-1].picks)) == 1
+        assert sum(a != b for a, b in zip(child, history[-1].picks, strict=True)) == 1
     # aging: the population is the youngest finished trials; failed ones (no reward) do not count
     young = history + [_Done(space.sample(rng), None)]
     assert Evolution(population=4, tournament=4).propose(space, random.Random(1), young) != young[-1].picks

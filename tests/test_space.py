@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import itertools
 import random
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -22,7 +24,8 @@ from effdsl.api import check_spec, format_source, parse_spec
 from effdsl.cli import app
 from effdsl.diagnostics import EffdslError
 from effdsl.language.format import format_spec
-from effdsl.language.spec import ACTIVATIONS, Choice, Network
+from effdsl.language.spec import ACTIVATIONS, Block, Choice, ChoiceField, ChoiceValue, Network, Relation
+from effdsl.scaling.choices import Decision
 from effdsl.scaling.rounding import round_channels
 from effdsl.search.cost import CostModel, enumerate_costs
 from effdsl.search.space import Space
@@ -98,7 +101,7 @@ def test_compile_refuses_a_space_and_says_what_to_do() -> None:
         effdsl.compile_spec("efficientnet_space")
     (diag,) = info.value.diagnostics
     assert diag.code == "E605"
-    assert "effdsl space" in diag.help and "effdsl search" in diag.help
+    assert diag.help is not None and "effdsl space" in diag.help and "effdsl search" in diag.help
 
 
 def test_check_compiles_every_option(tmp_path: Path) -> None:
@@ -119,13 +122,13 @@ network strided {
         check_spec(text)
     (diag,) = info.value.diagnostics
     assert diag.code == "E301"
-    assert "stage 1: s2; stage 2: s2; stage 3: s2" in diag.help
+    assert diag.help is not None and "stage 1: s2; stage 2: s2; stage 3: s2" in diag.help
 
 
 def test_b0_is_a_member_of_efficientnet_space() -> None:
     space = Space.load("efficientnet_space")
     b0 = effdsl.parse_spec("efficientnet_b0")
-    def value(d):
+    def value(d: Decision) -> Any:
         found = getattr(b0.stages[d.stage], d.field)
         return b0.defaults.se if found is None else found  # B0's stages take se from the defaults
 
@@ -161,65 +164,80 @@ def test_sampled_members_are_plain_specs_that_compile(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------------------- generated spaces
 
+_FIELDS: tuple[ChoiceField, ...] = ("kernel", "expand", "se", "out_ch", "repeats", "act", "skip", "block")
+
+
 @st.composite
-def spaces(draw, max_stages: int = 3) -> Network:
+def spaces(draw: st.DrawFn, max_stages: int = 3) -> Network:
     """A generated network with choices added to some of its stages (always a valid space)."""
-    net = draw(networks(max_stages=max_stages, max_repeats=3, max_units=6, max_resolution=64, presets=False))
-    divisor, min_ch, guard = net.scaling.divisor, net.scaling.min_ch, net.scaling.guard
+    net: Network = draw(networks(max_stages=max_stages, max_repeats=3, max_units=6, max_resolution=64,
+                                 presets=False))
     stages = []
     for stage in net.stages:
         choices: list[Choice] = []
-        values: dict = {}
-
-        def add(field, options, relation="set", base=None):
-            choices.append(Choice(span=SPAN, field=field, relation=relation, options=tuple(options), base=base,
-                                  option_spans=tuple(SPAN for _ in options)))
-
-        conv = stage.block == "conv"
-        fields = draw(st.sets(st.sampled_from(("kernel", "expand", "se", "out_ch", "repeats", "act", "skip",
-                                               "block")), max_size=4))
-        for field in sorted(fields):
-            if field == "kernel":
-                options = draw(st.lists(st.sampled_from(KERNELS), min_size=2, max_size=3, unique=True))
-            elif field == "expand" and not conv:
-                options = draw(st.lists(st.sampled_from(EXPANSIONS), min_size=2, max_size=3, unique=True))
-            elif field == "se" and not conv:
-                options = draw(st.lists(st.sampled_from(SE_RATIOS), min_size=2, max_size=3, unique=True))
-            elif field == "act":
-                options = draw(st.lists(st.sampled_from(tuple(ACTIVATIONS)), min_size=2, max_size=3, unique=True))
-            elif field == "skip":
-                options = draw(st.permutations((True, False)))
-            elif field == "block":
-                options = draw(st.lists(st.sampled_from(("mbconv", "fused_mbconv", "conv")), min_size=2,
-                                        max_size=3, unique=True))
-            elif field == "out_ch" and draw(st.booleans()):
-                multipliers = draw(st.lists(st.sampled_from((0.5, 0.75, 1.0, 1.25, 1.5, 2.0)), min_size=2,
-                                            max_size=3, unique=True))
-                widths = [round_channels(stage.out_ch, m, divisor, min_ch, guard) for m in multipliers]
-                if len(set(widths)) < len(widths):
-                    continue
-                add("out_ch", multipliers, "scale", stage.out_ch)
+        values: dict[str, Any] = {}
+        for field in sorted(draw(st.sets(st.sampled_from(_FIELDS), max_size=4))):
+            choice = _field_choice(draw, field, stage, net)
+            if choice is None:
                 continue
-            elif field == "out_ch":
-                floor = min_ch or divisor
-                options = draw(st.lists(st.integers(1, 6).map(lambda u: divisor * u).filter(lambda c: c >= floor),
-                                        min_size=2, max_size=3, unique=True))
-            elif field == "repeats" and draw(st.booleans()):
-                offsets = draw(st.lists(st.integers(1 - stage.repeats, 2), min_size=2, max_size=3, unique=True))
-                add("repeats", offsets, "offset", stage.repeats)
-                continue
-            elif field == "repeats":
-                options = draw(st.lists(st.integers(1, 3), min_size=2, max_size=3, unique=True))
-            else:
-                continue
-            add(field, options)
-            values[field] = options[0]
+            choices.append(choice)
+            if choice.relation == "set":
+                values[field] = choice.options[0]
         if any(c.field == "block" for c in choices):
             if stage.block == "conv":  # the other options need an expansion; the reference keeps conv's
                 values.setdefault("expand", 1.0)
             values["block"] = next(c.options[0] for c in choices if c.field == "block")
         stages.append(stage.model_copy(update={**values, "choices": tuple(choices)}))
     return net.model_copy(update={"stages": tuple(stages)})
+
+
+def _choice(field: ChoiceField, options: Sequence[ChoiceValue], relation: Relation = "set",
+            base: int | None = None) -> Choice:
+    return Choice(span=SPAN, field=field, relation=relation, options=tuple(options), base=base,
+                  option_spans=tuple(SPAN for _ in options))
+
+
+def _field_choice(draw: st.DrawFn, field: ChoiceField, stage: Block, net: Network) -> Choice | None:
+    """A choice of ``field`` for ``stage``: channel multipliers, repeat offsets or a set; None if it takes none."""
+    if field == "out_ch" and draw(st.booleans()):
+        s = net.scaling
+        multipliers = draw(st.lists(st.sampled_from((0.5, 0.75, 1.0, 1.25, 1.5, 2.0)), min_size=2,
+                                    max_size=3, unique=True))
+        widths = [round_channels(stage.out_ch, m, s.divisor, s.min_ch, s.guard) for m in multipliers]
+        if len(set(widths)) < len(widths):
+            return None
+        return _choice("out_ch", multipliers, "scale", stage.out_ch)
+    if field == "repeats" and draw(st.booleans()):
+        offsets = draw(st.lists(st.integers(1 - stage.repeats, 2), min_size=2, max_size=3, unique=True))
+        return _choice("repeats", offsets, "offset", stage.repeats)
+    options = _set_options(draw, field, stage, net)
+    return None if options is None else _choice(field, options)
+
+
+def _set_options(draw: st.DrawFn, field: ChoiceField, stage: Block, net: Network) -> Sequence[ChoiceValue] | None:
+    """The options of a set choice of ``field``; None where the stage takes none (a conv's expand or se)."""
+    conv = stage.block == "conv"
+    if field == "kernel":
+        return draw(st.lists(st.sampled_from(KERNELS), min_size=2, max_size=3, unique=True))
+    if field == "expand" and not conv:
+        return draw(st.lists(st.sampled_from(EXPANSIONS), min_size=2, max_size=3, unique=True))
+    if field == "se" and not conv:
+        return draw(st.lists(st.sampled_from(SE_RATIOS), min_size=2, max_size=3, unique=True))
+    if field == "act":
+        return draw(st.lists(st.sampled_from(tuple(ACTIVATIONS)), min_size=2, max_size=3, unique=True))
+    if field == "skip":
+        return draw(st.permutations((True, False)))
+    if field == "block":
+        return draw(st.lists(st.sampled_from(("mbconv", "fused_mbconv", "conv")), min_size=2, max_size=3,
+                             unique=True))
+    if field == "out_ch":
+        divisor = net.scaling.divisor
+        floor = net.scaling.min_ch or divisor
+        return draw(st.lists(st.integers(1, 6).map(lambda u: divisor * u).filter(lambda c: c >= floor),
+                             min_size=2, max_size=3, unique=True))
+    if field == "repeats":
+        return draw(st.lists(st.integers(1, 3), min_size=2, max_size=3, unique=True))
+    return None
 
 
 @settings(max_examples=40)
@@ -241,7 +259,7 @@ def test_sampled_members_lie_in_the_space_and_cost_what_they_compile_to(net: Net
         assert len(picks) == len(space.decisions)
         member = space.network(picks)
         assert not member.is_space
-        for decision, pick in zip(space.decisions, picks):
+        for decision, pick in zip(space.decisions, picks, strict=True):
             assert 0 <= pick < len(decision.values)
             value = getattr(member.stages[decision.stage], decision.field)
             if decision.field in ("expand", "se") and member.stages[decision.stage].block == "conv":
@@ -260,8 +278,8 @@ def test_mutation_changes_exactly_one_choice(net: Network, rng: random.Random) -
     picks = space.sample(rng)
     for _ in range(10):
         child = space.mutate(picks, rng)
-        assert sum(a != b for a, b in zip(picks, child)) == 1
-        assert all(0 <= p < len(d.values) for p, d in zip(child, space.decisions))
+        assert sum(a != b for a, b in zip(picks, child, strict=True)) == 1
+        assert all(0 <= p < len(d.values) for p, d in zip(child, space.decisions, strict=True))
         picks = child
 
 
