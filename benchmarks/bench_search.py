@@ -27,6 +27,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any, TypedDict
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -34,9 +35,16 @@ sys.path.insert(0, str(ROOT))
 from effdsl.search.cost import CostModel  # noqa: E402
 from effdsl.search.executor import Job, LocalExecutor, available_cores  # noqa: E402
 from effdsl.search.proxy import TrainConfig  # noqa: E402
-from effdsl.search.space import Space  # noqa: E402
+from effdsl.search.space import Picks, Space  # noqa: E402
 
-INPUTS = dict(in_ch=1, resolution=32, classes=10)
+
+class Inputs(TypedDict):
+    in_ch: int
+    resolution: int
+    classes: int
+
+
+INPUTS: Inputs = {"in_ch": 1, "resolution": 32, "classes": 10}
 REFERENCE_EPOCHS = 3
 
 
@@ -56,7 +64,7 @@ def _machine() -> str:
             f"load average {os.getloadavg()[0]:.1f} at the start")
 
 
-def bench_screening(seconds: float = 3.0) -> dict:
+def bench_screening(seconds: float = 3.0) -> dict[str, Any]:
     import effdsl
 
     space = Space.load("efficientnet_space")
@@ -85,7 +93,7 @@ def bench_screening(seconds: float = 3.0) -> dict:
             "max_macs": extremes["max_macs"].cost.macs}
 
 
-def bench_zero_cost(trials: int = 10) -> dict:
+def bench_zero_cost(trials: int = 10) -> dict[str, Any]:
     """Median seconds of a zero-cost trial in a search (compile, build, score; in a worker)."""
     from effdsl.search.reward import make_target
     from effdsl.search.run import SearchOptions, run_search
@@ -101,7 +109,7 @@ def bench_zero_cost(trials: int = 10) -> dict:
     return found
 
 
-def bench_trained(workers: int, trials: int = 6) -> dict:
+def bench_trained(workers: int, trials: int = 6) -> dict[str, Any]:
     from effdsl.search.reward import make_target
     from effdsl.search.run import SearchOptions, run_search
 
@@ -117,14 +125,15 @@ def bench_trained(workers: int, trials: int = 6) -> dict:
             "best_accuracy": max(accuracies), "mean_trial_s": statistics.mean(t["seconds"] for t in result.trials)}
 
 
-def bench_tau(count: int, workers: int) -> dict:
+def bench_tau(count: int, workers: int) -> dict[str, Any]:
     """Each proxy against the held-out accuracy after REFERENCE_EPOCHS epochs."""
     from scipy.stats import kendalltau
 
     space = Space.load("efficientnet_space")
     model = CostModel(space, **INPUTS)
     rng = random.Random(0)
-    members, keys = [], set()
+    members: list[Picks] = []
+    keys: set[str] = set()
     while len(members) < count:
         picks = space.sample(rng)
         if space.key(picks) not in keys:
@@ -157,7 +166,7 @@ def bench_tau(count: int, workers: int) -> dict:
     }
     taus = {}
     for name, values in scores.items():
-        pairs = [(v, r) for v, r in zip(values, reference) if v is not None and r is not None]
+        pairs = [(v, r) for v, r in zip(values, reference, strict=True) if v is not None and r is not None]
         tau = kendalltau([v for v, _ in pairs], [r for _, r in pairs])
         taus[name] = {"tau": float(tau.statistic), "p": float(tau.pvalue), "n": len(pairs)}
     raw = [{"member": i, "reference_accuracy": reference[i], **{k: v[i] for k, v in scores.items()},
@@ -167,7 +176,8 @@ def bench_tau(count: int, workers: int) -> dict:
             "reference_epochs": REFERENCE_EPOCHS}
 
 
-def render(machine: str, screening: dict, zero: dict, trained: list[dict], tau: dict | None) -> str:
+def render(machine: str, screening: dict[str, Any], zero: dict[str, Any], trained: list[dict[str, Any]],
+           tau: dict[str, Any] | None) -> str:
     lines = [
         "# Search benchmarks",
         "",
