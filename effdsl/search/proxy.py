@@ -62,6 +62,12 @@ class TrainConfig:
     recalibrate: int = 512        # training images that re-estimate the batch-norm statistics
 
 
+def cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def pick_device(device: str) -> str:
     """``auto``: CUDA when available, else the CPU."""
     import torch

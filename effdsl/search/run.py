@@ -32,7 +32,7 @@ from effdsl.search import records
 from effdsl.search.cost import Cost, CostModel
 from effdsl.search.data import shape_of
 from effdsl.search.executor import Job, LocalExecutor, Proxy
-from effdsl.search.proxy import TrainConfig, ZeroCost
+from effdsl.search.proxy import TrainConfig, ZeroCost, cuda_available
 from effdsl.search.reward import Target, over_limit, reward
 from effdsl.search.space import Picks, Space, require_choices
 from effdsl.search.strategy import MAX_ATTEMPTS, Evolution, RandomSearch, StrategyKind, make_strategy
@@ -232,9 +232,7 @@ def _check_options(options: SearchOptions) -> None:
     if options.executor != "local":
         problems.append(f"--executor '{options.executor}' is not available; 'local' is")
     if options.device == "cuda":  # asked for explicitly: fail now rather than in every trial
-        import torch
-
-        if not torch.cuda.is_available():
+        if not cuda_available():
             problems.append("--device cuda, but torch sees no CUDA device (--device auto uses one when there is)")
     if problems:
         raise EffdslError([Diagnostic("E607", p) for p in problems])
