@@ -22,7 +22,6 @@ import pytest
 from typer.testing import CliRunner
 
 import effdsl
-from conftest import ROOT
 from effdsl.cli import app
 from effdsl.diagnostics import EffdslError
 from effdsl.search import records
@@ -32,6 +31,8 @@ from effdsl.search.reward import make_target, mnasnet_reward, parse_count
 from effdsl.search.run import SearchOptions, run_search
 from effdsl.search.space import Space
 from effdsl.search.strategy import Evolution, RandomSearch
+
+from conftest import ROOT
 
 SMALL_SPACE = """\
 # A small space for tests: total stride 8, so 16-pixel digits train in seconds.
@@ -58,7 +59,7 @@ def small_space(tmp_path: Path) -> Path:
     return path
 
 
-def _search(space: Path, out: Path, *args: str) -> "CliRunner.Result":
+def _search(space: Path, out: Path, *args: str) -> CliRunner.Result:
     argv = ["search", str(space), "--target-macs", "300K", "--resolution", "16", "--out", str(out), *args]
     return CliRunner().invoke(app, argv)
 
