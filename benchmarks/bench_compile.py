@@ -101,6 +101,10 @@ Medians of repeated runs in one process; ratios compare runs interleaved in the 
 Why building is not slower than torchvision: effdsl creates the modules on the `meta`
 device and allocates and initializes every weight once; torchvision allocates with
 PyTorch's default initialization and then initializes again.
+
+The speed of architecture search (screening, zero-cost and trained trials) and how far
+its proxies can be trusted: [search_benchmarks.md](search_benchmarks.md)
+(`python benchmarks/bench_search.py`).
 """
 
 

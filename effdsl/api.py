@@ -19,6 +19,8 @@ from effdsl.language.analyze import analyze
 from effdsl.language.format import comments_of, format_spec
 from effdsl.language.parser import normalize, parse
 from effdsl.language.resources import builtin_specs
+from effdsl.scaling.choices import covering_picks, decisions, describe
+from effdsl.scaling.choices import member as member_of
 from effdsl.language.spec import Network
 from effdsl.passes.inference import inference_graph
 from effdsl.passes.lower import plan_from_spec
@@ -218,6 +220,8 @@ def compile_network(network: Network, member: Member | None = None, *, source: S
         source = Source("", f"<network {network.name}>")
     member = member or Member()
     try:
+        if network.is_space:
+            raise _space_error(network)
         net, target = resolve_member(network, member)
         graph = run_pipeline(net, target)
         if member.phi:
@@ -225,6 +229,15 @@ def compile_network(network: Network, member: Member | None = None, *, source: S
     except EffdslError as err:
         raise err.with_source(source.text, source.filename)
     return Compiled(net, graph, summarize(graph), source)
+
+
+def _space_error(net: Network) -> EffdslError:
+    """E605: a search space where one network is needed."""
+    choices = [c for stage in net.stages for c in stage.choices]
+    return EffdslError(Diagnostic(
+        "E605", f"'{net.name}' is a search space ({len(choices)} choice{'s' if len(choices) != 1 else ''}), "
+                "not one network", choices[0].span,
+        "write members as plain specs with 'effdsl space SPEC --sample N', or search it with 'effdsl search'"))
 
 
 def _warn_if_collapsed(net: Network, phi: float, graph: CompiledGraph) -> None:
@@ -269,10 +282,17 @@ def check_spec(spec: str | Path) -> Compiled:
 
     The spec is read and parsed once. Returns the baseline; its ``warnings`` include
     those of every preset. An error of a preset that has no position of its own (E302)
-    points at the preset's name.
+    points at the preset's name. A search space is checked through a few of its members
+    that together use every option (and the one with the most stride); it returns the
+    first of them, with ``spec`` the space itself.
     """
     source = load_source(spec)
     net = analyze_source(source)
+    if net.is_space:
+        try:
+            return _check_space(net, source)
+        except EffdslError as err:
+            raise err.with_source(source.text, source.filename)
     compiled = compile_network(net, source=source)
     problems: list[Diagnostic] = []
     for preset in net.presets:
@@ -287,6 +307,35 @@ def check_spec(spec: str | Path) -> Compiled:
     if problems:
         raise EffdslError(problems).with_source(source.text, source.filename)
     return compiled
+
+
+def _check_space(net: Network, source: Source) -> Compiled:
+    """Compile the members that cover every option, at the baseline and every preset."""
+    found = decisions(net)
+    problems: dict[tuple, Diagnostic] = {}
+    first: Compiled | None = None
+    seen: list[Diagnostic] = []
+    for picks in covering_picks(found):
+        plain = member_of(net, found, picks)
+        where = f"in the member {describe(found, picks)}"
+        for preset in (None, *(p.name for p in net.presets)):
+            try:
+                graph = run_pipeline(plain, resolve_scale(plain, preset=preset))
+            except EffdslError as err:
+                for d in err.diagnostics:
+                    problems.setdefault((d.code, d.message, d.span), replace(
+                        d, help=f"{d.help}; {where}" if d.help else where))
+                continue
+            if first is None:
+                first = Compiled(net, graph, summarize(graph), source)
+            seen.extend(d for d in graph.warnings if d not in seen)
+    if problems:
+        raise EffdslError(list(problems.values()))
+    assert first is not None
+    for diag in seen:
+        if diag not in first.warnings:
+            first.graph.warn(diag)
+    return first
 
 
 def format_source(spec: str | Path) -> str:

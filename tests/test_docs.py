@@ -3,12 +3,14 @@
 A page is read as a sequence of fenced blocks, classified by the fence's language tag:
 
 ``eff``
-    A complete spec. It must compile at its baseline (``effdsl.api.compile_spec``),
-    which is what ``effdsl check`` does.
+    A complete spec. It must compile at its baseline (``effdsl.api.compile_spec``); a
+    search space, which has no baseline, must pass ``effdsl check``
+    (``effdsl.api.check_spec``: the members that together use every option compile).
 ``eff-error``
-    A spec that must fail. A leading comment ``# expect: E201`` lists the codes of the
-    diagnostics it must produce (several codes separated by spaces or commas); the set
-    of codes produced must equal the set listed.
+    A spec that must fail (compiled, or checked if it is a search space, as above). A
+    leading comment ``# expect: E201`` lists the codes of the diagnostics it must
+    produce (several codes separated by spaces or commas); the set of codes produced
+    must equal the set listed.
 ``console``
     Lines starting with ``$ effdsl`` are commands; the lines up to the next ``$`` line
     are the command's exact output (stdout and stderr together, as a terminal shows
@@ -41,7 +43,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from effdsl.api import compile_spec
+from effdsl.api import check_spec, compile_spec, parse_spec
 from effdsl.cli import app
 from effdsl.diagnostics import EffdslError
 
@@ -139,6 +141,15 @@ def console_steps(block: Block) -> list[tuple[list[str], str]]:
 CORE_PAGES = ("language.md", "tutorial.md", "scaling.md", "cli.md")
 
 
+def compile_or_check(text: str) -> None:
+    """``compile_spec`` at the baseline; a search space, which has none, through ``check_spec``."""
+    try:
+        space = parse_spec(text).is_space
+    except EffdslError:
+        space = False
+    (check_spec if space else compile_spec)(text)
+
+
 @pytest.mark.parametrize("name", CORE_PAGES)
 def test_core_pages_have_checked_examples(name: str):
     page = DOCS / name
@@ -173,12 +184,12 @@ def test_page_examples(page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPat
     for block in blocks:
         if block.kind == "eff":
             try:
-                compile_spec(block.text)
+                compile_or_check(block.text)
             except EffdslError as err:
                 pytest.fail(f"{block.where}: the spec does not check:\n{err}")
         elif block.kind == "eff-error":
             with pytest.raises(EffdslError) as info:
-                compile_spec(block.text)
+                compile_or_check(block.text)
             got = {d.code for d in info.value.diagnostics}
             assert got == block.expected_codes(), (
                 f"{block.where}: expected {sorted(block.expected_codes())}, got {sorted(got)}:\n{info.value}")

@@ -1,4 +1,4 @@
-"""The commands of ``effdsl``: compile, check, fmt, sweep, diff, viz and list.
+"""The commands of ``effdsl``: compile, check, fmt, sweep, diff, viz, space, search and list.
 
 Each command does its work inside :func:`~effdsl.cli.reporting.reporting`, which turns
 a user error into diagnostics and exit status 2 and a bug into a bug report and status
@@ -166,7 +166,20 @@ def check_cmd(spec: str = SpecArg, fmt: Format = FormatOpt, werror: bool = Werro
         return
     presets = ", ".join(p.name for p in net.presets) or "none"
     stages = f"{len(net.stages)} stage{'s' if len(net.stages) != 1 else ''}"
+    if net.is_space:
+        typer.echo(f"{spec}: ok ({net.name}: {_space_line(net)}, presets: {presets})")
+        return
     typer.echo(f"{spec}: ok ({net.name}: {stages}, presets: {presets})")
+
+
+def _space_line(net) -> str:
+    """``a search space of 1,296 members (4 choices over 2 stages)``."""
+    from effdsl.scaling.choices import decisions, size
+
+    found = decisions(net)
+    stages = len({d.stage for d in found})
+    return (f"a search space of {size(found):,} members ({len(found)} choice{'s' if len(found) != 1 else ''} "
+            f"over {stages} stage{'s' if stages != 1 else ''})")
 
 
 @app.command("fmt")
@@ -286,6 +299,190 @@ def viz_cmd(
         picture = viz.render(compiled.graph, fmt, level.value, compiled.source.text)
         write_output(output, picture)
         typer.echo(f"wrote {output}", err=True)
+
+
+# ---------------------------------------------------------------------------- search spaces and searches
+# `effdsl space` and `effdsl search` (effdsl.search); torch is imported only by the search's workers.
+
+
+@app.command("space")
+def space_cmd(
+    spec: str = typer.Argument(..., help="A .eff search space, or the name of a built-in one (efficientnet_space)."),
+    resolution: Optional[int] = typer.Option(None, "--resolution", help="Input resolution for the cost "
+                                             "(default: the spec's)."),
+    num_classes: Optional[int] = typer.Option(None, "--num-classes", help="Classifier outputs (default: the spec's)."),
+    in_chans: Optional[int] = typer.Option(None, "--in-chans", help="Input channels (default: the spec's)."),
+    sample: int = typer.Option(0, "--sample", help="Write N members, drawn uniformly, as plain specs."),
+    seed: int = typer.Option(0, "--seed", help="The seed of --sample."),
+    output: Optional[Path] = typer.Option(None, "-o", "--out", help="With --sample: write NAME_sI.eff files to "
+                                          "this folder instead of printing them."),
+) -> None:
+    """Describe a search space: its size, its choices, and the params and MACs of its smallest and
+    largest members (exact, analytic, no weights); --sample N writes members as plain specs."""
+    from effdsl.search.space import Space
+    from effdsl.search.summary import render_space, sample_members, summarize_space
+
+    with reporting():
+        space = Space.load(spec)
+        for flag, value, least in (("--resolution", resolution, 1), ("--num-classes", num_classes, 1),
+                                   ("--in-chans", in_chans, 1), ("--sample", sample, 0)):
+            if value is not None and value < least:
+                raise EffdslError(Diagnostic("E402", f"{flag} must be at least {least}, got {value}"))
+        space.check_inputs(in_ch=in_chans or space.net.in_ch, resolution=resolution or space.net.resolution,
+                           classes=num_classes or space.net.classes)
+        if sample == 0:
+            sys.stdout.write(render_space(summarize_space(space, in_ch=in_chans, resolution=resolution,
+                                                          classes=num_classes)))
+            return
+        members = sample_members(space, sample, seed)
+        texts = [space.text(picks, f"{space.name}_s{i}",
+                            f"Member {i} of {space.name} (effdsl space --sample {sample} --seed {seed})",
+                            in_ch=in_chans, resolution=resolution, classes=num_classes)
+                 for i, picks in enumerate(members)]
+        if len(members) < sample:
+            typer.echo(f"the space has {len(members)} distinct members; wrote them all", err=True)
+        if output is None:
+            sys.stdout.write("\n".join(texts))
+            return
+        try:
+            output.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise EffdslError(Diagnostic("E405", f"cannot make the folder '{output}': {exc.strerror or exc}", None,
+                                         "check that its parent exists and is writable")) from None
+        for i, text in enumerate(texts):
+            path = output / f"{space.name}_s{i}.eff"
+            write_output(path, text)
+            typer.echo(f"wrote {path}", err=True)
+
+
+class Strategy(str, Enum):
+    random = "random"
+    evolution = "evolution"
+
+
+class Proxy(str, Enum):
+    train = "train"
+    zero_cost = "zero-cost"
+
+
+class ZeroCost(str, Enum):
+    naswot = "naswot"
+    synflow = "synflow"
+
+
+class Reward(str, Enum):
+    mnasnet = "mnasnet"
+    mnasnet_hard = "mnasnet-hard"
+
+
+class Executor(str, Enum):
+    local = "local"
+
+
+class Device(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+@app.command("search")
+def search_cmd(
+    spec: str = typer.Argument(..., help="A .eff search space, or the name of a built-in one (efficientnet_space)."),
+    target_macs: Optional[str] = typer.Option(None, "--target-macs", help="Target MACs, like 20M (K, M, G)."),
+    target_params: Optional[str] = typer.Option(None, "--target-params", help="Target parameters, like 1M."),
+    target_latency: Optional[str] = typer.Option(None, "--target-latency", help="Target latency in ms "
+                                                 "(batch 1, measured on this device)."),
+    reward: Reward = typer.Option(Reward.mnasnet, "--reward", help="mnasnet: ACC x (cost/target)^w; "
+                                  "mnasnet-hard: w = 0 up to the target, -1 above."),
+    w: float = typer.Option(-0.07, "--w", help="The exponent of the soft reward (MnasNet: -0.07)."),
+    limit: float = typer.Option(2.0, "--limit", help="Reject candidates above this multiple of the target "
+                                "(analytically, before any weight exists)."),
+    strategy: Strategy = typer.Option(Strategy.evolution, "--strategy", help="random, or regularized evolution."),
+    population: int = typer.Option(8, "--population", help="Evolution: the population (the youngest trials)."),
+    tournament: int = typer.Option(3, "--tournament", help="Evolution: members drawn to pick a parent."),
+    trials: int = typer.Option(20, "--trials", help="Trials to finish (with --resume: in all)."),
+    proxy: Proxy = typer.Option(Proxy.train, "--proxy", help="train (short training, held-out accuracy) "
+                                "or zero-cost (a training-free score on one batch)."),
+    zero_cost: ZeroCost = typer.Option(ZeroCost.naswot, "--zero-cost", help="The zero-cost score."),
+    epochs: int = typer.Option(1, "--epochs", help="Epochs of the train proxy."),
+    data: str = typer.Option("digits", "--data", help="digits (scikit-learn's 8x8 digits), or a folder of "
+                             "class subfolders of images."),
+    resolution: Optional[int] = typer.Option(None, "--resolution", help="Input resolution of the candidates "
+                                             "(default: the space's)."),
+    workers: int = typer.Option(1, "--workers", help="Trials run in parallel (processes; the cores are split)."),
+    executor: Executor = typer.Option(Executor.local, "--executor", help="Where trials run."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the proposals and of every trial's training."),
+    out: Path = typer.Option(..., "--out", help="The search folder: trials.jsonl, best.eff, report.md, report.html."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the search in --out without redoing its trials."),
+    device: Device = typer.Option(Device.auto, "--device", help="auto: CUDA when available."),
+) -> None:
+    """Search a space for the best member under a cost target (MnasNet's reward); best.eff goes
+    straight into 'effdsl compile best.eff --phi N'."""
+    from effdsl.search.reward import make_target
+    from effdsl.search.run import SearchOptions, run_search
+
+    try:
+        with reporting():
+            goal = make_target(target_macs, target_params, target_latency, reward.value, w, limit)
+            options = SearchOptions(
+                space=spec, target=goal, out=out, strategy=strategy.value, population=population,
+                tournament=tournament, trials=trials, proxy=proxy.value, zero_cost=zero_cost.value, epochs=epochs,
+                data=data, resolution=resolution, workers=workers, executor=executor.value, seed=seed,
+                resume=resume, device=device.value)
+            with _search_progress() as events:
+                result = run_search(options, events)
+    except KeyboardInterrupt:
+        typer.echo(f"interrupted; the finished trials are in {out / 'trials.jsonl'}: continue with --resume",
+                   err=True)
+        raise typer.Exit(130)
+    _report_search(result)
+
+
+def _search_progress():
+    """A rich progress bar on stderr: trials done, time left, the best so far."""
+    import contextlib
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
+        TimeRemainingColumn
+
+    from effdsl.search.run import Events
+
+    @contextlib.contextmanager
+    def bar():
+        progress = Progress(TextColumn("trials"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                            TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.fields[best]}"),
+                            console=Console(stderr=True), transient=False)
+        task = None
+
+        def start(total: int, done: int) -> None:  # shown once the search has checked its options
+            nonlocal task
+            task = progress.add_task("search", total=total, completed=done, best="")
+            progress.start()
+
+        def trial(record: dict, best: dict | None, replayed: bool) -> None:
+            shown = ""
+            if best is not None:
+                quality = (f"{best['accuracy']:.1%}" if best["accuracy"] is not None else f"{best['score']:.4g}")
+                shown = f"best: trial {best['trial']} {quality} reward {best['reward']:.4g}"
+            progress.update(task, advance=0 if replayed else 1, best=shown)
+
+        try:
+            yield Events(start, trial)
+        finally:
+            if task is not None:
+                progress.stop()
+
+    return bar()
+
+
+def _report_search(result) -> None:
+    from effdsl.search.report import best_line, summary_lines
+
+    for line in summary_lines(result):
+        typer.echo(line, err=True)
+    line = best_line(result)
+    typer.echo(line if line else "no trial finished", err=True)
+    typer.echo(f"{result.seconds:.1f} s; wrote " + ", ".join(str(p) for p in result.files), err=True)
 
 
 @app.command("list")

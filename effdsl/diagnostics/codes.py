@@ -100,6 +100,16 @@ CODES: dict[str, Code] = _codes(
     ("E502", "checkpoint of unknown origin"),
     ("E503", "checkpoint does not fit"),
     ("E504", "unusable checkpoint tensor"),
+    # search spaces and searches
+    ("E601", "choice outside a stage line"),
+    ("E602", "choice that does not fit its field"),
+    ("E603", "choice without distinct options"),
+    ("E604", "stage left without blocks"),
+    ("E605", "search space where one network is needed"),
+    ("E606", "nothing to search, or a package missing"),
+    ("E607", "search option out of range"),
+    ("E608", "no such data"),
+    ("E609", "output folder cannot hold the search"),
     # warnings
     ("W301", "feature map smaller than the kernel"),
     ("W302", "squeeze-excite below one channel"),

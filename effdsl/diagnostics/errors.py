@@ -18,6 +18,9 @@ diagnostic with an unregistered code is a bug (:class:`InternalError`).
 A diagnostic about an argument of the Python API (``width=-1``) names the parameter and
 lists it in ``arguments``; a front end that spells arguments differently (the CLI's
 ``--width``) rewrites those names when it renders the diagnostic.
+
+Code ranges: E0xx syntax, E1xx names, E2xx values, E3xx shapes and scaling,
+E4xx usage (command-line arguments), E5xx checkpoints, E6xx search spaces and searches.
 """
 
 from __future__ import annotations

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import replace
 
 from effdsl.diagnostics import Collector, Diagnostic, InternalError, Span, did_you_mean
+from effdsl.language.choices import as_number, base_of, read_bare_choice, read_choice, read_kind_choice, takes_choice
 from effdsl.language.parser import RawNetwork, RawStatement, Tok
 from effdsl.language.settings import (
     Values,
@@ -32,6 +34,7 @@ from effdsl.language.spec import (
     ROLES,
     Block,
     BlockType,
+    Choice,
     Defaults,
     Head,
     Network,
@@ -54,19 +57,89 @@ _STAGE_WORDS = ("k<kernel>", "s<stride>", "e<expand>", "c<channels>", "x<repeats
 def _block(stmt: RawStatement, errors: Collector) -> Block | None:
     """A stem, stage or head line; None when a mistake (reported) leaves no block to build."""
     role, kind = _role_and_kind(stmt)
-    block_type = _block_type(role, kind, errors)
+    choices: list[Choice] = []
+    if kind.is_choice:
+        block_type, ok = _kind_choice(role, kind, choices, errors)
+    else:
+        block_type = _block_type(role, kind, errors)
+        ok = block_type is not None
     values: Values = {}
     spans: dict[str, Span] = {"block": kind.span}
-    ok = block_type is not None
     reader = Reader(stmt.items, errors, kind.span)
     while reader.more():
-        ok = _option(reader, reader.take(), role, values, spans, errors) and ok
+        tok = reader.take()
+        nxt = reader.peek()
+        if tok.is_choice or (nxt is not None and nxt.is_choice and takes_choice(tok, nxt)):
+            ok = _choice_option(reader, tok, role, values, spans, choices, errors) and ok
+        else:
+            ok = _option(reader, tok, role, values, spans, errors) and ok
     ok = _has_required(stmt, role, values, errors) and ok
-    ok = _fits_role(role, block_type, values, spans, errors) and ok
+    ok = _fits_role(role, None if kind.is_choice else block_type, values, spans, errors) and ok
     if not ok or block_type is None:
         return None
     bn = bn_of(values)
-    return Block(span=stmt.span, spans=spans, role=role, block=block_type, bn=bn, **clean(values))
+    return Block(span=stmt.span, spans=spans, role=role, block=block_type, bn=bn, choices=tuple(choices),
+                 **clean(values))
+
+
+def _kind_choice(role: Role, kind: Tok, choices: list[Choice], errors: Collector) -> tuple[BlockType | None, bool]:
+    """A choice of block types (``{mbconv,fused_mbconv}``): the reference type, and whether it reads."""
+    block_type, node = read_kind_choice(kind, errors)
+    if role != "stage":
+        _outside_stage(kind, f"a {role}", errors)
+    elif node is not None:
+        choices.append(node)
+    return block_type, node is not None and role == "stage"
+
+
+def _choice_option(reader: Reader, tok: Tok, role: Role, values: Values, spans: dict[str, Span],
+                   choices: list[Choice], errors: Collector) -> bool:
+    """A choice in a block line (``k{3,5}``, ``x2+{-1,0,+1}``, ``{skip,noskip}``); False when it leaves no block."""
+    choice = tok if tok.is_choice else reader.take()
+    read = read_bare_choice(tok, role, errors) if tok.is_choice else read_choice(tok, choice, role, errors)
+    where = Span.cover(tok.span, choice.span)
+    if read is None:
+        return False
+    field, value, node = read
+    if node is None and role == "stage":  # reported
+        values.setdefault(field, None)
+        return False
+    if field in spans:
+        errors.error("E105", f"{field} is given twice", where, f"first given at {spans[field]}")
+        return False
+    values[field], spans[field] = value, where  # the reference value keeps E106 quiet
+    if role != "stage":  # reported; the stem or head reads on with the first option
+        _outside_stage(choice, f"a {role}", errors)
+        return True
+    if node is None:
+        return False
+    choices.append(node)
+    return True
+
+
+def _outside_stage(choice: Tok, where: str, errors: Collector) -> None:
+    """E601: a choice in a statement that is the same in every member of a space."""
+    errors.error("E601", f"a choice in {where}; only stage lines choose", choice.span,
+                 "the stem, the head, the settings and the layers after the head are shared by every "
+                 "member of a search space")
+
+
+def _without_choices(stmt: RawStatement, errors: Collector) -> RawStatement:
+    """``stmt`` with each choice of a settings block or a layer line reported (E601) and
+    replaced by its first option, so that the rest of the statement reads on."""
+    def first_options(items: tuple[Tok, ...]) -> tuple[Tok, ...]:
+        out = []
+        for tok in items:
+            if tok.is_choice:
+                _outside_stage(tok, f"'{stmt.keyword.text}'", errors)
+                tok = tok.choices[0]
+            out.append(tok)
+        return tuple(out)
+
+    if stmt.settings is not None:
+        settings = tuple(replace(s, items=first_options(s.items)) for s in stmt.settings)
+        return replace(stmt, settings=settings)
+    return replace(stmt, items=first_options(stmt.items))
 
 
 def _role_and_kind(stmt: RawStatement) -> tuple[Role, Tok]:
@@ -243,6 +316,8 @@ def _sort_statements(
     last_role = "start"
     for stmt in raw.statements:
         key = stmt.keyword.text
+        if key not in ("stem", "stage", "head"):  # a block line reports its own (E601)
+            stmt = _without_choices(stmt, errors)
         if key in _SINGLE:
             if key in first:
                 errors.error("E105", f"'{key}' is given twice", stmt.keyword.span,
@@ -302,15 +377,24 @@ def _check_size(stages: list[RawStatement], nodes: list[Block | None], errors: C
         errors.error("E215", f"too many stages: {len(stages):,}; at most {MAX_STAGES}",
                      stages[MAX_STAGES].keyword.span, f"this is stage {MAX_STAGES + 1}")
     blocks = [node for node in nodes if node is not None]
-    total = sum(node.repeats for node in blocks)
+    total = sum(_most_repeats(node) for node in blocks)
     if total > MAX_BLOCKS:
         running = 0
         for node in blocks:  # point at the stage that crosses the limit
-            running += node.repeats
+            running += _most_repeats(node)
             if running > MAX_BLOCKS:
                 errors.error("E215", f"the stages add up to {total:,} blocks; at most {MAX_BLOCKS:,}",
                              node.span_of("repeats"), "use fewer stages or fewer repeats")
                 return
+
+
+def _most_repeats(stage: Block) -> int:
+    """The stage's repeats, or in a search space the most its choice allows."""
+    for choice in stage.choices:
+        if choice.field == "repeats":
+            offset = base_of(choice) if choice.relation == "offset" else 0
+            return int(max(as_number(o) for o in choice.options) + offset)
+    return stage.repeats
 
 
 def _order_check(key: str, last: str, stmt: RawStatement, errors: Collector) -> str:
@@ -401,14 +485,19 @@ def _check_divisible(net: Network, errors: Collector) -> None:
             and net.scaling.head_from_last is None:
         parts.append(net.head.conv)
     for block in parts:
-        if block.out_ch % div:
-            lower = max(div, block.out_ch // div * div)
-            errors.error(
-                "E208",
-                f"channels {block.out_ch} is not a multiple of the channel divisor {div}",
-                block.span_of("out_ch"),
-                f"use c{lower} or c{lower + div}, or change 'channels divisor' in scaling",
-            )
+        written = [(block.out_ch, block.span_of("out_ch"))]
+        for choice in block.choices:
+            if choice.field == "out_ch" and choice.relation == "set":  # each option, where it is written
+                written = [(int(c), s) for c, s in zip(choice.options, choice.option_spans, strict=True)]
+        for out_ch, span in written:  # (multipliers are rounded to the divisor when a member is made)
+            if out_ch % div:
+                lower = max(div, out_ch // div * div)
+                errors.error(
+                    "E208",
+                    f"channels {out_ch} is not a multiple of the channel divisor {div}",
+                    span,
+                    f"use c{lower} or c{lower + div}, or change 'channels divisor' in scaling",
+                )
     # The minimum must be a width the rule can produce, and no baseline width may be below it.
     min_ch = net.scaling.min_ch
     if min_ch is not None:
@@ -416,11 +505,11 @@ def _check_divisible(net: Network, errors: Collector) -> None:
         if min_ch % div:
             errors.error("E210", f"channels min {min_ch} is not a multiple of the divisor {div}", where,
                          f"use min {max(div, min_ch // div * div)} or leave it out (it defaults to the divisor)")
-        smallest = min(parts, key=lambda b: b.out_ch, default=None)
-        if smallest is not None and smallest.out_ch < min_ch:
-            errors.error("E210", f"channels min {min_ch} is above the baseline's c{smallest.out_ch}, "
+        smallest = min((c for block in parts for c in _widths(block)), default=None)
+        if smallest is not None and smallest < min_ch:
+            errors.error("E210", f"channels min {min_ch} is above the baseline's c{smallest}, "
                                  "so phi = 0 would change the baseline", where,
-                         f"lower the minimum to {smallest.out_ch} or widen that part")
+                         f"lower the minimum to {smallest} or widen that part")
     # Likewise the resolution: phi = 0 rounds it to the multiple (x 2 would become 4).
     multiple = net.scaling.resolution_multiple
     if net.resolution % multiple:
@@ -431,6 +520,14 @@ def _check_divisible(net: Network, errors: Collector) -> None:
             net.span_of("resolution"),
             f"use {lower} or {lower + multiple}, or change 'resolution ... multiple' in scaling",
         )
+
+
+def _widths(block: Block) -> list[int]:
+    """The block's channels; in a search space, every channel count its set choice allows."""
+    for choice in block.choices:
+        if choice.field == "out_ch" and choice.relation == "set":
+            return [int(c) for c in choice.options]
+    return [block.out_ch]
 
 
 def _check_head_width(net: Network, errors: Collector) -> None:

@@ -1,7 +1,8 @@
 """Print a spec AST back as canonical ``.eff`` text, keeping the user's comments.
 
 ``analyze(parse(format_spec(net)))`` describes the same network as ``net``, and
-formatting is idempotent. A value is printed when the user wrote it (it has a span) or
+formatting is idempotent. A search space's choices are printed glued to their
+field's letter, without spaces (``k{3,5}``). A value is printed when the user wrote it (it has a span) or
 when it differs from the language default; a stage always shows its block, expansion,
 kernel, stride, channels and repeats. Stage lines are aligned in columns.
 
@@ -15,7 +16,19 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from effdsl.language.spec import BatchNorm, Block, Defaults, Network, Preprocess, Preset, Scaling, SpecNode
+from effdsl.language.choices import as_number
+from effdsl.language.spec import (
+    BatchNorm,
+    Block,
+    Choice,
+    ChoiceValue,
+    Defaults,
+    Network,
+    Preprocess,
+    Preset,
+    Scaling,
+    SpecNode,
+)
 
 _COMMENT = re.compile(r"#[^\n]*")
 
@@ -166,21 +179,48 @@ def _preset(p: Preset) -> str:
     return f"preset {p.name} {{ " + "; ".join(parts) + " }"
 
 
+# A choice is printed glued to its field's letter: k{3,5}, x2+{-1,0,+1}, c40*{0.75,1,1.25}.
+_LETTER = {"block": "", "kernel": "k", "stride": "s", "expand": "e", "out_ch": "c", "repeats": "x", "se": "se",
+           "act": "act", "skip": ""}
+
+
+def _option(value: ChoiceValue) -> str:
+    if isinstance(value, bool):
+        return "skip" if value else "noskip"
+    return value if isinstance(value, str) else _num(value)
+
+
+def _choice(choice: Choice) -> str:
+    if choice.relation == "offset":
+        options = ",".join(f"+{_num(v)}" if v > 0 else _num(v) for v in map(as_number, choice.options))
+        return f"{_LETTER[choice.field]}{choice.base}+{{{options}}}"
+    options = ",".join(_option(v) for v in choice.options)
+    if choice.relation == "scale":
+        return f"{_LETTER[choice.field]}{choice.base}*{{{options}}}"
+    return f"{_LETTER[choice.field]}{{{options}}}"
+
+
 def _block_words(b: Block) -> list[str]:
-    words = [b.role.ljust(5), b.block]
+    chosen: dict[str, str] = {c.field: _choice(c) for c in b.choices}
+    words = [b.role.ljust(5), chosen.get("block", b.block)]
     if b.role == "stage":
-        words.append(f"e{_num(b.expand)}" if b.block != "conv" else "")
-        words += [f"k{b.kernel}", f"s{b.stride}", f"c{b.out_ch}", f"x{b.repeats}"]
-        if b.se is not None:
+        words.append(chosen.get("expand", f"e{_num(b.expand)}") if b.block != "conv" or "block" in chosen else "")
+        words += [chosen.get("kernel", f"k{b.kernel}"), chosen.get("stride", f"s{b.stride}"),
+                  chosen.get("out_ch", f"c{b.out_ch}"), chosen.get("repeats", f"x{b.repeats}")]
+        if "se" in chosen:
+            words.append(chosen["se"])
+        elif b.se is not None:
             words.append(f"se{_num(b.se)}")
-        if b.skip is not None:
-            words.append("skip" if b.skip else "noskip")
+        if "skip" in chosen or b.skip is not None:
+            words.append(chosen.get("skip", "skip" if b.skip else "noskip"))
     else:
         words.append(f"k{b.kernel}")
         if _shown(b, "stride", 1):
             words.append(f"s{b.stride}")
         words.append(f"c{b.out_ch}")
-    if b.act is not None:
+    if "act" in chosen:
+        words.append(chosen["act"])
+    elif b.act is not None:
         words.append(f"act {b.act}")
     if _bn(b.bn):
         words.append(_bn(b.bn))

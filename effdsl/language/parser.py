@@ -19,11 +19,26 @@ from effdsl.language.resources import grammar_text
 
 @dataclass(frozen=True, slots=True)
 class Tok:
-    """A word or a number as the user wrote it, with its span."""
+    """A word or a number as the user wrote it, with its span.
+
+    A choice of a search space (``{3,5}``, ``*{0.75,1,1.25}``) is a Tok too: its
+    ``options`` are the words and numbers between the braces, its ``text`` the choice
+    as written without spaces, and it is never a number.
+    """
 
     text: str
     is_number: bool
     span: Span
+    options: tuple[Tok, ...] | None = None
+
+    @property
+    def is_choice(self) -> bool:
+        return self.options is not None
+
+    @property
+    def choices(self) -> tuple[Tok, ...]:
+        """The options of a choice; a word or a number has none."""
+        return self.options or ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +89,8 @@ _TERMINAL_WORDS = {
     "INPUT": "'input'",
     "CLASSES": "'classes'",
     "X": "'x'",
+    "COMMA": "','",
+    "STAR": "'*'",
     "$END": "end of file",
 }
 
@@ -141,9 +158,19 @@ def _subtree(child: Token | Tree[Token]) -> Tree[Token]:
 
 
 def _tok(child: Token | Tree[Token]) -> Tok:
+    if isinstance(child, Tree):  # a choice: {3,5} or *{0.75,1,1.25}
+        kids = [_token(k) for k in child.children]
+        star = [k for k in kids if k.type == "STAR"]
+        options = tuple(_tok(k) for k in kids if k.type != "STAR")
+        text = "*" * len(star) + "{" + ",".join(o.text for o in options) + "}"
+        return Tok(text, False, _span(child.meta), options)
+    return Tok(str(child), child.type == "NUMBER", _span(child))
+
+
+def _token(child: Token | Tree[Token]) -> Token:
     if not isinstance(child, Token):
         raise InternalError("parser", f"expected a token, got the rule '{child.data}'", what="module")
-    return Tok(str(child), child.type == "NUMBER", _span(child))
+    return child
 
 
 def _network(tree: Tree[Token]) -> RawNetwork:
@@ -172,7 +199,7 @@ def _statement(tree: Tree[Token]) -> RawStatement:
         settings = tuple(_setting(_subtree(k)) for k in kids)
         return RawStatement(keyword, name, (), settings, span)
     if tree.data == "block_stmt":
-        name = _tok(kids.pop(0))
+        name = _tok(kids.pop(0))  # the block type, or a choice of types
         return RawStatement(keyword, name, tuple(_tok(k) for k in kids), None, span)
     return RawStatement(keyword, None, tuple(_tok(k) for k in kids), None, span)
 
@@ -187,6 +214,10 @@ _STATEMENT_STARTS = {"INPUT", "CLASSES", "SETTINGS_KW", "BLOCK_KW", "LAYER_KW"}
 
 def _describe_expected(expected: set[str]) -> str:
     expected = {t for t in expected if not t.startswith("__")}
+    if expected & {"WORD", "NUMBER"}:
+        # Where a word or a number fits, so does a search-space choice; naming '{' and
+        # '*' there would only distract from the word that is missing.
+        expected -= {"LBRACE", "STAR"}
     described = set()
     if expected >= _STATEMENT_STARTS:  # anywhere a statement may start: say so, not 9 keywords
         expected -= _STATEMENT_STARTS

@@ -1,7 +1,10 @@
 """Stage 2 data: the spec AST, frozen pydantic models with source spans.
 
 A :class:`Network` is exactly what the user wrote, checked but not yet resolved: a
-stage's ``act`` is ``None`` when the stage does not override the default. ``spans``
+stage's ``act`` is ``None`` when the stage does not override the default. A network
+whose stages carry choices (:class:`Choice`) is a search space (:attr:`Network.is_space`);
+its stages' fields then hold the reference values (a choice's first option, or the
+base of a relative choice). ``spans``
 maps a field name to where the user wrote it, so a later stage can point at the value
 (``stage.span_of("kernel")``) rather than the whole line.
 """
@@ -130,8 +133,34 @@ class Preset(SpecNode):
     test_resolution: int | None = None    # evaluate at another resolution than the member's
 
 
+ChoiceField = Literal["block", "kernel", "stride", "expand", "out_ch", "repeats", "se", "act", "skip"]
+Relation = Literal["set", "offset", "scale"]
+ChoiceValue = bool | int | float | str
+
+
+class Choice(SpecNode):
+    """A decision of a search space: one stage field takes one of ``options``.
+
+    ``relation`` says how the options read (MnasNet's factorized hierarchical space has
+    both kinds): ``set``, the values themselves (``k{3,5}``); ``offset``, whole numbers
+    added to the stage's repeats (``x2+{-1,0,+1}``); ``scale``, multipliers of the
+    stage's channels, rounded with the spec's channel rule (``c40*{0.75,1,1.25}``).
+    ``base`` is the number a relative choice applies to. ``option_spans`` point at each
+    option as written.
+    """
+
+    field: ChoiceField
+    relation: Relation = "set"
+    options: tuple[ChoiceValue, ...]
+    base: int | None = None
+    option_spans: tuple[Span, ...] = ()
+
+
 class Block(SpecNode):
-    """A stem, a stage (``repeats`` blocks) or the head's conv."""
+    """A stem, a stage (``repeats`` blocks) or the head's conv.
+
+    A stage of a search space lists its decisions in ``choices`` (one per field at most).
+    """
 
     role: Role
     block: BlockType
@@ -144,6 +173,7 @@ class Block(SpecNode):
     act: str | None = None
     skip: bool | None = None
     bn: BatchNorm = BatchNorm()
+    choices: tuple[Choice, ...] = ()
 
 
 class Head(SpecNode):
@@ -179,3 +209,8 @@ class Network(SpecNode):
                 by_name.setdefault(p.name, p)
             index = self.__dict__["_preset_index"] = (self.presets, by_name)
         return index[1].get(name)
+
+    @property
+    def is_space(self) -> bool:
+        """True when a stage has a choice: the spec describes many networks, not one."""
+        return any(stage.choices for stage in self.stages)
