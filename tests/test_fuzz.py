@@ -15,6 +15,7 @@ multiplies every test's count by the ratio of the two profiles (about 33x)::
 from __future__ import annotations
 
 import math
+import os
 import re
 import subprocess
 import sys
@@ -128,11 +129,14 @@ def test_arbitrary_text_as_a_spec_name(name):
 def test_an_unreadable_spec_file(tmp_path, monkeypatch):
     path = tmp_path / "locked.eff"
     path.write_text(TINY, encoding="utf-8")
+    real_open = os.open
 
-    def refuse(self):
-        raise PermissionError(13, "Permission denied", str(self))
+    def refuse(name, *args, **kwargs):  # root reads any file: permissions cannot make one unreadable
+        if str(name) == str(path):
+            raise PermissionError(13, "Permission denied", str(name))
+        return real_open(name, *args, **kwargs)
 
-    monkeypatch.setattr(Path, "read_bytes", refuse)
+    monkeypatch.setattr(os, "open", refuse)
     with pytest.raises(EffdslError) as info:
         effdsl.compile_spec(str(path))
     check_error(info.value)

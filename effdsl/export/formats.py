@@ -15,7 +15,7 @@ The ``save_*`` functions import torch (and onnx) when called.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 from effdsl.export.pysource import class_name, python_source
 
@@ -39,8 +39,9 @@ def _eval_mode(module: "nn.Module"):
     return restore
 
 
-def save_pt2(module: "nn.Module", example_input: "torch.Tensor", path: str | Path) -> None:
-    """Export ``module`` in eval mode with ``torch.export`` and save the program to ``path``.
+def save_pt2(module: "nn.Module", example_input: "torch.Tensor", path: str | Path | BinaryIO) -> None:
+    """Export ``module`` in eval mode with ``torch.export`` and save the program to ``path``
+    (a file name, or a binary file such as ``io.BytesIO``).
 
     Load it back with ``torch.export.load(path).module()``. The program has the example's
     shape (batch size included).
@@ -53,7 +54,7 @@ def save_pt2(module: "nn.Module", example_input: "torch.Tensor", path: str | Pat
             program = torch.export.export(module, (example_input,))
     finally:
         restore()
-    torch.export.save(program, str(path))
+    torch.export.save(program, path if not isinstance(path, (str, Path)) else str(path))
 
 
 def save_onnx(module: "nn.Module", example_input: "torch.Tensor", path: str | Path) -> None:
@@ -83,9 +84,13 @@ def save_onnx(module: "nn.Module", example_input: "torch.Tensor", path: str | Pa
     onnx.checker.check_model(str(path), full_check=True)
 
 
-def save_weights(module: "nn.Module", path: str | Path) -> None:
-    """Save ``module``'s ``state_dict`` (parameters and buffers) as a safetensors file."""
-    from safetensors.torch import save_file
+def save_weights(module: "nn.Module", path: str | Path | BinaryIO) -> None:
+    """Save ``module``'s ``state_dict`` (parameters and buffers) as a safetensors file
+    (to a file name, or to a binary file such as ``io.BytesIO``)."""
+    from safetensors.torch import save, save_file
 
     tensors = {name: tensor.detach().contiguous() for name, tensor in module.state_dict().items()}
-    save_file(tensors, str(path), metadata={"format": "pt"})
+    if isinstance(path, (str, Path)):
+        save_file(tensors, str(path), metadata={"format": "pt"})
+    else:
+        path.write(save(tensors, metadata={"format": "pt"}))
