@@ -136,12 +136,11 @@ def for_encoding(text: str, encoding: str | None) -> str:
 
 
 def _ascii_box(char: str) -> str:
-    name = unicodedata.name(char, "")
-    if "HORIZONTAL" in name and "VERTICAL" not in name:
-        return "-"
-    if "VERTICAL" in name and "HORIZONTAL" not in name:
-        return "|"
-    return "+"
+    """``-`` for a horizontal line, ``|`` for a vertical one, ``+`` where lines meet."""
+    words = set(unicodedata.name(char, "").split())
+    across = bool(words & {"HORIZONTAL", "LEFT", "RIGHT"})
+    down = bool(words & {"VERTICAL", "UP", "DOWN"})
+    return "+" if across == down else "-" if across else "|"
 
 
 # Box drawing (U+2500..U+257F), as rich draws its tables, in ASCII.
