@@ -31,7 +31,7 @@ def _umask() -> int:
 def test_writes_text_and_bytes_and_replaces_a_file(tmp_path):
     target = tmp_path / "out.txt"
     write_output(target, "héllo\n")
-    assert target.read_bytes() == "héllo\n".encode("utf-8")
+    assert target.read_bytes() == "héllo\n".encode()
     write_output(target, b"\x00\x01")
     assert target.read_bytes() == b"\x00\x01"
     assert _listing(tmp_path) == ["out.txt"]
