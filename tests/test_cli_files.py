@@ -191,5 +191,5 @@ def test_exports_go_through_the_writer(tmp_path, monkeypatch):
     result = runner.invoke(app, ["compile", "efficientnet_b0", "--phi", "-3", "--emit", "weights", "-o",
                                  str(target)])
     assert result.exit_code == 0, result.output
-    assert written == [(target, False)]  # made in memory, then written like any other file
+    assert written == [(target, True)]
     assert _listing(tmp_path) == ["w.safetensors"] and target.stat().st_size > 0

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import re
 import time
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -147,14 +150,29 @@ def _export(compiled: Compiled, module: nn.Module, emit: Emit, output: Path) -> 
     module.eval()
     if emit is Emit.onnx:  # written by ONNX itself, with its external data beside it above 2 GB
         write_output(output, lambda path: export.save_onnx(module, example, path))
-    else:  # made in memory: torch's and safetensors' own writers fail badly on a full disk
+    elif emit is Emit.weights:
+        write_output(output, lambda path: _os_errors_as_such(export.save_weights, module, path))
+    else:  # made in memory: torch's writer aborts the process on a full disk
         data = io.BytesIO()
-        if emit is Emit.pt2:
-            export.save_pt2(module, example, data)
-        else:
-            export.save_weights(module, data)
-        write_output(output, data.getvalue())
+        export.save_pt2(module, example, data)
+        write_output(output, data.getbuffer())
     typer.echo(f"wrote {output}", err=True)
+
+
+_OS_ERROR = re.compile(r"\(os error (\d+)\)")
+
+
+def _os_errors_as_such(save: Callable[[nn.Module, Path], None], module: nn.Module, path: Path) -> None:
+    """Run ``save``; safetensors reports a full disk as its own error ('... (os error 28)'),
+    which is raised as the OSError it is, so that it is reported as E405."""
+    try:
+        save(module, path)
+    except Exception as exc:
+        found = _OS_ERROR.search(str(exc))
+        if found is None:
+            raise
+        code = int(found.group(1))
+        raise OSError(code, os.strerror(code)) from None
 
 
 @app.command("check")

@@ -34,9 +34,10 @@ from pathlib import Path
 
 from effdsl.diagnostics import Diagnostic, EffdslError
 
-# What to write: text (UTF-8), bytes, or a function that writes the file at the path it
-# is given (ONNX writes to a path itself, with its external data beside it).
-Content = str | bytes | Callable[[Path], None]
+# What to write: text (UTF-8), bytes (or a memoryview of them: an export made in memory
+# is not copied once more), or a function that writes the file at the path it is given
+# (ONNX and safetensors write to a path themselves).
+Content = str | bytes | memoryview | Callable[[Path], None]
 
 _NAME_ROOM = 200  # of a file name's 255 bytes, what a temporary name keeps of the destination's
 _CHUNK = 1 << 20
@@ -58,7 +59,7 @@ def write_output(path: str | Path, content: Content) -> None:
         elif callable(content):
             _produce_and_replace(target, content)
         else:
-            _write_and_replace(target, content.encode("utf-8") if isinstance(content, str) else content)
+            _write_and_replace(target, _data(content))
     except OSError as exc:
         raise EffdslError(_cannot_write(shown, exc.strerror or str(exc), _HELP.get(exc.errno or 0, _HELP[0]))) from None
 
@@ -106,7 +107,7 @@ def _cannot_write(path: Path, why: str, help: str = _HELP[0]) -> Diagnostic:
     return Diagnostic("E405", f"cannot write '{path}': {why}", None, help)
 
 
-def _write_and_replace(target: Path, data: bytes) -> None:
+def _write_and_replace(target: Path, data: bytes | memoryview) -> None:
     """Write ``data`` to a new temporary file next to ``target``, sync it, rename it."""
     folder = target.parent
     old = _stat_or_none(target)
@@ -164,7 +165,11 @@ def _write_in_place(target: Path, content: Content) -> None:
                 shutil.rmtree(staging, ignore_errors=True)
         return
     with _open_node(target) as out:
-        out.write(content.encode("utf-8") if isinstance(content, str) else content)
+        out.write(_data(content))
+
+
+def _data(content: str | bytes | memoryview) -> bytes | memoryview:
+    return content.encode("utf-8") if isinstance(content, str) else content
 
 
 def _open_node(target: Path) -> io.BufferedWriter:
