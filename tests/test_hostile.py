@@ -253,6 +253,28 @@ def test_an_output_onto_an_input_is_refused_before_any_work(compiled, spec, tmp_
     assert all((tmp_path / f"alias{s}").is_symlink() for s in (".txt", ".md", ".svg"))
 
 
+def test_an_output_that_cannot_be_written_is_refused_before_any_work(tmp_path):
+    """No export is run (torch is not even imported) for an output in no folder, or a folder."""
+    code = ("import sys; from typer.testing import CliRunner; from effdsl.cli import app; "
+            "runner = CliRunner(); "
+            "results = [runner.invoke(app, ['compile', 'efficientnet_b0', '--emit', 'onnx', '-o', out]) "
+            "for out in ('missing/model.onnx', '.', 'spec.eff/model.onnx')]; "
+            "print([r.exit_code for r in results], 'torch' in sys.modules); "
+            "print(''.join(r.stderr for r in results), end='')")
+    (tmp_path / "spec.eff").write_text(TINY, encoding="utf-8")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    status, stderr = out.stdout.split("\n", 1)
+    assert status == "[2, 2, 2] False", out.stdout + out.stderr
+    assert stderr == ("error[E405]: cannot write 'missing/model.onnx': No such file or directory\n"
+                      "   = help: check that the folder exists and is writable\n"
+                      "error[E405]: cannot write '.': it is a folder\n"
+                      "   = help: name a file, not a folder\n"
+                      "error[E405]: cannot write 'spec.eff/model.onnx': Not a directory\n"
+                      "   = help: check that the folder exists and is writable\n")
+    assert _listing(tmp_path) == ["spec.eff"]
+
+
 def test_fmt_write_alone_rewrites_its_input(tmp_path):
     messy = tmp_path / "messy.eff"
     messy.write_text(TINY.replace("  input 3 x 32\n", "input 3x32\n"), encoding="utf-8")

@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from effdsl.api import MAX_PARAMS, Compiled, check_spec, compile_spec, format_source, load_source
-from effdsl.cli.files import refuse_inputs_as_outputs, write_output
+from effdsl.cli.files import check_destinations, write_output
 from effdsl.cli.reporting import Format, report_warnings, reporting
 from effdsl.cli.terminal import write_stdout
 from effdsl.diagnostics import Diagnostic, EffdslError
@@ -103,7 +103,7 @@ def compile_cmd(
     with reporting(fmt):
         if emit in MODULE_EMITS and output is None:
             raise EffdslError(Diagnostic("E403", f"--emit {emit.value} writes a binary file; give -o FILE"))
-        refuse_inputs_as_outputs([output], {"the spec": spec_file(spec), "the checkpoint": weights})
+        check_destinations([output], {"the spec": spec_file(spec), "the checkpoint": weights})
         compiled = compile_spec(spec, phi=phi, preset=preset, width=width, depth=depth,
                                 resolution=resolution, num_classes=num_classes, in_chans=in_chans,
                                 drop_rate=drop_rate, drop_path_rate=drop_path_rate)
@@ -238,7 +238,7 @@ def sweep_cmd(
 
     with reporting():
         report.check_outputs(output, plot)
-        refuse_inputs_as_outputs([output, plot], {"the spec": spec_file(spec)})
+        check_destinations([output, plot], {"the spec": spec_file(spec)})
         result = report.sweep(spec, report.parse_phi_range(phi))
         files = report.sweep_files(result, output, plot, with_presets=presets)
         if output is None:
@@ -313,7 +313,7 @@ def viz_cmd(
 
     with reporting():
         fmt = viz.format_of(output)
-        refuse_inputs_as_outputs([output], {"the spec": spec_file(spec)})
+        check_destinations([output], {"the spec": spec_file(spec)})
         compiled = compile_spec(spec, phi=phi, preset=preset, width=width, depth=depth, resolution=resolution)
         report_warnings(compiled, Format.text, False)
         picture = viz.render(compiled.graph, fmt, level.value, compiled.source.text)

@@ -1,5 +1,6 @@
-"""The one way a command writes a file: :func:`write_output`, and the check that it does
-not write over its own inputs: :func:`refuse_inputs_as_outputs`.
+"""The one way a command writes a file: :func:`write_output`; and :func:`check_destinations`,
+run before any work, which refuses an output that is a folder, lies in no folder, or is
+one of the command's own inputs.
 
 Every file the command line writes (``compile -o`` and its exports, ``sweep -o`` and
 ``--plot``, ``fmt --write``, ``viz -o``) goes through :func:`write_output`:
@@ -64,22 +65,32 @@ def write_output(path: str | Path, content: Content) -> None:
         raise EffdslError(_cannot_write(shown, exc.strerror or str(exc), _HELP.get(exc.errno or 0, _HELP[0]))) from None
 
 
-def refuse_inputs_as_outputs(outputs: Iterable[str | Path | None], inputs: Mapping[str, str | Path | None]) -> None:
-    """E405 when an output is a file the command reads (``inputs``: what it is -> its
-    path, as ``{"the spec": ..., "the checkpoint": ...}``), or the same file as another
-    output; checked before any work, so that nothing is overwritten. Links and other
-    names of one file count as that file."""
+def check_destinations(outputs: Iterable[str | Path | None], inputs: Mapping[str, str | Path | None]) -> None:
+    """Refuse, before any work, the outputs a command could only fail to write or should
+    not write (E405): a folder, a file in a folder that does not exist, a file the command
+    reads (``inputs``: what it is -> its path, as ``{"the spec": ..., "the checkpoint":
+    ...}``) or the same file as another output. Links and other names of one file count
+    as that file. What only writing can tell (a full disk, permissions) is left to
+    :func:`write_output`."""
     seen: dict[tuple[int, int], str] = {}
     for what, name in inputs.items():
         key = _regular_file(name)
         if key is not None:
             seen.setdefault(key, f"{what} this command reads ('{name}')")
     for name in outputs:
+        if name is None:
+            continue
+        path = Path(name)
+        if path.is_dir():
+            raise EffdslError(_cannot_write(path, "it is a folder", "name a file, not a folder"))
+        folder = Path(os.path.realpath(path)).parent
+        if not folder.is_dir():
+            raise EffdslError(_cannot_write(path, os.strerror(errno.ENOENT if not folder.exists() else errno.ENOTDIR)))
         key = _regular_file(name)
-        if key is None or name is None:
+        if key is None:
             continue
         if key in seen:
-            raise EffdslError(_cannot_write(Path(name), f"it is {seen[key]}", "write the output to another file"))
+            raise EffdslError(_cannot_write(path, f"it is {seen[key]}", "write the output to another file"))
         seen[key] = f"also the output '{name}'"
 
 
