@@ -82,7 +82,10 @@ class Compiled:
                 raise err.with_source(self.source.text, self.source.filename) from None
         from effdsl.backends.torch.builder import build_module  # torch: only once the budget is known to fit
 
-        module = build_module(self.graph, device=device, features_only=features_only)
+        try:
+            module = build_module(self.graph, device=device, features_only=features_only)
+        except EffdslError as err:  # a device this machine does not have
+            raise err.with_source(self.source.text, self.source.filename) from None
         if state is not None:
             self.load_weights(module, state, strict=strict)
         return module

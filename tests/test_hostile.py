@@ -626,6 +626,15 @@ def test_api_arguments_are_checked(options, code, message):
     assert (diag.code, diag.message, diag.arguments) == (code, message, tuple(options))
 
 
+@pytest.mark.parametrize("device", ["gpu", "cuda:99", 3.5])
+def test_a_device_torch_cannot_use_is_e402(compiled, device):
+    with pytest.raises(effdsl.EffdslError) as info:
+        effdsl.build(TINY, device=device)
+    (diag,) = info.value.diagnostics
+    assert diag.code == "E402" and diag.arguments == ("device",)
+    assert diag.message.startswith(f"device must be a device torch can use, got {device!r} (")
+
+
 def test_api_numbers_of_other_kinds_are_taken_as_floats():
     from fractions import Fraction
 

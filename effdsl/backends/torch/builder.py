@@ -20,6 +20,7 @@ from torch import fx, nn
 
 from effdsl.backends.torch.layers import Conv2dSame, StochasticDepth, init_weights
 from effdsl.blocks import class_name
+from effdsl.diagnostics import Diagnostic, EffdslError
 from effdsl.ir.graph import CompiledGraph, Op
 from effdsl.language.spec import ACTIVATIONS
 
@@ -108,12 +109,27 @@ def build_module(graph: CompiledGraph, device: torch.device | str = "cpu",
     FLOP checks of very large members of a family). ``features_only``: the forward
     returns the list of every stage's output instead of the logits.
     """
+    device = usable_device(device)
     root = _root(graph, "meta")
     module = fx.GraphModule(root, _fx_graph(graph, features_only), class_name=class_name(graph.plan.name))
-    if str(device) != "meta":
+    if device.type != "meta":
         module = module.to_empty(device=device)
         init_weights(module)
     return module
+
+
+def usable_device(device: object) -> torch.device:
+    """``device`` as a torch device this machine has; E402 for a name torch does not know
+    ('gpu') or a device that is not there ('cuda' without a GPU), before anything is built."""
+    try:
+        parsed = device if isinstance(device, torch.device) else torch.device(device)  # type: ignore[call-overload]
+        torch.empty(0, device=parsed)
+    except (RuntimeError, TypeError, ValueError, AssertionError) as exc:
+        why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise EffdslError(Diagnostic("E402", f"device must be a device torch can use, got {device!r} ({why})",
+                                     help="cpu, cuda, cuda:N, mps or meta, as this machine has them",
+                                     arguments=("device",))) from None
+    return parsed
 
 
 def example_input(graph: CompiledGraph, batch: int = 1) -> torch.Tensor:
