@@ -10,19 +10,20 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass, replace
+from numbers import Integral, Real
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from effdsl.diagnostics import Diagnostic, EffdslError, Span, did_you_mean
+from effdsl.diagnostics import Diagnostic, EffdslError
 from effdsl.ir.graph import CompiledGraph
 from effdsl.language.analyze import analyze
 from effdsl.language.format import comments_of, format_spec
-from effdsl.language.parser import normalize, parse
-from effdsl.language.resources import builtin_specs
+from effdsl.language.parser import parse
+from effdsl.language.source import Source, decode, load_source
+from effdsl.language.spec import MAX_CHANNELS, MAX_CLASSES, Network
+from effdsl.passes.inference import inference_graph
 from effdsl.scaling.choices import covering_picks, decisions, describe
 from effdsl.scaling.choices import member as member_of
-from effdsl.language.spec import Network
-from effdsl.passes.inference import inference_graph
 from effdsl.passes.lower import plan_from_spec
 from effdsl.passes.pipeline import run_pipeline
 from effdsl.passes.scale import architecture, scale_plan
@@ -32,11 +33,10 @@ from effdsl.scaling.members import Member, resolve_member, resolve_scale
 if TYPE_CHECKING:  # torch is imported only when a module is built
     from torch import nn
 
+    from effdsl.backends.torch.checkpoint import LoadReport
 
-@dataclass(frozen=True)
-class Source:
-    text: str
-    filename: str
+__all__ = ["MAX_PARAMS", "Compiled", "Source", "analyze_source", "build", "check_member", "check_spec",
+           "compile_network", "compile_spec", "decode", "format_source", "load_source", "parse_spec"]
 
 
 MAX_PARAMS = 1_000_000_000  # 4 GiB of float32 weights: above this, building needs an explicit budget
@@ -76,12 +76,14 @@ class Compiled:
 
         return to_inference(module, self.inference().graph)
 
-    def build(self, device: str = "cpu", weights: "str | Path | dict | None" = None, strict: bool = True,
-              features_only: bool = False, max_params: int = MAX_PARAMS, *,
-              out_indices: tuple[int, ...] | None = None, inference: bool = False) -> "nn.Module":
+    def build(self, device: str = "cpu", weights: str | Path | dict[str, Any] | None = None, strict: bool = True,
+              features_only: bool = False, max_params: float = MAX_PARAMS, *,
+              out_indices: tuple[int, ...] | None = None, inference: bool = False) -> nn.Module:
         """The PyTorch module; see :func:`build`."""
-        from effdsl.backends.torch.builder import build_module
-
+        try:
+            _check_budget(max_params)
+        except EffdslError as err:
+            raise err.with_source(self.source.text, self.source.filename) from None
         if inference or self.base is not None:
             trained = (self.base or self).build(device, weights, strict, features_only, max_params,
                                                 out_indices=out_indices)
@@ -93,20 +95,24 @@ class Compiled:
             shown = f"{size / unit[0]:.1f} {unit[1]}"
             raise EffdslError(Diagnostic(
                 "E303", f"the network has {self.summary.params:,} parameters ({shown} in float32), "
-                        f"more than the budget of {max_params:,}", None,
+                        f"more than the budget of {int(max_params):,}", None,
                 "raise it with max_params=N; the summary alone needs no weights", arguments=("max_params",),
             )).with_source(self.source.text, self.source.filename)
         if weights is not None and not isinstance(weights, dict):  # read before any allocation
             from effdsl.backends.torch.checkpoint import read_state_dict
 
-            try:
-                weights = read_state_dict(weights)
+            try:  # at most what a checkpoint of this network can need (parameters and buffers, float64, x4)
+                weights = read_state_dict(weights, max_bytes=4 * 8 * 2 * self.summary.params + 64 * 2**20)
             except EffdslError as err:
-                raise err.with_source(self.source.text, self.source.filename)
+                raise err.with_source(self.source.text, self.source.filename) from None
+        from effdsl.backends.torch.builder import build_module  # torch: only once the budget is known to fit
+
         try:
             module = build_module(self.graph, device=device, features_only=features_only, out_indices=out_indices)
         except IndexError as err:  # out_indices beyond the feature maps
             raise EffdslError(Diagnostic("E402", str(err))).with_source(self.source.text, self.source.filename)
+        except EffdslError as err:  # a device this machine does not have
+            raise err.with_source(self.source.text, self.source.filename) from None
         if weights is not None:
             report = self.load_weights(module, weights, strict=strict)
             if report.stripped:
@@ -114,68 +120,15 @@ class Compiled:
                               "DDP or torch.compile wrapper); effdsl removed it", UserWarning, stacklevel=3)
         return module
 
-    def load_weights(self, module: "nn.Module", weights: "str | Path | dict", strict: bool = True):
+    def load_weights(self, module: nn.Module, weights: str | Path | dict[str, Any],
+                     strict: bool = True) -> LoadReport:
         """Load a checkpoint into ``module`` (built from this network); returns a report."""
         from effdsl.backends.torch.checkpoint import load_weights
 
         try:
             return load_weights(module, weights, self.graph, strict=strict)
         except EffdslError as err:
-            raise err.with_source(self.source.text, self.source.filename)
-
-
-def load_source(spec: str | Path) -> Source:
-    """Resolve a path, a built-in name or source text to the text and a display name."""
-    if isinstance(spec, str) and ("{" in spec or "\n" in spec):
-        return Source(normalize(spec), "<string>")
-    path = Path(spec)
-    try:
-        is_file = path.is_file()
-    except OSError:  # a name too long for a path
-        is_file = False
-    if not is_file:
-        builtins = builtin_specs()
-        if isinstance(spec, str) and spec in builtins:
-            path = builtins[spec]
-        else:
-            hint = did_you_mean(str(spec), builtins)
-            raise EffdslError(Diagnostic(
-                "E110", f"no such spec file or built-in spec: '{spec}'", None,
-                hint if hint and not hint.startswith("expected") else
-                "built-in specs: " + ", ".join(builtins),
-            ))
-    try:
-        data = path.read_bytes()
-    except OSError as exc:  # permission denied, an I/O error
-        raise EffdslError(Diagnostic("E110", f"cannot read the spec file '{spec}': {exc.strerror or exc}")) from None
-    return Source(decode(data, str(spec)), str(spec))
-
-
-def decode(data: bytes, filename: str) -> str:
-    """UTF-8 text with a BOM dropped and line ends normalized; binary input is an error."""
-    if b"\x00" in data:
-        offset = data.index(b"\x00")
-        raise _not_text(data, offset, "the file is binary (it contains NUL bytes), not .eff text", filename)
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise _not_text(data, exc.start, "the file is not UTF-8 text", filename) from None
-    return normalize(text)
-
-
-def _not_text(data: bytes, offset: int, message: str, filename: str) -> EffdslError:
-    before = data[:offset]
-    line = before.count(b"\n") + 1
-    line_start = before.rfind(b"\n") + 1
-    # Columns count characters, like every other span: decode what precedes the bad byte.
-    prefix = data[line_start:offset].decode("utf-8", errors="replace")
-    if line_start == 0:
-        prefix = prefix.removeprefix("\ufeff")  # a BOM is not a column
-    column = len(prefix) + 1
-    err = EffdslError(Diagnostic("E004", message, Span(line, column, line, column + 1),
-                                 "save the spec as UTF-8 text"))
-    shown = normalize(data.decode("utf-8", errors="replace").replace("\x00", "\ufffd"))
-    return err.with_source(shown, filename)
+            raise err.with_source(self.source.text, self.source.filename) from None
 
 
 def parse_spec(spec: str | Path) -> Network:
@@ -188,7 +141,7 @@ def analyze_source(source: Source) -> Network:
     try:
         return analyze(parse(source.text))
     except EffdslError as err:
-        raise err.with_source(source.text, source.filename)
+        raise err.with_source(source.text, source.filename) from None
 
 
 def compile_spec(spec: str | Path, *, phi: float | None = None, preset: str | None = None,
@@ -222,12 +175,13 @@ def compile_network(network: Network, member: Member | None = None, *, source: S
     try:
         if network.is_space:
             raise _space_error(network)
+        member = checked_member(member)
         net, target = resolve_member(network, member)
         graph = run_pipeline(net, target)
         if member.phi:
             _warn_if_collapsed(net, member.phi, graph)
     except EffdslError as err:
-        raise err.with_source(source.text, source.filename)
+        raise err.with_source(source.text, source.filename) from None
     return Compiled(net, graph, summarize(graph), source)
 
 
@@ -257,9 +211,9 @@ def _warn_if_collapsed(net: Network, phi: float, graph: CompiledGraph) -> None:
 def build(spec: str | Path, phi: float | None = None, preset: str | None = None,
           num_classes: int | None = None, *, width: float | None = None, depth: float | None = None,
           resolution: int | None = None, in_chans: int | None = None, drop_rate: float | None = None,
-          drop_path_rate: float | None = None, weights: "str | Path | dict | None" = None, strict: bool = True,
-          features_only: bool = False, device: str = "cpu", max_params: int = MAX_PARAMS,
-          out_indices: tuple[int, ...] | None = None, inference: bool = False) -> "nn.Module":
+          drop_path_rate: float | None = None, weights: str | Path | dict[str, Any] | None = None,
+          strict: bool = True, features_only: bool = False, device: str = "cpu", max_params: float = MAX_PARAMS,
+          out_indices: tuple[int, ...] | None = None, inference: bool = False) -> nn.Module:
     """The PyTorch module of one member of a spec's family.
 
     Randomly initialized, or loaded from ``weights``: a torchvision, timm or effdsl
@@ -338,7 +292,89 @@ def _check_space(net: Network, source: Source) -> Compiled:
     return first
 
 
-def format_source(spec: str | Path) -> str:
+def format_source(spec: str | Path | Source) -> str:
     """The canonical text of a spec, comments kept (``effdsl fmt``)."""
-    source = load_source(spec)
+    source = spec if isinstance(spec, Source) else load_source(spec)
     return format_spec(analyze_source(source), comments_of(source.text))
+
+
+# --- arguments ---------------------------------------------------------------------------
+
+_MAX_CLASSES, _MAX_IN_CHANS = MAX_CLASSES, MAX_CHANNELS  # as for the spec's 'classes' and 'input' lines
+
+
+def checked_member(member: Member) -> Member:
+    """``member`` with its real numbers as floats (``Fraction(1, 2)`` is 0.5), once checked
+    by :func:`check_member`."""
+    check_member(member)
+    return replace(member, phi=_as_float(member.phi), width=_as_float(member.width), depth=_as_float(member.depth),
+                   drop_rate=_as_float(member.drop_rate), drop_path_rate=_as_float(member.drop_path_rate))
+
+
+def _as_float(value: float | None) -> float | None:
+    return None if value is None else float(value)
+
+
+def check_member(member: Member) -> None:
+    """Refuse a member whose fields are of the wrong type (E409) or beyond the limits of
+    the spec's own values (E402), before anything is computed from them.
+
+    Numbers are real numbers (``bool`` and strings are not); ``num_classes`` and
+    ``in_chans`` whole numbers from 1 to 1,000,000, ``resolution`` a whole number;
+    ``width``, ``depth`` and ``resolution`` finite; ``preset`` a name. The ranges that
+    depend on the network (phi's, the rates', the scaled sizes) are checked when the
+    member is resolved.
+    """
+    if member.preset is not None and not isinstance(member.preset, str):
+        raise _wrong_type("preset", member.preset, "a preset's name (a string)")
+    for name in ("phi", "width", "depth", "resolution", "drop_rate", "drop_path_rate"):
+        _check_number(name, getattr(member, name))
+    for name in ("width", "depth", "resolution"):
+        value = getattr(member, name)
+        if value is not None and not math.isfinite(value):
+            raise _out_of_range(name, value, "a finite number")
+    _check_whole("resolution", member.resolution)
+    for name, value, most in (("num_classes", member.num_classes, _MAX_CLASSES),
+                              ("in_chans", member.in_chans, _MAX_IN_CHANS)):
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, Integral):  # 10.0 classes would count as floats
+            raise _wrong_type(name, value, "a whole number (an int)")
+        if value > most:
+            raise _out_of_range(name, value, f"at most {most:,}")
+
+
+def _check_budget(max_params: object) -> None:
+    """``max_params`` is a whole number (1e9 will do) of at least 0 (E409, E402)."""
+    _check_number("max_params", max_params)
+    if isinstance(max_params, float) and not math.isfinite(max_params):
+        raise _out_of_range("max_params", max_params, "a finite number")
+    _check_whole("max_params", max_params)
+    if isinstance(max_params, Real) and max_params < 0:
+        raise _out_of_range("max_params", max_params, "at least 0")
+
+
+def _check_number(name: str, value: object) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, Real)):
+        raise _wrong_type(name, value, "a number")
+
+
+def _check_whole(name: str, value: object) -> None:
+    """A whole number: an int, or a float such as 224.0 (NaN and infinities are not)."""
+    if value is None or isinstance(value, Integral):
+        return
+    if not (isinstance(value, float) and value.is_integer()):
+        raise _wrong_type(name, value, "a whole number")
+
+
+def _out_of_range(name: str, value: object, expected: str) -> EffdslError:
+    shown = f"{value:g}" if isinstance(value, float) else str(value)
+    return EffdslError(Diagnostic("E402", f"{name} must be {expected}, got {shown}", arguments=(name,)))
+
+
+def _wrong_type(name: str, value: object, expected: str) -> EffdslError:
+    shown = repr(value)
+    if len(shown) > 40:
+        shown = shown[:37] + "..."
+    return EffdslError(Diagnostic("E409", f"{name} must be {expected}, got {shown} ({type(value).__name__})",
+                                  arguments=(name,)))

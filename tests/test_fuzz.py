@@ -3,7 +3,8 @@ that may come out is effdsl's own :class:`EffdslError`, with well-formed diagnos
 and the CLI never prints a traceback.
 
 Inputs: arbitrary text and bytes, text generated from the Lark grammar, mutations of
-every built-in spec (and of random valid networks), and pathological sizes.
+every built-in spec (and of random valid networks), pathological sizes, the command
+line's flags with odd values, and checkpoints with mutated tensors or bytes.
 
 The number of examples follows the Hypothesis profile of tests/conftest.py: a few
 hundred in all with the default ``ci`` profile; ``EFFDSL_HYPOTHESIS_PROFILE=long``
@@ -14,7 +15,10 @@ multiplies every test's count by the ratio of the two profiles (about 33x)::
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import math
+import os
 import re
 import subprocess
 import sys
@@ -128,11 +132,14 @@ def test_arbitrary_text_as_a_spec_name(name):
 def test_an_unreadable_spec_file(tmp_path, monkeypatch):
     path = tmp_path / "locked.eff"
     path.write_text(TINY, encoding="utf-8")
+    real_open = os.open
 
-    def refuse(self):
-        raise PermissionError(13, "Permission denied", str(self))
+    def refuse(name, *args, **kwargs):  # root reads any file: permissions cannot make one unreadable
+        if str(name) == str(path):
+            raise PermissionError(13, "Permission denied", str(name))
+        return real_open(name, *args, **kwargs)
 
-    monkeypatch.setattr(Path, "read_bytes", refuse)
+    monkeypatch.setattr(os, "open", refuse)
     with pytest.raises(EffdslError) as info:
         effdsl.compile_spec(str(path))
     check_error(info.value)
@@ -431,6 +438,184 @@ def test_cli_never_prints_a_traceback(named, command):
     assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
     assert result.exit_code in (0, 2), output
     assert "Traceback" not in output
+
+
+# The CLI's flags, with values a careless or hostile user types: out of range, of the
+# wrong kind, beyond any float, not numbers at all. Whatever they are, the command ends
+# with 0 or 2 and its own message, the spec is unchanged, and no file is left half written.
+_ODD_VALUES = ("0", "-0", "-1", "1", "2.5", "3", "1e11", "1e308", "1e309", "-1e309", "nan", "-nan", "inf", "-inf",
+               "99999999999999999999999", "0x10", "", " ", "1_000", "\u0663", "1e99999999", "0.999999", "1/3",
+               "b7", "zz", "16385", "1000001", "--phi")
+_values = st.sampled_from(_ODD_VALUES) | st.integers(-10**25, 10**25).map(str) | st.floats().map(repr) | \
+    st.text(alphabet="0123456789.:-+e/ na", max_size=10)
+_MEMBER_FLAGS = ("--phi", "--preset", "--width", "--depth", "--resolution", "--num-classes", "--in-chans",
+                 "--drop-rate", "--drop-path-rate")
+
+
+@st.composite
+def cli_invocations(draw) -> list[str]:
+    """A command on the spec ``{spec}`` with 1 to 3 drawn flags, writing to ``{out}`` or stdout."""
+    command = draw(st.sampled_from(("compile", "compile-weights", "sweep", "diff", "viz")))
+    flags = draw(st.lists(st.tuples(st.sampled_from(_MEMBER_FLAGS), _values), min_size=1, max_size=3))
+    if command == "sweep":
+        return ["sweep", "{spec}", "--phi", draw(_values), "-o", "{out}.csv"]
+    args = [a for flag, value in flags for a in (flag, value)]
+    if command == "diff":
+        return ["diff", "{spec}", *[a for flag, value in flags if flag in ("--phi", "--preset") for a in (flag, value)]]
+    if command == "viz":
+        return ["viz", "{spec}", *args, "--level", "stage", "-o", "{out}.svg"]
+    if command == "compile-weights":  # a module is built: a small budget keeps the drawn sizes cheap
+        return ["compile", "{spec}", *args, "--emit", "weights", "--max-params", draw(st.sampled_from(
+            ("100000", "0", "-1", "2.5", "1e5", "nan"))), "-o", "{out}.safetensors"]
+    return ["compile", "{spec}", *args, "--emit", draw(st.sampled_from(("summary", "json", "ir"))),
+            *draw(st.sampled_from(([], ["-o", "{out}.txt"])))]
+
+
+@settings(max_examples=examples(40))
+@given(cli_invocations())
+@example(["compile", "{spec}", "--num-classes", "99999999999999999999999"])
+@example(["compile", "{spec}", "--in-chans", "1e11", "--emit", "weights", "--max-params", "1e12", "-o", "{out}.st"])
+@example(["compile", "{spec}", "--width", "nan"])
+@example(["sweep", "{spec}", "--phi", "1e99999999", "-o", "{out}.csv"])
+@example(["compile", "{spec}", "--emit", "json", "-o", "{spec}"])
+def test_cli_flags(args):
+    with tempfile.TemporaryDirectory() as folder:
+        spec = Path(folder) / "tiny.eff"
+        spec.write_text(TINY, encoding="utf-8")
+        (Path(folder) / "out.txt").write_text("old output")
+        argv = [a.format(spec=spec, out=Path(folder) / "out") for a in args]
+        note(" ".join(argv))
+        result = runner.invoke(app, argv)
+        output = result.output + (result.stderr if result.stderr_bytes is not None else "")
+        note(output)
+        assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+        assert result.exit_code in (0, 2) and "Traceback" not in output, output
+        if result.exit_code == 2:
+            assert "error" in output.lower()
+        assert spec.read_text(encoding="utf-8") == TINY
+        left = sorted(p.name for p in Path(folder).iterdir())
+        assert not [name for name in left if name.endswith(".tmp")], left
+        if result.exit_code != 0 or "out.txt" not in " ".join(argv):
+            assert (Path(folder) / "out.txt").read_text() == "old output"
+
+
+# Checkpoints: a tiny network's own state_dict, mutated the ways a broken or hostile file
+# can be (keys of other types, tensors of other dtypes, shapes, layouts and devices, NaN,
+# objects that are not tensors, wrappers), and files whose bytes are cut or changed.
+# Loading ends in success or an EffdslError, never another exception.
+
+@pytest.fixture(scope="module")
+def tiny_compiled():
+    return effdsl.compile_spec(TINY)
+
+
+@functools.lru_cache(maxsize=1)
+def _tiny_state() -> dict:
+    return dict(effdsl.compile_spec(TINY).build().state_dict())
+
+
+@st.composite
+def mutated_state(draw) -> object:
+    import torch
+
+    state = dict(_tiny_state())
+    names = sorted(state)
+    for _ in range(draw(st.integers(1, 3))):
+        name = draw(st.sampled_from(names))
+        kind = draw(st.sampled_from(("dtype", "shape", "nan", "key", "drop", "add", "value", "sparse", "meta",
+                                     "scalar")))
+        tensor = state.get(name)
+        if not isinstance(tensor, torch.Tensor):  # replaced by an earlier mutation
+            tensor = torch.zeros(1)
+        with contextlib.suppress(RuntimeError, NotImplementedError):  # a tensor torch cannot make: nothing to load
+            _mutate(draw, state, name, tensor, kind)
+    return draw(st.sampled_from((state, {"state_dict": state}, {"model": state}, [state], state)))
+
+
+def _mutate(draw, state: dict, name: str, tensor, kind: str) -> None:
+    """One mutation of ``state`` (at ``name``, whose tensor is ``tensor``)."""
+    import torch
+
+    if kind == "dtype":
+        dtype = draw(st.sampled_from((torch.float16, torch.bfloat16, torch.float64, torch.int8, torch.int64,
+                                      torch.bool, torch.complex64, torch.uint8)))
+        state[name] = tensor.to(dtype)
+    elif kind == "shape":
+        state[name] = torch.zeros(draw(st.lists(st.integers(0, 5), max_size=4)))
+    elif kind == "nan":
+        state[name] = torch.full(tuple(tensor.shape), draw(st.sampled_from((math.nan, math.inf, -math.inf))))
+    elif kind == "key":
+        state[draw(st.integers() | st.tuples(st.integers()) | st.text(max_size=30) | st.none())] = \
+            state.pop(name, tensor)
+    elif kind == "drop":
+        state.pop(name, None)
+    elif kind == "add":
+        state[draw(st.text(max_size=30))] = torch.zeros(draw(st.lists(st.integers(0, 3), max_size=3)))
+    elif kind == "value":
+        state[name] = draw(st.integers() | st.text(max_size=5) | st.none() | st.just([1, 2]))
+    elif kind == "sparse" and tensor.dim() >= 1 and tensor.layout == torch.strided and not tensor.is_meta:
+        state[name] = tensor.to_sparse()
+    elif kind == "meta":
+        state[name] = torch.empty(tensor.shape, device="meta")
+    elif kind == "scalar":
+        state[name] = torch.tensor(draw(st.floats()))
+
+
+@settings(max_examples=examples(40))
+@given(st.data())
+def test_checkpoints_with_mutated_tensors(tiny_compiled, data):
+    import torch
+
+    module = tiny_compiled.build()
+    state = data.draw(mutated_state())
+    strict = data.draw(st.booleans())
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "ckpt.pt"
+        torch.save(state, path)
+        try:
+            tiny_compiled.load_weights(module, path, strict=strict)
+        except EffdslError as err:
+            check_error(err)
+            assert err.diagnostics[0].code in ("E501", "E502", "E503", "E504"), err.render()
+
+
+@settings(max_examples=examples(30))
+@given(st.data())
+@example(None)
+def test_checkpoint_files_with_mutated_bytes(tiny_compiled, data):
+    import io
+
+    import torch
+    from safetensors.torch import save
+
+    module = tiny_compiled.build()
+    buffer = io.BytesIO()
+    torch.save(module.state_dict(), buffer)
+    formats = {".pt": buffer.getvalue(), ".safetensors": save(dict(module.state_dict()))}
+    suffix = data.draw(st.sampled_from(sorted(formats))) if data is not None else ".pt"
+    raw = bytearray(formats[suffix])
+    if data is not None:
+        for _ in range(data.draw(st.integers(1, 4))):
+            what = data.draw(st.sampled_from(("cut", "flip", "insert")))
+            at = data.draw(st.integers(0, len(raw) - 1))
+            if what == "cut":
+                del raw[at:]
+                if not raw:
+                    break
+            elif what == "flip":
+                raw[at] ^= data.draw(st.integers(1, 255))
+            else:
+                raw[at:at] = data.draw(st.binary(min_size=1, max_size=16))
+    else:
+        del raw[len(raw) // 2:]
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / f"ckpt{suffix}"
+        path.write_bytes(bytes(raw))
+        try:
+            tiny_compiled.load_weights(module, path)
+        except EffdslError as err:
+            check_error(err)
+            assert err.diagnostics[0].code in ("E501", "E502", "E503", "E504"), err.render()
 
 
 def test_cli_subprocess_on_a_broken_spec(tmp_path):

@@ -16,14 +16,19 @@ from __future__ import annotations
 import json
 import re
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
-from enum import Enum
-from typing import Iterator
+from enum import StrEnum
+from typing import TYPE_CHECKING, NoReturn
 
 import typer
 
+from effdsl.cli.terminal import interrupted, write_stdout
 from effdsl.diagnostics import Diagnostic, EffdslError, InternalError
+
+if TYPE_CHECKING:
+    from effdsl.api import Compiled
 
 EXIT_USER = 2
 EXIT_BUG = 70
@@ -53,7 +58,7 @@ def as_flags(diag: Diagnostic) -> Diagnostic:
     pattern = re.compile(r"(?<![\w-])(" + "|".join(map(re.escape, sorted(names, key=len, reverse=True)))
                          + r")(?:(=)|(?!\w))")
 
-    def flag(match: re.Match) -> str:
+    def flag(match: re.Match[str]) -> str:
         return FLAGS[match.group(1)] + (" " if match.group(2) else "")
 
     return replace(diag, message=pattern.sub(flag, diag.message),
@@ -69,7 +74,7 @@ def _shown(err: EffdslError) -> EffdslError:
     return shown
 
 
-class Format(str, Enum):
+class Format(StrEnum):
     text = "text"
     json = "json"
 
@@ -83,23 +88,38 @@ def reporting(fmt: Format = Format.text, to_stdout: bool = False) -> Iterator[No
     """
     try:
         yield
-    except EffdslError as err:
-        fail(err, fmt, to_stdout)
-    except InternalError as err:
-        bug(err)
+    except (EffdslError, InternalError) as err:
+        if interrupted():  # what the work made of Ctrl-C; terminal.run says 'interrupted'
+            raise
+        if isinstance(err, EffdslError):
+            fail(err, fmt, to_stdout)
+        else:
+            bug(err)
 
 
-def fail(err: EffdslError, fmt: Format = Format.text, to_stdout: bool = False) -> None:
+def fail(err: EffdslError, fmt: Format = Format.text, to_stdout: bool = False) -> NoReturn:
     """Print the diagnostics of ``err`` and exit with status 2."""
     err = _shown(err)
     if fmt is Format.json:
-        typer.echo(json.dumps([d.to_json(err.filename) for d in err.diagnostics], indent=2), err=not to_stdout)
+        _echo(json.dumps([d.to_json(err.filename) for d in err.diagnostics], indent=2), to_stdout)
     else:
         typer.echo(err.render(), err=True)
     raise typer.Exit(EXIT_USER)
 
 
-def bug(err: InternalError) -> None:
+def _echo(text: str, to_stdout: bool) -> None:
+    """``text`` and a line end on stdout, or on stderr; a stdout that fails is reported on stderr."""
+    if not to_stdout:
+        typer.echo(text, err=True)
+        return
+    try:
+        write_stdout(text + "\n")
+    except EffdslError as err:
+        typer.echo(err.render(), err=True)
+        raise typer.Exit(EXIT_USER) from None
+
+
+def bug(err: InternalError) -> NoReturn:
     """Report an internal error as a bug, with what to include in a report; exit 70."""
     from effdsl import __version__
 
@@ -109,7 +129,7 @@ def bug(err: InternalError) -> None:
     raise typer.Exit(EXIT_BUG)
 
 
-def report_warnings(compiled, fmt: Format, werror: bool, to_stdout: bool = False) -> None:
+def report_warnings(compiled: Compiled, fmt: Format, werror: bool, to_stdout: bool = False) -> None:
     """Report the warnings of a successful compile; with -W they fail the command."""
     found = [as_flags(d) for d in compiled.warnings]
     if werror and found:
@@ -117,8 +137,7 @@ def report_warnings(compiled, fmt: Format, werror: bool, to_stdout: bool = False
         fail(err.with_source(compiled.source.text, compiled.source.filename), fmt, to_stdout)
     if fmt is Format.json:
         if to_stdout or found:
-            typer.echo(json.dumps([d.to_json(compiled.source.filename) for d in found], indent=2),
-                       err=not to_stdout)
+            _echo(json.dumps([d.to_json(compiled.source.filename) for d in found], indent=2), to_stdout)
     elif found:
         err = EffdslError(found).with_source(compiled.source.text, compiled.source.filename)
         typer.echo(err.render(), err=True)

@@ -95,6 +95,7 @@ CODES: dict[str, Code] = _codes(
     ("E406", "bad phi range"),
     ("E407", "diff without two members"),
     ("E408", "report or plot format unavailable"),
+    ("E409", "argument of the wrong type"),
     # weights
     ("E501", "checkpoint cannot be read"),
     ("E502", "checkpoint of unknown origin"),

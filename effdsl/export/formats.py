@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 from effdsl.blocks import class_name
 from effdsl.diagnostics import InternalError
@@ -43,8 +43,9 @@ def _eval_mode(module: nn.Module) -> Callable[[], None]:
     return restore
 
 
-def save_pt2(module: nn.Module, example_input: torch.Tensor, path: str | Path) -> None:
-    """Export ``module`` in eval mode with ``torch.export`` and save the program to ``path``.
+def save_pt2(module: nn.Module, example_input: torch.Tensor, path: str | Path | BinaryIO) -> None:
+    """Export ``module`` in eval mode with ``torch.export`` and save the program to ``path``
+    (a file name, or a binary file such as ``io.BytesIO``).
 
     Load it back with ``torch.export.load(path).module()``. The program has the example's
     shape (batch size included).
@@ -57,7 +58,7 @@ def save_pt2(module: nn.Module, example_input: torch.Tensor, path: str | Path) -
             program = torch.export.export(module, (example_input,))
     finally:
         restore()
-    torch.export.save(program, str(path))
+    torch.export.save(program, path if not isinstance(path, (str, Path)) else str(path))
 
 
 def save_onnx(module: nn.Module, example_input: torch.Tensor, path: str | Path) -> None:
@@ -89,9 +90,13 @@ def save_onnx(module: nn.Module, example_input: torch.Tensor, path: str | Path) 
     onnx.checker.check_model(str(path), full_check=True)
 
 
-def save_weights(module: nn.Module, path: str | Path) -> None:
-    """Save ``module``'s ``state_dict`` (parameters and buffers) as a safetensors file."""
-    from safetensors.torch import save_file
+def save_weights(module: nn.Module, path: str | Path | BinaryIO) -> None:
+    """Save ``module``'s ``state_dict`` (parameters and buffers) as a safetensors file
+    (to a file name, or to a binary file such as ``io.BytesIO``)."""
+    from safetensors.torch import save, save_file
 
     tensors = {name: tensor.detach().contiguous() for name, tensor in module.state_dict().items()}
-    save_file(tensors, str(path), metadata={"format": "pt"})
+    if isinstance(path, (str, Path)):
+        save_file(tensors, str(path), metadata={"format": "pt"})
+    else:
+        path.write(save(tensors, metadata={"format": "pt"}))

@@ -64,7 +64,7 @@ def parse_phi_range(text: str) -> list[Fraction]:
     if len(parts) == 1:
         parts = parts * 2
     try:
-        start, stop, step = (Fraction(p.strip()) for p in parts + ["1"] * (3 - len(parts)))
+        start, stop, step = (_phi_number(p.strip(), text) for p in parts + ["1"] * (3 - len(parts)))
     except (ValueError, ZeroDivisionError):
         raise _range_error(text, "expected numbers START:STOP:STEP, like 0:7:0.5") from None
     if step <= 0:
@@ -77,6 +77,20 @@ def parse_phi_range(text: str) -> list[Fraction]:
     if count > MAX_ROWS:
         raise _range_error(text, f"it has {count:,} values, more than {MAX_ROWS:,}")
     return [start + i * step for i in range(count)]
+
+
+def _phi_number(part: str, text: str) -> Fraction:
+    """``part`` of the range ``text`` as an exact fraction, refused before it is built when
+    its exponent is beyond any phi or step a sweep can use (``Fraction("1e99999999")``
+    would take minutes); ValueError for what is not a number."""
+    _, _, exponent = part.lower().partition("e")
+    digits = exponent.lstrip("+-")
+    if digits.isdigit() and (len(digits) > 4 or int(digits) > 30):
+        why = "a value below 1e-30 is no step of a sweep" if exponent.startswith("-") else "phi must lie in -{0}..{0}"
+        raise _range_error(text, why.format(PHI_LIMIT))
+    if len(part) > 60:
+        raise ValueError(part)
+    return Fraction(part)
 
 
 def _range_error(text: str, why: str) -> EffdslError:

@@ -23,6 +23,7 @@ from effdsl.backends.torch.layers import StochasticDepth, init_weights
 from effdsl.backends.torch.modules import network_class
 from effdsl.blocks.table import NetworkTable, pretrained_cfg, read_table
 from effdsl.ir.graph import CompiledGraph
+from effdsl.diagnostics import Diagnostic, EffdslError
 from effdsl.language.spec import ACTIVATIONS
 
 __all__ = ["StochasticDepth", "activation", "build_module", "example_input", "network_args"]
@@ -50,6 +51,7 @@ def build_module(graph: CompiledGraph, device: torch.device | str = "cpu", featu
     forward returns one feature map per distinct reduction (``out_indices`` selects
     among them).
     """
+    device = usable_device(device)
     table = read_table(graph)
     args, kwargs = network_args(table)
     if features_only:
@@ -57,7 +59,7 @@ def build_module(graph: CompiledGraph, device: torch.device | str = "cpu", featu
     cls = network_class(table.class_name, features=features_only)
     with torch.device("meta"):
         module: nn.Module = cls(*args, **kwargs)
-    if str(device) != "meta":
+    if device.type != "meta":
         materialize(module, device)
         init_weights(module)
     return module
@@ -76,6 +78,20 @@ def materialize(module: nn.Module, device: torch.device | str) -> nn.Module:
             if b is not None:
                 m._buffers[name] = torch.empty(b.shape, dtype=b.dtype, device=device)
     return module
+
+
+def usable_device(device: object) -> torch.device:
+    """``device`` as a torch device this machine has; E402 for a name torch does not know
+    ('gpu') or a device that is not there ('cuda' without a GPU), before anything is built."""
+    try:
+        parsed = device if isinstance(device, torch.device) else torch.device(device)  # type: ignore[call-overload]
+        torch.empty(0, device=parsed)
+    except (RuntimeError, TypeError, ValueError, AssertionError) as exc:
+        why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise EffdslError(Diagnostic("E402", f"device must be a device torch can use, got {device!r} ({why})",
+                                     help="cpu, cuda, cuda:N, mps or meta, as this machine has them",
+                                     arguments=("device",))) from None
+    return parsed
 
 
 def example_input(graph: CompiledGraph, batch: int = 1) -> torch.Tensor:

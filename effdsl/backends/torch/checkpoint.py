@@ -10,6 +10,7 @@ the spec line of the layer; nothing is loaded then, unless a partial load is ask
 
 from __future__ import annotations
 
+import re
 import stat
 import warnings
 import zipfile
@@ -123,22 +124,47 @@ def read_state_dict(path: str | Path, max_bytes: int | None = None) -> dict[str,
                 warnings.simplefilter("ignore")
                 state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # any unreadable file is the user's to fix, not a crash
-        # torch's own message suggests weights_only=False, which runs code from the file:
-        # effdsl never does that, so only the kind of failure is shown.
         raise EffdslError(Diagnostic(
-            "E501", f"cannot read checkpoint '{path}': not a tensor file that torch.load (weights only) or "
-                    f"safetensors can open ({_reason(exc)})",
+            "E501", f"cannot read checkpoint '{path}': {_what_is_wrong(path, exc)}",
             help="expected a state_dict saved with torch.save, or a .safetensors file",
         )) from None
     return state_dict_of(state, str(path))
 
 
-def _reason(exc: BaseException) -> str:
-    """A short reason for a failed read: the exception's class and its first line."""
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    if "weights_only" in first or len(first) > 160:
-        first = ""  # torch's advice to set weights_only=False is not one effdsl takes
-    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
+
+
+def _what_is_wrong(path: Path, exc: BaseException) -> str:
+    """What is wrong with a file that neither torch.load (weights only) nor safetensors
+    could read, in words, from its first bytes and the error. torch's own message advises
+    weights_only=False, which runs code from the file: effdsl never does that."""
+    try:
+        with open(path, "rb") as file:
+            head = file.read(512)
+    except OSError as err:
+        return err.strerror or str(err)
+    message = str(exc)
+    if not head:
+        return "the file is empty"
+    if path.suffix == ".safetensors":
+        detail = message.strip().splitlines()[0].removeprefix("Error while deserializing header: ") if message else ""
+        return f"its safetensors header cannot be read ({detail})" if detail else "it is not a safetensors file"
+    found = _GLOBAL.search(message)
+    if found:
+        return (f"it holds Python objects, not only tensors ({found.group(1)}); effdsl loads tensors and never "
+                f"runs code from a checkpoint")
+    if head.startswith(b"PK\x03\x04"):
+        return "it is a zip archive, as torch.save writes, but a truncated or damaged one"
+    if head.startswith(b"\x80"):
+        return "it is a Python pickle, but not one of tensors that torch.load can read without running code"
+    try:
+        head.decode("utf-8")
+        is_text = b"\x00" not in head
+    except UnicodeDecodeError as err:
+        is_text = err.start > len(head) - 4  # a character cut at the end of the first bytes
+    if is_text:
+        return "it is a text file, not a checkpoint"
+    return "it is neither a torch.save file (a zip archive) nor a safetensors file"
 
 
 def state_dict_of(state: object, where: str) -> dict[str, torch.Tensor]:
@@ -154,7 +180,7 @@ def state_dict_of(state: object, where: str) -> dict[str, torch.Tensor]:
                 "E501", f"'{where}' is not a state_dict: key {key!r} ({type(key).__name__}) is not a tensor name"))
         if not isinstance(value, torch.Tensor):
             raise EffdslError(Diagnostic("E501", f"'{where}' does not hold a state_dict of tensors "
-                                                 f"('{key}' is a {type(value).__name__})"))
+                                                 f"('{key}' is {type(value).__name__}, not a tensor)"))
     return state
 
 
