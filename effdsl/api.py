@@ -14,7 +14,7 @@ from numbers import Integral, Real
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from effdsl.diagnostics import Diagnostic, EffdslError
+from effdsl.diagnostics import Diagnostic, EffdslError, Span
 from effdsl.ir.graph import CompiledGraph
 from effdsl.language.analyze import analyze
 from effdsl.language.format import comments_of, format_spec
@@ -22,12 +22,12 @@ from effdsl.language.parser import parse
 from effdsl.language.source import Source, decode, load_source
 from effdsl.language.spec import MAX_CHANNELS, MAX_CLASSES, Network
 from effdsl.passes.inference import inference_graph
-from effdsl.scaling.choices import covering_picks, decisions, describe
-from effdsl.scaling.choices import member as member_of
 from effdsl.passes.lower import plan_from_spec
 from effdsl.passes.pipeline import run_pipeline
 from effdsl.passes.scale import architecture, scale_plan
 from effdsl.passes.summary import Summary, summarize
+from effdsl.scaling.choices import covering_picks, decisions, describe
+from effdsl.scaling.choices import member as member_of
 from effdsl.scaling.members import Member, resolve_member, resolve_scale
 
 if TYPE_CHECKING:  # torch is imported only when a module is built
@@ -70,7 +70,7 @@ class Compiled:
         graph = inference_graph(self.graph)
         return replace(self, graph=graph, summary=summarize(graph), base=self)
 
-    def to_inference(self, module: "nn.Module") -> "nn.Module":
+    def to_inference(self, module: nn.Module) -> nn.Module:
         """The inference module of ``module`` (built from this member, weights loaded)."""
         from effdsl.backends.torch.inference import to_inference
 
@@ -110,7 +110,8 @@ class Compiled:
         try:
             module = build_module(self.graph, device=device, features_only=features_only, out_indices=out_indices)
         except IndexError as err:  # out_indices beyond the feature maps
-            raise EffdslError(Diagnostic("E402", str(err))).with_source(self.source.text, self.source.filename)
+            raise EffdslError(Diagnostic("E402", str(err))).with_source(
+                self.source.text, self.source.filename) from None
         except EffdslError as err:  # a device this machine does not have
             raise err.with_source(self.source.text, self.source.filename) from None
         if weights is not None:
@@ -246,7 +247,7 @@ def check_spec(spec: str | Path) -> Compiled:
         try:
             return _check_space(net, source)
         except EffdslError as err:
-            raise err.with_source(source.text, source.filename)
+            raise err.with_source(source.text, source.filename) from None
     compiled = compile_network(net, source=source)
     problems: list[Diagnostic] = []
     for preset in net.presets:
@@ -266,7 +267,7 @@ def check_spec(spec: str | Path) -> Compiled:
 def _check_space(net: Network, source: Source) -> Compiled:
     """Compile the members that cover every option, at the baseline and every preset."""
     found = decisions(net)
-    problems: dict[tuple, Diagnostic] = {}
+    problems: dict[tuple[str, str, Span | None], Diagnostic] = {}
     first: Compiled | None = None
     seen: list[Diagnostic] = []
     for picks in covering_picks(found):

@@ -33,6 +33,8 @@ from effdsl.passes.summary import Summary
 if TYPE_CHECKING:
     from torch import nn
 
+    from effdsl.language.spec import Network
+
 app = typer.Typer(
     name="effdsl",
     help="Compile .eff network specs: compound scaling, exact cost, PyTorch modules.",
@@ -205,7 +207,7 @@ def check_cmd(spec: Spec, fmt: DiagnosticsFormat = Format.text, werror: Werror =
         write_stdout(f"{compiled.source.filename}: ok ({net.name}: {stages}, presets: {presets})\n")
 
 
-def _space_line(net) -> str:
+def _space_line(net: Network) -> str:
     """``a search space of 1,296 members (4 choices over 2 stages)``."""
     from effdsl.scaling.choices import decisions, size
 

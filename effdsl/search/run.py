@@ -231,9 +231,8 @@ def _check_options(options: SearchOptions) -> None:
         problems.append(f"--resolution must be at least 1, got {options.resolution}")
     if options.executor != "local":
         problems.append(f"--executor '{options.executor}' is not available; 'local' is")
-    if options.device == "cuda":  # asked for explicitly: fail now rather than in every trial
-        if not cuda_available():
-            problems.append("--device cuda, but torch sees no CUDA device (--device auto uses one when there is)")
+    if options.device == "cuda" and not cuda_available():  # asked for explicitly: fail now, not in every trial
+        problems.append("--device cuda, but torch sees no CUDA device (--device auto uses one when there is)")
     if problems:
         raise EffdslError([Diagnostic("E607", p) for p in problems])
 
