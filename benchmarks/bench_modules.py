@@ -48,7 +48,7 @@ def paired(fns: dict, rounds: int) -> tuple[dict[str, float], dict[str, list[flo
 
 def ratio(times: dict[str, list[float]], reference: str, other: str) -> tuple[float, float, float]:
     """Median, lowest and highest of the per-round ratios reference / other."""
-    per_round = sorted(r / o for r, o in zip(times[reference], times[other]))
+    per_round = sorted(r / o for r, o in zip(times[reference], times[other], strict=True))
     return statistics.median(per_round), per_round[0], per_round[-1]
 
 
@@ -72,7 +72,7 @@ def bench_forward(quick: bool) -> list[dict]:
             expected = reference(x)
             assert (ours(x) - expected).abs().max().item() == 0  # the same function, exactly
             assert (fast(x) - expected).abs().max().item() <= 1e-4 * expected.abs().max().item()
-            fns = {name: (lambda model=model: model(x)) for name, model in
+            fns = {name: (lambda model=model, x=x: model(x)) for name, model in
                    (("torchvision", reference), ("effdsl", ours), ("inference", fast))}
             for fn in fns.values():  # warm up: allocator, weight layouts
                 fn()
@@ -147,8 +147,8 @@ def bench_expand(quick: bool) -> dict:
         effdsl.compile_spec("efficientnet_b0", phi=phi)
         found[phi] = {
             "blocks": plan.num_blocks,
-            "compile_ms": median_ms(lambda: effdsl.compile_spec("efficientnet_b0", phi=phi), repeats),
-            "expand_ms": median_ms(lambda: expand(plan), repeats),
+            "compile_ms": median_ms(lambda phi=phi: effdsl.compile_spec("efficientnet_b0", phi=phi), repeats),
+            "expand_ms": median_ms(lambda plan=plan: expand(plan), repeats),
         }
     blocks = found[12]["blocks"] - found[0]["blocks"]
     return {
@@ -164,7 +164,8 @@ def _r(value: tuple[float, float, float]) -> str:
 
 
 def report(forward: list[dict], build: dict, training: dict, expand: dict, start: str, end_load: float) -> str:
-    geo = {key: math.exp(statistics.mean(math.log(row[key][0]) for row in forward)) for key in ("effdsl", "inference")}
+    geo = {key: math.exp(statistics.mean(math.log(row[key][0]) for row in forward))
+           for key in ("effdsl", "inference")}
     lines = [
         "## Modules against torchvision",
         "",
@@ -174,12 +175,14 @@ def report(forward: list[dict], build: dict, training: dict, expand: dict, start
         "with the lowest and highest in brackets. effdsl's modules carry torchvision's weights: the default",
         "module's logits equal torchvision's exactly, the inference module's within 1e-4 x max |logit|.",
         "",
-        "| eval forward (`torch.no_grad`) | rounds | torchvision | effdsl default | speedup | effdsl inference | speedup |",
+        "| eval forward (`torch.no_grad`) | rounds | torchvision | effdsl default | speedup "
+        "| effdsl inference | speedup |",
         "|---|---|---|---|---|---|---|",
     ]
     for row in forward:
-        lines.append(f"| {row['case']} | {row['rounds']} | {row['torchvision_ms']:.1f} ms | {row['effdsl_ms']:.1f} ms | "
-                     f"{_r(row['effdsl'])} | {row['inference_ms']:.1f} ms | {_r(row['inference'])} |")
+        lines.append(f"| {row['case']} | {row['rounds']} | {row['torchvision_ms']:.1f} ms | "
+                     f"{row['effdsl_ms']:.1f} ms | {_r(row['effdsl'])} | "
+                     f"{row['inference_ms']:.1f} ms | {_r(row['inference'])} |")
     lines += [
         f"| geometric mean of the speedups | | | | **{geo['effdsl']:.2f}x** (target >= 1.0) | | "
         f"**{geo['inference']:.2f}x** (target >= 1.5) |",
@@ -201,7 +204,8 @@ def report(forward: list[dict], build: dict, training: dict, expand: dict, start
         f"| blocks | {expand['phi'][0]['blocks']} | {expand['phi'][12]['blocks']} | |",
         f"| `compile_spec` (parse to costs, verified after each pass) | {expand['phi'][0]['compile_ms']:.1f} ms | "
         f"{expand['phi'][12]['compile_ms']:.1f} ms | {expand['compile_per_block_ms']:.3f} ms (target 0.3 ms) |",
-        f"| the `expand` pass alone | {expand['phi'][0]['expand_ms']:.1f} ms | {expand['phi'][12]['expand_ms']:.1f} ms | "
+        f"| the `expand` pass alone | {expand['phi'][0]['expand_ms']:.1f} ms | "
+        f"{expand['phi'][12]['expand_ms']:.1f} ms | "
         f"{expand['expand_per_block_ms']:.3f} ms |",
         "",
         "Where the speed comes from: activations run in place (as torchvision's), the residual add",

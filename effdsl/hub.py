@@ -22,10 +22,13 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from effdsl.api import build, parse_spec
 from effdsl.language.resources import builtin_specs
+
+if TYPE_CHECKING:
+    from torch import nn
 
 PREFIX = "effdsl_"
 _OPTIONS = ("num_classes", "in_chans", "drop_rate", "drop_path_rate", "features_only", "out_indices", "device")
@@ -49,7 +52,8 @@ def model_names() -> dict[str, tuple[str, str | None]]:
 
 
 def _entry_point(name: str, spec: str, preset: str | None) -> Callable[..., Any]:
-    def create(pretrained: bool = False, pretrained_cfg_overlay: dict | None = None, **kwargs: Any):
+    def create(pretrained: bool = False, pretrained_cfg_overlay: dict[str, Any] | None = None,
+               **kwargs: Any) -> nn.Module:
         unknown = sorted(set(kwargs) - set(_OPTIONS) - set(_TIMM_ARGUMENTS) - {"dtype"})
         if unknown:
             raise TypeError(f"{name} does not take {', '.join(unknown)}; it takes {', '.join(_OPTIONS)}")
@@ -61,7 +65,9 @@ def _entry_point(name: str, spec: str, preset: str | None) -> Callable[..., Any]
         model = build(spec, preset=preset, weights=weights if pretrained else None, **options)
         if "dtype" in kwargs:
             model = model.to(dtype=kwargs["dtype"])
-        model.pretrained_cfg["architecture"] = name
+        # a plain dict attribute, which torch's typing of Module attributes (Tensor | Module) cannot express
+        cfg: dict[str, Any] = model.pretrained_cfg  # type: ignore[assignment]
+        cfg["architecture"] = name
         return model
 
     create.__name__ = create.__qualname__ = name

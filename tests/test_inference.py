@@ -13,7 +13,6 @@ import onnx
 import onnxruntime
 import pytest
 import torch
-from parity_full import randomize_batch_norm
 from typer.testing import CliRunner
 
 import effdsl
@@ -21,6 +20,8 @@ from effdsl.cli import app
 from effdsl.diagnostics import InternalError
 from effdsl.export import python_source, save_onnx, save_pt2
 from effdsl.passes import inference as inference_passes
+
+from parity_full import randomize_batch_norm
 
 RESOLUTION = {"b0": 224, "b1": 160, "b2": 160, "b3": 160}  # the fold does not depend on the input size
 

@@ -17,13 +17,14 @@ import timm
 import timm.data
 import torch
 import torchvision
-from parity_full import randomize_batch_norm
 from torchvision.models.feature_extraction import create_feature_extractor
 from typer.testing import CliRunner
 
 import effdsl
 import effdsl.hub
 from effdsl.cli import app
+
+from parity_full import randomize_batch_norm
 
 MIXED = """
 network mixed {
@@ -62,7 +63,7 @@ def test_stages_and_blocks_are_indexable_callable_modules(b0, image):
     with torch.no_grad():
         logits = b0(image)
         x = b0.stem(image)
-        for i, stage in enumerate(b0.stages):
+        for stage in b0.stages:
             first = stage[0](x)
             x = stage(x)
             if len(stage) == 1:
@@ -181,7 +182,7 @@ def test_grad_checkpointing_recomputes_stages_with_the_same_gradients(image):
     model.set_grad_checkpointing()
     checkpointed = gradients()
     assert len(runs) == 3  # forward, then again during the backward pass
-    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(plain, checkpointed))
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(plain, checkpointed, strict=True))
 
 
 def test_features_only_reductions_out_indices_and_feature_info(b0, image):

@@ -14,7 +14,8 @@ as a row whose ``bn`` is ``None``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from effdsl.blocks import REGISTRY, class_name, kind_of_parts
 from effdsl.blocks.base import ConvRow
@@ -23,6 +24,11 @@ from effdsl.ir.graph import CompiledGraph, Op
 from effdsl.ir.plan import Preprocessing
 
 _PASS = "table"  # what an InternalError names as the failing stage
+
+# (stage, kind, repeats, kernel, stride, in_ch, out_ch, mid, squeeze, act, bn, residual)
+BlockTuple = tuple[int, str, int, int, int, int, int, int | None, int, str | None, tuple[float, float] | None, bool]
+# (out_ch, kernel, stride, act, bn)
+ConvTuple = tuple[int, int, int, str | None, tuple[float, float] | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,18 +77,18 @@ class NetworkTable:
         used = {row.kind for row, _ in self.rows}
         return [name for name in REGISTRY if name in used]
 
-    def block_tuples(self) -> list[tuple]:
+    def block_tuples(self) -> list[BlockTuple]:
         """The rows as the network class takes them:
         (stage, kind, repeats, kernel, stride, in_ch, out_ch, mid, squeeze, act, bn, residual)."""
         return [(r.stage, r.kind, n, r.kernel, r.stride, r.in_ch, r.out_ch, r.mid, r.squeeze, r.act, r.bn,
                  r.residual) for r, n in self.rows]
 
-    def stem_tuple(self) -> tuple:
+    def stem_tuple(self) -> ConvTuple:
         """(out_ch, kernel, stride, act, bn); the input channels are the network's."""
         s = self.stem
         return (s.out_ch, s.kernel, s.stride, s.act, s.bn)
 
-    def head_tuple(self) -> tuple | None:
+    def head_tuple(self) -> ConvTuple | None:
         """(out_ch, kernel, stride, act, bn) of the head conv; None when the head only pools."""
         h = self.head
         return None if h is None else (h.out_ch, h.kernel, h.stride, h.act, h.bn)
@@ -163,56 +169,82 @@ def _block(block_ops: list[Op], same: bool) -> tuple[BlockRow, float]:
     return row, rate
 
 
-def read_table(graph: CompiledGraph) -> NetworkTable:
-    """The table of ``graph``'s network, every row checked against the operators."""
-    plan = graph.plan
-    stem: list[Op] = []
-    head: list[Op] = []
-    blocks: dict[int, list[Op]] = {}
-    classifier = None
-    image = None
-    same = False
-    params_total = 0
+@dataclass(slots=True)
+class _Parts:
+    """A graph's ops sorted by the part of the network they belong to."""
+
+    image: Op | None = None
+    classifier: Op | None = None
+    stem: list[Op] = field(default_factory=list)
+    head: list[Op] = field(default_factory=list)
+    blocks: dict[int, list[Op]] = field(default_factory=dict)
+    same: bool = False  # a strided conv pads as TensorFlow's 'same'
+    params: int = 0
+
+
+def _parts(graph: CompiledGraph) -> _Parts:
+    """One walk over the ops: each to its part, with the padding mode and the parameter count."""
+    parts = _Parts()
     for op in graph.ops():
-        params_total += graph.costs[op.name].params
+        parts.params += graph.costs[op.name].params
         if op.kind in ("conv", "dwconv") and op.padding == "same" and op.stride > 1:
-            same = True
+            parts.same = True
         if op.kind == "input":
-            image = op
+            parts.image = op
         elif op.part == "stem":
-            stem.append(op)
+            parts.stem.append(op)
         elif op.part == "head":
-            head.append(op)
+            parts.head.append(op)
         elif op.part == "classifier":
-            classifier = op
+            parts.classifier = op
         else:
-            blocks.setdefault(op.block, []).append(op)
-    if image is None or classifier is None or not stem or not head:
-        raise InternalError(_PASS, "the graph lacks an input, stem, head or classifier")
+            parts.blocks.setdefault(op.block, []).append(op)
+    return parts
+
+
+def _pool_and_dropout(head: list[Op]) -> tuple[Op, float]:
+    """The global pooling op and the dropout rate at the end of the head, taken off ``head``."""
     dropout = 0.0
     if head[-1].kind == "dropout":
         dropout = head.pop().rate
     pool = head.pop()
     if pool.kind != "pool" or not pool.flatten:
         raise InternalError(_PASS, "expected global pooling (and dropout) before the classifier")
+    return pool, dropout
+
+
+def _block_rows(blocks: dict[int, list[Op]], same: bool, drop_path: float) -> list[tuple[BlockRow, int]]:
+    """The blocks in order, each run of identical blocks as one row with its repeat count."""
+    rows: list[tuple[BlockRow, int]] = []
+    num_blocks = len(blocks)
+    for index in range(num_blocks):
+        if index not in blocks:
+            raise InternalError(_PASS, f"block {index} is missing")
+        row, rate = _block(blocks[index], same)
+        if row.residual and rate != drop_path * index / num_blocks:
+            raise InternalError(_PASS, f"block {index}: drop-path rate {rate} is not rate * i / N")
+        if rows and rows[-1][0] == row:
+            rows[-1] = (row, rows[-1][1] + 1)
+        else:
+            rows.append((row, 1))
+    return rows
+
+
+def read_table(graph: CompiledGraph) -> NetworkTable:
+    """The table of ``graph``'s network, every row checked against the operators."""
+    plan = graph.plan
+    parts = _parts(graph)
+    image, classifier, stem, head, same = parts.image, parts.classifier, parts.stem, parts.head, parts.same
+    if image is None or classifier is None or not stem or not head:
+        raise InternalError(_PASS, "the graph lacks an input, stem, head or classifier")
+    pool, dropout = _pool_and_dropout(head)
     stem_conv = _conv_bn(stem, "stem")
     head_conv = _conv_bn(head, "head") if head else None
     for conv in (stem_conv, head_conv):
         if conv is not None and conv.same != (same and conv.stride > 1):
             raise InternalError(_PASS, "stem or head padding differs from the network's")
 
-    rows: list[list] = []
-    num_blocks = len(blocks)
-    for index in range(num_blocks):
-        if index not in blocks:
-            raise InternalError(_PASS, f"block {index} is missing")
-        row, rate = _block(blocks[index], same)
-        if row.residual and rate != plan.drop_path * index / num_blocks:
-            raise InternalError(_PASS, f"block {index}: drop-path rate {rate} is not rate * i / N")
-        if rows and rows[-1][0] == row:
-            rows[-1][1] += 1
-        else:
-            rows.append([row, 1])
+    rows = _block_rows(parts.blocks, same, plan.drop_path)
     stages = [row.stage for row, _ in rows]
     if stages != sorted(stages) or set(stages) != set(range(len(plan.stages))):
         raise InternalError(_PASS, "blocks are not grouped by stage")
@@ -220,9 +252,9 @@ def read_table(graph: CompiledGraph) -> NetworkTable:
     return NetworkTable(
         name=plan.name, class_name=class_name(plan.name), member=plan.member, in_ch=image.out_ch,
         resolution=plan.resolution, classes=classifier.out_ch, stem=stem_conv,
-        rows=tuple((r, n) for r, n in rows), num_stages=len(plan.stages), drop_path=plan.drop_path,
+        rows=tuple(rows), num_stages=len(plan.stages), drop_path=plan.drop_path,
         head=head_conv, head_in=pool.in_ch, pool=pool.pool or "avg", dropout=dropout,
-        padding="same" if same else "symmetric", params=params_total, inference=plan.inference,
+        padding="same" if same else "symmetric", params=parts.params, inference=plan.inference,
         preprocessing=plan.preprocessing,
     )
 
@@ -235,14 +267,14 @@ def _per_channel(values: tuple[float, ...], channels: int) -> tuple[float, ...]:
     return (round(sum(values) / len(values), 6),) * channels
 
 
-def pretrained_cfg(table: NetworkTable) -> dict:
+def pretrained_cfg(table: NetworkTable) -> dict[str, Any]:
     """timm's ``pretrained_cfg`` of a network: input size and preprocessing (from the spec's
     ``preprocess`` and the preset), for ``timm.data.resolve_data_config(model=...)``."""
     res, pre = table.resolution, table.preprocessing
     reduction = table.stem.stride
     for row, repeats in table.rows:
         reduction *= row.stride ** repeats
-    cfg = {
+    cfg: dict[str, Any] = {
         "architecture": table.name,
         "member": table.member,
         "num_classes": table.classes,

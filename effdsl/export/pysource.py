@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ast
 from pathlib import Path
+from typing import Any
 
 from effdsl.blocks import class_name
 from effdsl.blocks.library import activations_source, class_source
@@ -102,14 +103,14 @@ def _table(net: NetworkTable) -> str:
     widths = [max(len(name) + 1, *(len(row[j]) for row in cells)) for j, name in enumerate(header)]
     widths[0] = max(widths[0], len(header[0]) + 2)  # room for the header's "# "
     lines = ["    #" + " ".join(name.ljust(w) if name in left else name.rjust(w - 1) + " "
-                             for name, w in zip(header, widths)).rstrip()]
+                             for name, w in zip(header, widths, strict=True)).rstrip()]
     for row in cells:
         lines.append("    (" + " ".join(cell.ljust(w) if name in left else cell.rjust(w)
-                                        for name, cell, w in zip(header, row, widths)).rstrip() + "),")
+                                        for name, cell, w in zip(header, row, widths, strict=True)).rstrip() + "),")
     return "BLOCKS = [\n" + "\n".join(lines) + "\n]\n"
 
 
-def _dict_source(cfg: dict) -> str:
+def _dict_source(cfg: dict[str, Any]) -> str:
     items = [f"    {_lit(key)}: {_lit(value)}," for key, value in cfg.items()]
     return "{\n" + "\n".join(items) + "\n}"
 

@@ -310,7 +310,7 @@ def read_preprocess(stmt: RawStatement, in_ch: int | None, errors: Collector) ->
     values: dict[str, Any] = {}
     spans: dict[str, Span] = {}
 
-    def per_channel(key: str) -> Callable:
+    def per_channel(key: str) -> Handler:
         def handler(reader: Reader, setting: RawSetting) -> None:
             numbers = []
             while True:
@@ -318,7 +318,8 @@ def read_preprocess(stmt: RawStatement, in_ch: int | None, errors: Collector) ->
                 if value is not None and key == "std":
                     value = check_value("std", value, span, errors)
                 numbers.append(value)
-                if not (reader.more() and reader.peek().is_number):
+                following = reader.peek()
+                if following is None or not following.is_number:
                     break
             covered = Span.cover(setting.items[0].span, setting.items[-1].span) if setting.items else setting.span
             if None in numbers:
@@ -337,7 +338,8 @@ def read_preprocess(stmt: RawStatement, in_ch: int | None, errors: Collector) ->
         if tok.text in INTERPOLATIONS:
             values["interpolation"], spans["interpolation"] = tok.text, tok.span
         else:
-            errors.error("E104", f"unknown interpolation '{tok.text}'", tok.span, did_you_mean(tok.text, INTERPOLATIONS))
+            errors.error("E104", f"unknown interpolation '{tok.text}'", tok.span,
+                         did_you_mean(tok.text, INTERPOLATIONS))
 
     handlers = {
         "mean": per_channel("mean"),

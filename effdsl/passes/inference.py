@@ -19,9 +19,10 @@ the folded convs with their biases.
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 from effdsl.diagnostics import InternalError
-from effdsl.ir.graph import CompiledGraph, OpGraph, evolve
+from effdsl.ir.graph import CompiledGraph, Op, OpGraph, evolve
 from effdsl.passes.cost import count_cost
 from effdsl.passes.shapes import infer_shapes
 from effdsl.passes.verify import verify
@@ -29,7 +30,7 @@ from effdsl.passes.verify import verify
 _TRAINING_ONLY = ("dropout", "drop_path")
 
 
-def _rewire(graph: OpGraph, plan_changes: dict, skip: dict[str, str], changed: dict) -> OpGraph:
+def _rewire(graph: OpGraph, plan_changes: dict[str, Any], skip: dict[str, str], changed: dict[str, Op]) -> OpGraph:
     """A copy without the ops in ``skip`` (each replaced by the node named there as an
     operand of its users), with the ops in ``changed`` replaced."""
     out = OpGraph(replace(graph.plan, **plan_changes), list(graph.warnings))

@@ -16,12 +16,14 @@ Kaiming normal, fan-out; batch norm: ones and zeros; linear: uniform in
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
 from effdsl.backends.torch.layers import StochasticDepth, init_weights
 from effdsl.backends.torch.modules import network_class
-from effdsl.blocks.table import NetworkTable, pretrained_cfg, read_table
+from effdsl.blocks.table import BlockTuple, ConvTuple, NetworkTable, pretrained_cfg, read_table
 from effdsl.ir.graph import CompiledGraph
 from effdsl.diagnostics import Diagnostic, EffdslError
 from effdsl.language.spec import ACTIVATIONS
@@ -35,7 +37,11 @@ def activation(name: str) -> nn.Module:
     return module
 
 
-def network_args(table: NetworkTable) -> tuple[tuple, dict]:
+# blocks, stem, head, pool, classes, in_ch, dropout, drop_path
+NetworkArgs = tuple[list[BlockTuple], ConvTuple, ConvTuple | None, str, int, int, float, float]
+
+
+def network_args(table: NetworkTable) -> tuple[NetworkArgs, dict[str, Any]]:
     """The arguments of ``Network`` for a table (as the ``.py`` export writes them)."""
     args = (table.block_tuples(), table.stem_tuple(), table.head_tuple(), table.pool, table.classes, table.in_ch,
             table.dropout, table.drop_path)

@@ -15,6 +15,8 @@ CPUs for the depthwise convs that dominate these networks).
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -53,10 +55,15 @@ def to_inference(trained: nn.Module, graph: CompiledGraph) -> nn.Module:
         raise InternalError("to_inference", "expected the graph of the inference passes")
     weight = next(trained.parameters())
     features = isinstance(trained, modules.Features)
-    out_indices = trained.feature_info.out_indices if features else None
+    out_indices: tuple[int, ...] | None = None
+    if features:
+        # feature_info is a plain attribute; torch types every Module attribute as Tensor | Module
+        out_indices = trained.feature_info.out_indices  # type: ignore[union-attr, assignment]
     module = build_module(graph, device="meta", features_only=features, out_indices=out_indices)
     module = materialize(module, weight.device).to(dtype=weight.dtype)
     module.load_state_dict(folded_state_dict(trained, graph), strict=True)
-    module.pretrained_cfg = dict(getattr(trained, "pretrained_cfg", module.pretrained_cfg))
+    # pretrained_cfg is a plain dict attribute; torch types every Module attribute as Tensor | Module
+    cfg: dict[str, Any] = dict(getattr(trained, "pretrained_cfg", module.pretrained_cfg))  # type: ignore[arg-type]
+    module.pretrained_cfg = cfg  # type: ignore[assignment]
     module.eval().requires_grad_(False)
     return module.to(memory_format=torch.channels_last)
