@@ -49,7 +49,8 @@ def interrupted() -> bool:
 
 def _on_signal(number: int, frame: FrameType | None) -> None:
     _received.append(signal.Signals(number))
-    raise Interrupted(MESSAGE[signal.Signals(number)])
+    if len(_received) == 1:  # a second Ctrl-C, while the first one unwinds, changes nothing
+        raise Interrupted(MESSAGE[signal.Signals(number)])
 
 
 def run(load: Callable[[], Callable[[], object]]) -> None:
@@ -69,9 +70,10 @@ def run(load: Callable[[], Callable[[], object]]) -> None:
             raise SystemExit(2) from None
         raise
     finally:
-        for sig, handler in previous.items():
-            with contextlib.suppress(TypeError, ValueError):
-                signal.signal(sig, handler)
+        if not interrupted():
+            for sig, handler in previous.items():
+                with contextlib.suppress(TypeError, ValueError):
+                    signal.signal(sig, handler)
     _flush_stdout()
 
 
@@ -90,7 +92,7 @@ def _say(line: str) -> None:
 def _exit_interrupted() -> None:
     """One line on stderr, and 128 + the signal's number as the exit status."""
     first = _received[0]
-    for sig in EXIT_STATUS:  # a second Ctrl-C while exiting changes nothing
+    for sig in EXIT_STATUS:  # nor does one while the interpreter shuts down
         signal.signal(sig, signal.SIG_IGN)
     _silence_stdout()
     _say(MESSAGE[first])
