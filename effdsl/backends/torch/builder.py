@@ -24,8 +24,8 @@ from torch import nn
 from effdsl.backends.torch.layers import StochasticDepth, init_weights
 from effdsl.backends.torch.modules import network_class
 from effdsl.blocks.table import BlockTuple, ConvTuple, NetworkTable, pretrained_cfg, read_table
-from effdsl.ir.graph import CompiledGraph
 from effdsl.diagnostics import Diagnostic, EffdslError
+from effdsl.ir.graph import CompiledGraph
 from effdsl.language.spec import ACTIVATIONS
 
 __all__ = ["StochasticDepth", "activation", "build_module", "example_input", "network_args"]
