@@ -17,7 +17,7 @@ from rich.console import Console
 from effdsl.cli.commands import app
 from effdsl.cli.files import write_output
 from effdsl.cli.reporting import reporting
-from effdsl.cli.terminal import write_stdout
+from effdsl.cli.terminal import Interrupted, write_stdout
 from effdsl.diagnostics import Diagnostic, EffdslError
 
 if TYPE_CHECKING:
@@ -162,10 +162,9 @@ def search_cmd(
                 resume=resume, device=device.value)
             with _search_progress() as events:
                 result = run_search(options, events)
-    except KeyboardInterrupt:
-        typer.echo(f"interrupted; the finished trials are in {out / 'trials.jsonl'}: continue with --resume",
-                   err=True)
-        raise typer.Exit(130) from None
+    except (KeyboardInterrupt, Interrupted):  # the CLI then says 'interrupted' and exits 130 (terminal.run)
+        typer.echo(f"the finished trials are in {out / 'trials.jsonl'}: continue with --resume", err=True)
+        raise
     _report_search(result)
 
 

@@ -40,6 +40,7 @@ RANGES: dict[str, str] = {
     "E3xx": "shapes and scaling",
     "E4xx": "usage",
     "E5xx": "weights",
+    "E6xx": "search spaces and searches",
     "W3xx": "warnings",
 }
 
