@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from effdsl.diagnostics import Diagnostic, EffdslError, Span, did_you_mean
 from effdsl.ir.graph import CompiledGraph
 from effdsl.language.analyze import analyze
+from effdsl.language.families import MODELS, Model
 from effdsl.language.format import comments_of, format_spec
 from effdsl.language.parser import normalize, parse
 from effdsl.language.resources import builtin_specs
@@ -26,7 +27,10 @@ from effdsl.passes.summary import Summary, summarize
 from effdsl.scaling.members import Member, resolve_member, resolve_scale
 
 if TYPE_CHECKING:  # torch is imported only when a module is built
+    import torch
     from torch import nn
+
+    from effdsl.backends.torch.checkpoint import LoadReport
 
 
 @dataclass(frozen=True)
@@ -57,7 +61,7 @@ class Compiled:
         return self.graph.dump()
 
     def build(self, device: str = "cpu", weights: str | Path | None = None, strict: bool = True,
-              features_only: bool = False, max_params: int = MAX_PARAMS) -> "nn.Module":
+              features_only: bool = False, max_params: int = MAX_PARAMS, min_fraction: float = 0.5) -> "nn.Module":
         """The PyTorch module; see :func:`build`."""
         from effdsl.backends.torch.builder import build_module
 
@@ -70,24 +74,29 @@ class Compiled:
                         f"more than the budget of {max_params:,}", None,
                 "raise it with max_params=N; the summary alone needs no weights", arguments=("max_params",),
             )).with_source(self.source.text, self.source.filename)
+        state = None
         if weights is not None:  # a missing or unreadable file is reported before any allocation
             from effdsl.backends.torch.checkpoint import read_state_dict
 
             try:
-                weights = read_state_dict(weights)
+                state = read_state_dict(weights)
             except EffdslError as err:
                 raise err.with_source(self.source.text, self.source.filename)
         module = build_module(self.graph, device=device, features_only=features_only)
-        if weights is not None:
-            self.load_weights(module, weights, strict=strict)
+        if state is not None:
+            self.load_weights(module, state, strict=strict, min_fraction=min_fraction)
         return module
 
-    def load_weights(self, module: "nn.Module", weights: "str | Path | dict", strict: bool = True):
-        """Load a checkpoint into ``module`` (built from this network); returns a report."""
+    def load_weights(self, module: "nn.Module", weights: str | Path | dict[str, torch.Tensor], strict: bool = True,
+                     min_fraction: float = 0.5) -> LoadReport:
+        """Load a checkpoint into ``module`` (built from this network); returns a report.
+
+        ``strict=False`` loads what fits, provided it fills at least ``min_fraction`` of the
+        network's tensors (0 accepts any number)."""
         from effdsl.backends.torch.checkpoint import load_weights
 
         try:
-            return load_weights(module, weights, self.graph, strict=strict)
+            return load_weights(module, weights, self.graph, strict=strict, min_fraction=min_fraction)
         except EffdslError as err:
             raise err.with_source(self.source.text, self.source.filename)
 
@@ -105,12 +114,15 @@ def load_source(spec: str | Path) -> Source:
         builtins = builtin_specs()
         if isinstance(spec, str) and spec in builtins:
             path = builtins[spec]
+        elif isinstance(spec, str) and spec in MODELS:  # a reference model's name: its family's spec
+            path = builtins[MODELS[spec].spec]
+            spec = MODELS[spec].spec
         else:
-            hint = did_you_mean(str(spec), builtins)
+            hint = did_you_mean(str(spec), [*builtins, *MODELS])
             raise EffdslError(Diagnostic(
                 "E110", f"no such spec file or built-in spec: '{spec}'", None,
                 hint if hint and not hint.startswith("expected") else
-                "built-in specs: " + ", ".join(builtins),
+                "'effdsl list' shows the built-in models by name, 'effdsl list --files' the built-in specs",
             ))
     try:
         data = path.read_bytes()
@@ -165,6 +177,9 @@ def compile_spec(spec: str | Path, *, phi: float | None = None, preset: str | No
                  drop_rate: float | None = None, drop_path_rate: float | None = None) -> Compiled:
     """Parse, check, scale and analyse; no weight is allocated.
 
+    ``spec`` is a path, a built-in spec's name, ``.eff`` text, or a built-in model's name
+    (``"efficientnet_b3"``: the spec and preset it stands for; ``effdsl list``).
+
     ``num_classes`` and ``in_chans`` replace the spec's classes and input channels;
     ``drop_rate`` (dropout before the classifier) and ``drop_path_rate`` (stochastic depth,
     scheduled as rate * i / N over the blocks) replace the spec's or the preset's.
@@ -172,10 +187,41 @@ def compile_spec(spec: str | Path, *, phi: float | None = None, preset: str | No
     :func:`compile_network` for each.
     """
     source = load_source(spec)
+    preset = _model_preset(spec, preset, phi=phi, width=width, depth=depth, resolution=resolution)
     member = Member(phi=phi, preset=preset, width=width, depth=depth, resolution=resolution,
                     num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
                     drop_path_rate=drop_path_rate)
     return compile_network(analyze_source(source), member, source=source)
+
+
+def reference_model(spec: str | Path) -> Model | None:
+    """The built-in model ``spec`` names (``"efficientnet_b3"``), or None: for a file that
+    exists, a built-in spec's own name, or spec text."""
+    if not isinstance(spec, str) or spec not in MODELS or spec in builtin_specs():
+        return None
+    try:
+        return None if Path(spec).is_file() else MODELS[spec]
+    except OSError:
+        return MODELS[spec]
+
+
+def _model_preset(spec: str | Path, preset: str | None, **member: float | None) -> str | None:
+    """The preset a reference model's name stands for (efficientnet_b3: b3 of efficientnet_b0);
+    choosing a member another way as well is E401."""
+    model = reference_model(spec)
+    if model is None or model.preset is None:
+        return preset
+    chosen = [name for name, value in member.items() if value is not None]
+    if preset not in (None, model.preset) or chosen:
+        other = "preset" if preset not in (None, model.preset) else chosen[0]
+        raise EffdslError(Diagnostic(
+            "E401", f"'{spec}' is preset {model.preset} of the built-in spec '{model.spec}'; "
+                    f"{other} cannot be used with it",
+            help=f"for another member of the family, compile '{model.spec}' with phi=F, preset=NAME, "
+                 f"or width=W depth=D resolution=R",
+            arguments=("phi", "preset", "width", "depth", "resolution"),
+        ))
+    return model.preset
 
 
 def compile_network(network: Network, member: Member | None = None, *, source: Source | None = None) -> Compiled:
@@ -215,11 +261,15 @@ def build(spec: str | Path, phi: float | None = None, preset: str | None = None,
           num_classes: int | None = None, *, width: float | None = None, depth: float | None = None,
           resolution: int | None = None, in_chans: int | None = None, drop_rate: float | None = None,
           drop_path_rate: float | None = None, weights: str | Path | None = None, strict: bool = True,
-          features_only: bool = False, device: str = "cpu", max_params: int = MAX_PARAMS) -> "nn.Module":
+          features_only: bool = False, device: str = "cpu", max_params: int = MAX_PARAMS,
+          min_fraction: float = 0.5) -> "nn.Module":
     """The PyTorch module of one member of a spec's family.
 
-    Randomly initialized, or loaded from ``weights`` (a torchvision, timm or effdsl
-    checkpoint; ``strict=False`` loads the tensors that fit and skips the others).
+    ``spec`` may also be a built-in model's name (``"efficientnet_b3"``, ``"mnasnet0_5"``:
+    see ``effdsl list``), which chooses its preset. Randomly initialized, or loaded from
+    ``weights`` (a torchvision, timm or effdsl checkpoint; ``strict=False`` loads the
+    tensors that fit and skips the others, provided they fill at least ``min_fraction``
+    of the network).
     ``features_only=True`` returns a module whose forward gives the output of every stage.
     A network above ``max_params`` parameters is refused (E303) before any weight is allocated.
     """
@@ -227,7 +277,7 @@ def build(spec: str | Path, phi: float | None = None, preset: str | None = None,
                             num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
                             drop_path_rate=drop_path_rate)
     return compiled.build(device=device, weights=weights, strict=strict, features_only=features_only,
-                          max_params=max_params)
+                          max_params=max_params, min_fraction=min_fraction)
 
 
 def check_spec(spec: str | Path) -> Compiled:

@@ -72,6 +72,8 @@ def compile_cmd(
                                            "checkpoint (.pt state_dict or .safetensors) into the module."),
     partial: bool = typer.Option(False, "--partial", help="With --weights: load the tensors that fit, "
                                  "list the layers left out."),
+    min_fraction: float = typer.Option(0.5, "--min-fraction", help="With --partial: refuse to load less than "
+                                       "this fraction of the network's tensors (0: any)."),
     emit: Emit = typer.Option(Emit.summary, "--emit", help="summary (stage table), json, ir (one line per "
                               "operator), py (PyTorch source), pt2 (torch.export), onnx, weights (safetensors)."),
     output: Optional[Path] = typer.Option(None, "-o", "--output", help="Write to FILE instead of stdout."),
@@ -97,11 +99,11 @@ def compile_cmd(
         if weights is not None or emit in MODULE_EMITS:
             module = compiled.build(max_params=max_params)
             if weights is not None:
-                report = compiled.load_weights(module, weights, strict=not partial)
+                report = compiled.load_weights(module, weights, strict=not partial, min_fraction=min_fraction)
                 skipped = f"; left out: {', '.join(report.skipped)}" if report.skipped else ""
                 article = "an" if report.origin[0] in "aeiou" else "a"
-                typer.echo(f"loaded {report.loaded} tensors from {article} {report.origin} checkpoint{skipped}",
-                           err=True)
+                origin = f"{article} {report.origin} checkpoint" if report.origin != "other" else "the checkpoint"
+                typer.echo(f"loaded {report.loaded} tensors from {origin}{skipped}", err=True)
         if emit in MODULE_EMITS:
             _export(compiled, module, emit, output)
             return
@@ -281,10 +283,17 @@ def viz_cmd(
 
 
 @app.command("list")
-def list_cmd() -> None:
-    """List the built-in specs."""
-    for name, path in builtin_specs().items():
-        typer.echo(f"{name}\t{path}")
+def list_cmd(files: bool = typer.Option(False, "--files", help="List the built-in spec files instead: "
+                                        "name, a tab, path.")) -> None:
+    """List the built-in models by their reference names: family, spec, preset, resolution, params, MACs."""
+    if files:
+        for name, path in builtin_specs().items():
+            typer.echo(f"{name}\t{path}")
+        return
+    from effdsl.reports.models import model_rows, render_models
+
+    with reporting():
+        sys.stdout.write(render_models(model_rows()))
 
 
 def _num(value: float) -> str:
