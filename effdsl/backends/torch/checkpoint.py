@@ -301,6 +301,15 @@ _NONFINITE_HELP = ("the checkpoint was saved from a diverged or broken run; "
                    "load it anyway with allow_nonfinite=True in Python")
 
 
+def _finite(tensor: torch.Tensor) -> bool:
+    """No NaN or infinity: the extremes are finite (NaN propagates to both). One pass,
+    several times faster than ``torch.isfinite(tensor).all()`` on large tensors."""
+    if tensor.numel() == 0:
+        return True
+    low, high = torch.aminmax(tensor)
+    return bool(torch.isfinite(low)) and bool(torch.isfinite(high))
+
+
 def _unusable(tensor: torch.Tensor, layer: torch.Tensor, allow_nonfinite: bool) -> tuple[str, str] | None:
     """Why ``tensor`` cannot be copied into ``layer`` and what to do, in words, or None."""
     if tensor.layout != torch.strided:
@@ -311,7 +320,7 @@ def _unusable(tensor: torch.Tensor, layer: torch.Tensor, allow_nonfinite: bool) 
         if tensor.dtype not in FLOAT_DTYPES:
             return (f"is {str(tensor.dtype).removeprefix('torch.')}, but its layer holds floating-point numbers",
                     _DTYPE_HELP)
-        if not allow_nonfinite and not bool(torch.isfinite(tensor).all()):
+        if not allow_nonfinite and not _finite(tensor):
             bad = int((~torch.isfinite(tensor)).sum())
             return f"holds {bad:,} NaN or infinite value{'s' if bad != 1 else ''}", _NONFINITE_HELP
     elif tensor.dtype not in INT_DTYPES:
