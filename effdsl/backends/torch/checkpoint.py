@@ -223,7 +223,7 @@ def _unpaired(pairing: Pairing, theirs: dict[str, Shape], ours: dict[str, Shape]
     if spare:
         parts.append(f"{len(spare):,} checkpoint tensors unpaired, the first '{spare[0]}' {theirs[spare[0]]}")
     if empty:
-        parts.append(f"{len(empty):,} layers without a tensor, the first '{empty[0]}' {ours[empty[0]]}")
+        parts.append(f"{len(empty):,} network tensors without one, the first '{empty[0]}' {ours[empty[0]]}")
     return "; ".join(parts)
 
 
@@ -239,8 +239,9 @@ def _layout_error(pairing: Pairing, theirs: dict[str, Shape], ours: dict[str, Sh
     else:
         message = (f"a partial load would fill only {loaded:,} of the network's {total:,} tensors "
                    f"({loaded / total:.0%}), less than the {min_fraction:.0%} asked for")
-        hint = "load them anyway with min_fraction=0 (--min-fraction 0); "
-    return EffdslError(Diagnostic("E502", message, None, hint + _unpaired(pairing, theirs, ours)))
+        hint = "load them anyway with min_fraction=0; "
+    return EffdslError(Diagnostic("E502", message, None, hint + _unpaired(pairing, theirs, ours),
+                                  arguments=("min_fraction",) if min_fraction is not None else ()))
 
 
 MIN_FRACTION = 0.5  # a partial load that fills less of the network than this is refused unless asked
@@ -276,18 +277,18 @@ def load_weights(module: nn.Module, path: str | Path | dict[str, torch.Tensor], 
     our_shapes = {k: tuple(v.shape) for k, v in ours.items()}
     by_name = origin == "effdsl"  # effdsl's own names need no pairing
     pairing = _pair_by_name(their_shapes, our_shapes) if by_name else pair(their_shapes, our_shapes)
+    fraction = len(pairing.loaded) / max(len(ours), 1)
+    if strict and pairing.problems and fraction < MIN_FRACTION and pairing.leading < RESYNC:
+        raise _layout_error(pairing, their_shapes, our_shapes, origin, None)  # not even the first layers agree
+    if not strict and fraction < min_fraction:
+        raise _layout_error(pairing, their_shapes, our_shapes, origin, min_fraction)
     for mine, key in pairing.loaded.items():
         unusable = _unusable(theirs[key], ours[mine], allow_nonfinite)
         if unusable is not None:
             why, hint = unusable
             raise EffdslError(Diagnostic("E504", f"checkpoint tensor '{key}' {why}", _layer_span(graph, mine), hint))
-    fraction = len(pairing.loaded) / max(len(ours), 1)
     if strict and pairing.problems:
-        if fraction < MIN_FRACTION and pairing.leading < RESYNC:  # not even the first layers agree
-            raise _layout_error(pairing, their_shapes, our_shapes, origin, None)
         raise EffdslError(_diagnostic(pairing.problems[0], graph))
-    if not strict and fraction < min_fraction:
-        raise _layout_error(pairing, their_shapes, our_shapes, origin, min_fraction)
     with torch.no_grad():
         for mine, key in pairing.loaded.items():
             ours[mine].copy_(theirs[key])

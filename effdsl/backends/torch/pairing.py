@@ -146,11 +146,14 @@ class Pairing:
         if not self.problems and theirs.attrs == ours.attrs:
             self.leading += 1
         mine = dict(ours.attrs)
+        # a layer of another shape keeps its scalars too (a batch norm's counter is no evidence)
+        differs = any(attr in mine and shape != mine[attr] for attr, shape in theirs.attrs)
         for attr, shape in theirs.attrs:
             if attr not in mine:
                 self.problems.append(Problem("extra", theirs.key(attr), None, shape, None, near=ours.keys[0]))
             elif shape == mine[attr]:
-                self.loaded[ours.key(attr)] = theirs.key(attr)
+                if shape or not differs:
+                    self.loaded[ours.key(attr)] = theirs.key(attr)
             else:
                 self.problems.append(Problem("shape", theirs.key(attr), ours.key(attr), shape, mine[attr]))
         their_attrs = {a for a, _ in theirs.attrs}
