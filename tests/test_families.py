@@ -127,6 +127,23 @@ def test_cli_list_shows_every_model_with_its_numbers():
     assert dict(line.split("\t") for line in files.splitlines()).keys() == builtin_specs().keys()
 
 
+def test_the_table_in_the_docs_is_the_compilers_and_the_references():
+    from conftest import ROOT
+
+    rows = [line.split("|")[1:-1] for line in (ROOT / "docs" / "families.md").read_text().splitlines()
+            if line.startswith("| `")]
+    table = {cells[0].strip(" `"): [c.strip(" `") for c in cells] for cells in rows if len(cells) == 9}
+    assert set(table) == set(MODELS)
+    for name, (_, library, spec, preset, res, params, ref_params, macs, ref_macs) in table.items():
+        summary = effdsl.compile_spec(name).summary
+        _, reference_params, reference_macs, resolution = REFERENCE[name]
+        assert (spec, preset) == (MODELS[name].spec, MODELS[name].preset or "-")
+        assert library == MODELS[name].source
+        assert (int(res), int(params.replace(",", "")), int(macs.replace(",", ""))) == \
+            (summary.resolution, summary.params, summary.macs)
+        assert (int(ref_params.replace(",", "")), int(ref_macs.replace(",", ""))) == (reference_params, reference_macs)
+
+
 # ---------------------------------------------------------------- layer by layer against the reference
 
 

@@ -97,7 +97,7 @@ CODES: dict[str, Code] = _codes(
     ("E408", "report or plot format unavailable"),
     # weights
     ("E501", "checkpoint cannot be read"),
-    ("E502", "checkpoint of unknown origin"),
+    ("E502", "checkpoint layout not recognised"),
     ("E503", "checkpoint does not fit"),
     ("E504", "unusable checkpoint tensor"),
     # warnings

@@ -217,9 +217,13 @@ def _unpaired(pairing: Pairing, theirs: dict[str, Shape], ours: dict[str, Shape]
     spare = [k for k in theirs if k not in used]
     empty = [k for k in ours if k not in pairing.loaded]
     parts = []
-    if pairing.loaded:
-        first, last = next(iter(pairing.loaded.items())), list(pairing.loaded.items())[-1]
-        parts.append(f"paired: '{first[1]}' -> '{first[0]}' ... '{last[1]}' -> '{last[0]}'")
+    layers = list(dict.fromkeys((key.rpartition(".")[0], mine.rpartition(".")[0])
+                                for mine, key in pairing.loaded.items()))
+    shown = [f"'{theirs_path}' -> '{our_path}'" for theirs_path, our_path in layers]
+    if len(shown) > 3:
+        shown = [shown[0], "...", shown[-1]]
+    if layers:
+        parts.append(f"paired {len(layers):,} layer{'s' if len(layers) != 1 else ''}: " + ", ".join(shown))
     if spare:
         parts.append(f"{len(spare):,} checkpoint tensors unpaired, the first '{spare[0]}' {theirs[spare[0]]}")
     if empty:
@@ -247,6 +251,13 @@ def _layout_error(pairing: Pairing, theirs: dict[str, Shape], ours: dict[str, Sh
 MIN_FRACTION = 0.5  # a partial load that fills less of the network than this is refused unless asked
 
 
+def _unrecognised(pairing: Pairing, fraction: float) -> bool:
+    """Not this network's layout: the layers do not pair one to one by kind (another
+    structure, not only other widths), not even the first few agree, and less than half
+    of the network finds a tensor. Otherwise the first disagreement is the news (E503)."""
+    return not pairing.complete and pairing.leading < RESYNC and fraction < MIN_FRACTION
+
+
 def load_weights(module: nn.Module, path: str | Path | dict[str, torch.Tensor], graph: CompiledGraph,
                  strict: bool = True, allow_nonfinite: bool = False, min_fraction: float = MIN_FRACTION) -> LoadReport:
     """Copy a checkpoint's tensors into ``module`` (built from ``graph``).
@@ -256,8 +267,8 @@ def load_weights(module: nn.Module, path: str | Path | dict[str, torch.Tensor], 
     verified; an effdsl checkpoint is paired by name. ``strict``: every checkpoint tensor
     must have a layer of its shape and every layer a tensor; otherwise the first
     disagreement is an error (E503) pointing at the spec line of the layer, and nothing is
-    loaded; when the first layers already disagree and fewer than half of the network's
-    tensors pair up, the layout is not recognised (E502). With ``strict=False`` the tensors that fit are loaded and
+    loaded; when the layers do not even pair by kind, the first ones disagree and fewer
+    than half of the network's tensors pair up, the layout is not recognised (E502). With ``strict=False`` the tensors that fit are loaded and
     the layers left out are listed in the report, provided they fill at least
     ``min_fraction`` of the network's tensors (E502 otherwise; 0 accepts any number). A
     tensor that cannot stand for its layer (E504: sparse, meta, a dtype that is not a
@@ -278,8 +289,8 @@ def load_weights(module: nn.Module, path: str | Path | dict[str, torch.Tensor], 
     by_name = origin == "effdsl"  # effdsl's own names need no pairing
     pairing = _pair_by_name(their_shapes, our_shapes) if by_name else pair(their_shapes, our_shapes)
     fraction = len(pairing.loaded) / max(len(ours), 1)
-    if strict and pairing.problems and fraction < MIN_FRACTION and pairing.leading < RESYNC:
-        raise _layout_error(pairing, their_shapes, our_shapes, origin, None)  # not even the first layers agree
+    if strict and pairing.problems and _unrecognised(pairing, fraction):
+        raise _layout_error(pairing, their_shapes, our_shapes, origin, None)
     if not strict and fraction < min_fraction:
         raise _layout_error(pairing, their_shapes, our_shapes, origin, min_fraction)
     for mine, key in pairing.loaded.items():
