@@ -187,7 +187,7 @@ def compile_spec(spec: str | Path, *, phi: float | None = None, preset: str | No
     :func:`compile_network` for each.
     """
     source = load_source(spec)
-    preset = _model_preset(spec, preset, phi=phi, width=width, depth=depth, resolution=resolution)
+    preset = _model_preset(spec, source, preset, phi=phi, width=width, depth=depth, resolution=resolution)
     member = Member(phi=phi, preset=preset, width=width, depth=depth, resolution=resolution,
                     num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
                     drop_path_rate=drop_path_rate)
@@ -205,7 +205,7 @@ def reference_model(spec: str | Path) -> Model | None:
         return MODELS[spec]
 
 
-def _model_preset(spec: str | Path, preset: str | None, **member: float | None) -> str | None:
+def _model_preset(spec: str | Path, source: Source, preset: str | None, **member: float | None) -> str | None:
     """The preset a reference model's name stands for (efficientnet_b3: b3 of efficientnet_b0);
     choosing a member another way as well is E401."""
     model = reference_model(spec)
@@ -215,12 +215,12 @@ def _model_preset(spec: str | Path, preset: str | None, **member: float | None) 
     if preset not in (None, model.preset) or chosen:
         other = "preset" if preset not in (None, model.preset) else chosen[0]
         raise EffdslError(Diagnostic(
-            "E401", f"'{spec}' is preset {model.preset} of the built-in spec '{model.spec}'; "
+            "E401", f"'{spec}' stands for the built-in spec '{model.spec}' with preset={model.preset}; "
                     f"{other} cannot be used with it",
             help=f"for another member of the family, compile '{model.spec}' with phi=F, preset=NAME, "
                  f"or width=W depth=D resolution=R",
             arguments=("phi", "preset", "width", "depth", "resolution"),
-        ))
+        )).with_source(source.text, source.filename)
     return model.preset
 
 

@@ -95,7 +95,7 @@ def test_a_name_chooses_its_preset_and_nothing_else():
         with pytest.raises(effdsl.EffdslError) as info:
             effdsl.compile_spec("efficientnet_b3", **choice)
         (diag,) = info.value.diagnostics
-        assert diag.code == "E401" and "preset b3 of the built-in spec 'efficientnet_b0'" in diag.message
+        assert diag.code == "E401" and "stands for the built-in spec 'efficientnet_b0' with preset=b3" in diag.message
     # a spec's own name is its baseline: every member choice stays open
     assert effdsl.compile_spec("efficientnet_v2_s", resolution=128).summary.resolution == 128
 
