@@ -85,7 +85,7 @@ def test_layer_kinds_come_from_attributes_and_dimensions():
         ("e", {"running_mean": (8,), "running_var": (8,)}),         # a batch norm without affine parameters
         ("f", {"weight": (8, 3, 3, 3), "scale": (8,)})]))}
     assert kinds == {"a": "conv", "b": "bn", "c": "linear", "d": "other", "e": "bn", "f": "other"}
-    assert Layer("x", (("weight", (8, 3, 3, 3)),), ("x.weight",)).describe() == "conv (8, 3, 3, 3)"
+    assert Layer("x", (("weight", (8, 3, 3, 3)),), ("x.weight",)).signature == ("conv", (("weight", (8, 3, 3, 3)),))
 
 
 def test_an_extra_block_is_reported_where_it_is():

@@ -268,12 +268,13 @@ def load_weights(module: nn.Module, path: str | Path | dict[str, torch.Tensor], 
     must have a layer of its shape and every layer a tensor; otherwise the first
     disagreement is an error (E503) pointing at the spec line of the layer, and nothing is
     loaded; when the layers do not even pair by kind, the first ones disagree and fewer
-    than half of the network's tensors pair up, the layout is not recognised (E502). With ``strict=False`` the tensors that fit are loaded and
-    the layers left out are listed in the report, provided they fill at least
-    ``min_fraction`` of the network's tensors (E502 otherwise; 0 accepts any number). A
-    tensor that cannot stand for its layer (E504: sparse, meta, a dtype that is not a
-    float for a float parameter, NaN or infinite values unless ``allow_nonfinite``) is an
-    error either way. Float tensors of 16, 32 or 64 bits are cast to the layer's dtype.
+    than half of the network's tensors pair up, the layout is not recognised (E502).
+    With ``strict=False`` the tensors that fit are loaded and the layers left out are
+    listed in the report, provided they fill at least ``min_fraction`` of the network's
+    tensors (E502 otherwise; 0 accepts any number). A tensor that cannot stand for its
+    layer (E504: sparse, meta, a dtype that is not a float for a float parameter, NaN or
+    infinite values unless ``allow_nonfinite``) is an error either way. Float tensors of
+    16, 32 or 64 bits are cast to the layer's dtype.
     """
     if not 0 <= min_fraction <= 1:
         raise EffdslError(Diagnostic("E402", f"min_fraction must be between 0 and 1, got {min_fraction:g}",

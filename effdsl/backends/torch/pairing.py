@@ -75,12 +75,6 @@ class Layer:
     def key(self, attr: str) -> str:
         return self.keys[[a for a, _ in self.attrs].index(attr)]
 
-    def describe(self) -> str:
-        """'conv (40, 144, 1, 1)': the kind and the weight's shape (or the first tensor's)."""
-        shapes = dict(self.attrs)
-        shape = shapes.get("weight", self.attrs[0][1] if self.attrs else ())
-        return f"{self.kind} {shape}"
-
 
 def layers_of(shapes: Mapping[str, Shape]) -> list[Layer]:
     """The layers of a state_dict (key -> shape), in the order their first tensor appears."""
@@ -214,6 +208,7 @@ def _pair_in_blocks(theirs: Sequence[Layer], ours: Sequence[Layer]) -> list[tupl
 
 
 RESYNC = 4  # equal signatures in a row that count as the two layouts being in step again
+LOOKAHEAD = 512  # the most layers skipped at once (EfficientNetV2-L's deepest stage has 225)
 
 
 def _walk(theirs: Sequence[Layer], ours: Sequence[Layer], result: Pairing) -> None:
@@ -227,8 +222,10 @@ def _walk(theirs: Sequence[Layer], ours: Sequence[Layer], result: Pairing) -> No
     n, m = len(a), len(b)
 
     def in_step(i: int, j: int) -> bool:
+        if i == n or j == m:
+            return i == n and j == m
         run = min(RESYNC, n - i, m - j)
-        return (run > 0 or (i == n and j == m)) and a[i:i + run] == b[j:j + run]
+        return a[i] == b[j] and a[i:i + run] == b[j:j + run]
 
     i = j = 0
     while i < n and j < m:
@@ -236,7 +233,7 @@ def _walk(theirs: Sequence[Layer], ours: Sequence[Layer], result: Pairing) -> No
             result.pair_layers(theirs[i], ours[j])
             i, j = i + 1, j + 1
             continue
-        skip = next(((di, dj) for k in range(1, max(n - i, m - j) + 1)
+        skip = next(((di, dj) for k in range(1, min(max(n - i, m - j), LOOKAHEAD) + 1)
                      for di, dj in ((k, k), (k, 0), (0, k)) if i + di <= n and j + dj <= m and in_step(i + di, j + dj)),
                     (1, 1))
         for step in range(max(skip)):
