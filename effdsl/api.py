@@ -17,8 +17,10 @@ from typing import TYPE_CHECKING, Any
 from effdsl.diagnostics import Diagnostic, EffdslError, Span
 from effdsl.ir.graph import CompiledGraph
 from effdsl.language.analyze import analyze
+from effdsl.language.families import MODELS, Model
 from effdsl.language.format import comments_of, format_spec
 from effdsl.language.parser import parse
+from effdsl.language.resources import builtin_specs
 from effdsl.language.source import Source, decode, load_source
 from effdsl.language.spec import MAX_CHANNELS, MAX_CLASSES, Network
 from effdsl.passes.inference import inference_graph
@@ -78,7 +80,8 @@ class Compiled:
 
     def build(self, device: str = "cpu", weights: str | Path | dict[str, Any] | None = None, strict: bool = True,
               features_only: bool = False, max_params: float = MAX_PARAMS, *,
-              out_indices: tuple[int, ...] | None = None, inference: bool = False) -> nn.Module:
+              out_indices: tuple[int, ...] | None = None, inference: bool = False,
+              min_fraction: float = 0.5) -> nn.Module:
         """The PyTorch module; see :func:`build`."""
         try:
             _check_budget(max_params)
@@ -86,7 +89,7 @@ class Compiled:
             raise err.with_source(self.source.text, self.source.filename) from None
         if inference or self.base is not None:
             trained = (self.base or self).build(device, weights, strict, features_only, max_params,
-                                                out_indices=out_indices)
+                                                out_indices=out_indices, min_fraction=min_fraction)
             return (self.base or self).to_inference(trained)
 
         if self.summary.params > max_params and device != "meta":
@@ -115,19 +118,22 @@ class Compiled:
         except EffdslError as err:  # a device this machine does not have
             raise err.with_source(self.source.text, self.source.filename) from None
         if weights is not None:
-            report = self.load_weights(module, weights, strict=strict)
+            report = self.load_weights(module, weights, strict=strict, min_fraction=min_fraction)
             if report.stripped:
                 warnings.warn(f"every checkpoint key began with '{report.stripped}' (saved from a DataParallel, "
                               "DDP or torch.compile wrapper); effdsl removed it", UserWarning, stacklevel=3)
         return module
 
     def load_weights(self, module: nn.Module, weights: str | Path | dict[str, Any],
-                     strict: bool = True) -> LoadReport:
-        """Load a checkpoint into ``module`` (built from this network); returns a report."""
+                     strict: bool = True, min_fraction: float = 0.5) -> LoadReport:
+        """Load a checkpoint into ``module`` (built from this network); returns a report.
+
+        ``strict=False`` loads what fits, provided it fills at least ``min_fraction`` of the
+        network's tensors (0 accepts any number)."""
         from effdsl.backends.torch.checkpoint import load_weights
 
         try:
-            return load_weights(module, weights, self.graph, strict=strict)
+            return load_weights(module, weights, self.graph, strict=strict, min_fraction=min_fraction)
         except EffdslError as err:
             raise err.with_source(self.source.text, self.source.filename) from None
 
@@ -151,6 +157,9 @@ def compile_spec(spec: str | Path, *, phi: float | None = None, preset: str | No
                  drop_rate: float | None = None, drop_path_rate: float | None = None) -> Compiled:
     """Parse, check, scale and analyse; no weight is allocated.
 
+    ``spec`` is a path, a built-in spec's name, ``.eff`` text, or a built-in model's name
+    (``"efficientnet_b3"``: the spec and preset it stands for; ``effdsl list``).
+
     ``num_classes`` and ``in_chans`` replace the spec's classes and input channels;
     ``drop_rate`` (dropout before the classifier) and ``drop_path_rate`` (stochastic depth,
     scheduled as rate * i / N over the blocks) replace the spec's or the preset's.
@@ -158,10 +167,41 @@ def compile_spec(spec: str | Path, *, phi: float | None = None, preset: str | No
     :func:`compile_network` for each.
     """
     source = load_source(spec)
+    preset = _model_preset(spec, source, preset, phi=phi, width=width, depth=depth, resolution=resolution)
     member = Member(phi=phi, preset=preset, width=width, depth=depth, resolution=resolution,
                     num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
                     drop_path_rate=drop_path_rate)
     return compile_network(analyze_source(source), member, source=source)
+
+
+def reference_model(spec: str | Path) -> Model | None:
+    """The built-in model ``spec`` names (``"efficientnet_b3"``), or None: for a file that
+    exists, a built-in spec's own name, or spec text."""
+    if not isinstance(spec, str) or spec not in MODELS or spec in builtin_specs():
+        return None
+    try:
+        return None if Path(spec).is_file() else MODELS[spec]
+    except OSError:
+        return MODELS[spec]
+
+
+def _model_preset(spec: str | Path, source: Source, preset: str | None, **member: float | None) -> str | None:
+    """The preset a reference model's name stands for (efficientnet_b3: b3 of efficientnet_b0);
+    choosing a member another way as well is E401."""
+    model = reference_model(spec)
+    if model is None or model.preset is None:
+        return preset
+    chosen = [name for name, value in member.items() if value is not None]
+    if preset not in (None, model.preset) or chosen:
+        other = "preset" if preset not in (None, model.preset) else chosen[0]
+        raise EffdslError(Diagnostic(
+            "E401", f"'{spec}' stands for the built-in spec '{model.spec}' with preset={model.preset}; "
+                    f"{other} cannot be used with it",
+            help=f"for another member of the family, compile '{model.spec}' with phi=F, preset=NAME, "
+                 f"or width=W depth=D resolution=R",
+            arguments=("phi", "preset", "width", "depth", "resolution"),
+        )).with_source(source.text, source.filename)
+    return model.preset
 
 
 def compile_network(network: Network, member: Member | None = None, *, source: Source | None = None) -> Compiled:
@@ -214,7 +254,8 @@ def build(spec: str | Path, phi: float | None = None, preset: str | None = None,
           resolution: int | None = None, in_chans: int | None = None, drop_rate: float | None = None,
           drop_path_rate: float | None = None, weights: str | Path | dict[str, Any] | None = None,
           strict: bool = True, features_only: bool = False, device: str = "cpu", max_params: float = MAX_PARAMS,
-          out_indices: tuple[int, ...] | None = None, inference: bool = False) -> nn.Module:
+          out_indices: tuple[int, ...] | None = None, inference: bool = False,
+          min_fraction: float = 0.5) -> nn.Module:
     """The PyTorch module of one member of a spec's family.
 
     Randomly initialized, or loaded from ``weights``: a torchvision, timm or effdsl
@@ -229,7 +270,8 @@ def build(spec: str | Path, phi: float | None = None, preset: str | None = None,
                             num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
                             drop_path_rate=drop_path_rate)
     return compiled.build(device=device, weights=weights, strict=strict, features_only=features_only,
-                          max_params=max_params, out_indices=out_indices, inference=inference)
+                          max_params=max_params, out_indices=out_indices, inference=inference,
+                          min_fraction=min_fraction)
 
 
 def check_spec(spec: str | Path) -> Compiled:

@@ -43,3 +43,35 @@ B0_STAGES = [
 
 B0_STATE_DICT_TENSORS = 360  # counting batch-norm buffers
 PHI1_PARAMS = 9_109_994  # phi = 1 equals B2 in width and depth
+
+# The built-in models by their reference names: (library, params, MACs at resolution, resolution).
+# Params: sum(p.numel()) of torchvision 0.29's / timm 1.0.31's model (1000 classes); MACs:
+# FlopCounterMode's total / 2 for one image at the model's evaluation resolution (torchvision's
+# transforms, timm's pretrained_cfg: test_input_size where given, else input_size).
+# timm's efficientnet_b0..b7 have torchvision's numbers (above); b5..b7 differ in batch-norm eps only.
+MODELS = {
+    **{f"efficientnet_b{i}": ("torchvision", row[4], row[5], row[2])
+       for i, row in enumerate(EFFICIENTNET[f"b{j}"] for j in range(8))},
+    "efficientnet_b8": ("timm", 87_413_142, 62_597_461_568, 672),
+    **{f"tf_efficientnet_b{i}": ("timm", row[4], row[5], row[2])
+       for i, row in enumerate(EFFICIENTNET[f"b{j}"] for j in range(8))},
+    "tf_efficientnet_b8": ("timm", 87_413_142, 62_597_461_568, 672),
+    "efficientnet_lite0": ("timm", 4_652_008, 385_187_552, 224),
+    "efficientnet_lite1": ("timm", 5_416_680, 600_185_232, 240),
+    "efficientnet_lite2": ("timm", 6_092_072, 859_736_272, 260),
+    "efficientnet_lite3": ("timm", 8_197_096, 1_607_554_544, 300),
+    "efficientnet_lite4": ("timm", 13_006_568, 3_943_564_112, 380),
+    "efficientnet_v2_s": ("torchvision", 21_458_488, 8_365_617_152, 384),
+    "efficientnet_v2_m": ("torchvision", 54_139_356, 24_582_460_384, 480),
+    "efficientnet_v2_l": ("torchvision", 118_515_272, 56_079_699_008, 480),
+    "tf_efficientnetv2_s": ("timm", 21_458_488, 8_365_617_152, 384),
+    "efficientnet_es": ("timm", 5_438_392, 1_788_731_008, 224),
+    "mnasnet0_5": ("torchvision", 2_218_512, 104_455_968, 224),
+    "mnasnet0_75": ("torchvision", 3_170_208, 215_493_104, 224),
+    "mnasnet1_0": ("torchvision", 4_383_312, 314_415_872, 224),
+    "mnasnet1_3": ("torchvision", 6_282_256, 526_362_432, 224),
+    "mnasnet_100": ("timm", 4_383_312, 314_415_872, 224),
+    "mobilenet_v2": ("torchvision", 3_504_872, 300_774_272, 224),
+    "mobilenetv2_100": ("timm", 3_504_872, 300_774_272, 224),
+    "mobilenetv2_140": ("timm", 6_108_776, 582_195_824, 224),
+}

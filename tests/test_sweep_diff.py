@@ -23,7 +23,7 @@ from effdsl.diagnostics import EffdslError
 
 B0 = "efficientnet_b0"
 FACTOR = 1.2 * 1.1 ** 2 * 1.15 ** 2  # alpha * beta^2 * gamma^2 of efficientnet_b0
-PRESETS = [f"b{i}" for i in range(8)]
+PRESETS = [f"b{i}" for i in range(9)]
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 runner = CliRunner()
 TINY = """network tiny {
@@ -111,7 +111,7 @@ def test_preset_rows_sit_at_their_equivalent_phi(swept):
         nominal = entry.depth * entry.width ** 2 * (entry.resolution / 224) ** 2
         assert row.phi == pytest.approx(math.log(nominal) / math.log(FACTOR))
         assert row.macs_ratio == pytest.approx(s.macs / swept.base_macs / nominal)
-    assert swept.presets[0].phi == 0 and 6.5 < swept.presets[-1].phi < 7
+    assert swept.presets[0].phi == 0 and 7.5 < swept.presets[-1].phi < 8  # b8
 
 
 def test_sweep_0_to_7_by_half_has_15_rows(tmp_path):
@@ -299,7 +299,8 @@ def test_transferred_tensors_are_what_a_partial_load_loads(tmp_path):
     torch = pytest.importorskip("torch")
     d = report.diff(TINY, [("phi", 0.0), ("phi", 1.0)])
     torch.save(d.a.compiled.build().state_dict(), tmp_path / "a.pt")
-    loaded = d.b.compiled.load_weights(d.b.compiled.build(), tmp_path / "a.pt", strict=False)
+    # less than half of B transfers: a partial load that small has to be asked for
+    loaded = d.b.compiled.load_weights(d.b.compiled.build(), tmp_path / "a.pt", strict=False, min_fraction=0)
     assert loaded.loaded == len(d.unchanged)
     assert set(loaded.skipped) == {n for n, _, _ in d.changed} | {t.name for t in d.only_b}
 

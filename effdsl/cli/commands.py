@@ -87,6 +87,8 @@ def compile_cmd(
         "Load a torchvision, timm or effdsl checkpoint (.pt state_dict or .safetensors) into the module."))] = None,
     partial: Annotated[bool, typer.Option(
         "--partial", help="With --weights: load the tensors that fit, list the layers left out.")] = False,
+    min_fraction: Annotated[float, typer.Option("--min-fraction", help=(
+        "With --partial: refuse to load less than this fraction of the network's tensors (0: any)."))] = 0.5,
     emit: Annotated[Emit, typer.Option("--emit", help=(
         "summary (stage table), json, ir (one line per operator), py (PyTorch source), pt2 (torch.export), "
         "onnx, weights (safetensors)."))] = Emit.summary,
@@ -117,13 +119,13 @@ def compile_cmd(
         if weights is not None or emit in MODULE_EMITS:
             module = compiled.build(max_params=max_params)
             if weights is not None:
-                report = compiled.load_weights(module, weights, strict=not partial)
+                report = compiled.load_weights(module, weights, strict=not partial, min_fraction=min_fraction)
                 skipped = f"; left out: {', '.join(report.skipped)}" if report.skipped else ""
                 if report.stripped:
                     skipped += f" (prefix '{report.stripped}' of every key removed)"
                 article = "an" if report.origin[0] in "aeiou" else "a"
-                typer.echo(f"loaded {report.loaded} tensors from {article} {report.origin} checkpoint{skipped}",
-                           err=True)
+                origin = f"{article} {report.origin} checkpoint" if report.origin != "other" else "the checkpoint"
+                typer.echo(f"loaded {report.loaded} tensors from {origin}{skipped}", err=True)
             if inference:
                 module = compiled.to_inference(module)
         if inference:
@@ -345,10 +347,16 @@ def viz_cmd(
 
 
 @app.command("list")
-def list_cmd() -> None:
-    """List the built-in specs."""
+def list_cmd(files: Annotated[bool, typer.Option(
+        "--files", help="List the built-in spec files instead: name, a tab, path.")] = False) -> None:
+    """List the built-in models by their reference names: family, spec, preset, resolution, params, MACs."""
     with reporting():
-        write_stdout("".join(f"{name}\t{path}\n" for name, path in builtin_specs().items()))
+        if files:
+            write_stdout("".join(f"{name}\t{path}\n" for name, path in builtin_specs().items()))
+            return
+        from effdsl.reports.models import model_rows, render_models
+
+        write_stdout(render_models(model_rows()))
 
 
 def _num(value: float) -> str:

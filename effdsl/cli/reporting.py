@@ -46,6 +46,7 @@ FLAGS: dict[str, str] = {
     "drop_rate": "--drop-rate",
     "drop_path_rate": "--drop-path-rate",
     "max_params": "--max-params",
+    "min_fraction": "--min-fraction",
 }
 
 

@@ -99,7 +99,7 @@ CODES: dict[str, Code] = _codes(
     ("E409", "argument of the wrong type"),
     # weights
     ("E501", "checkpoint cannot be read"),
-    ("E502", "checkpoint of unknown origin"),
+    ("E502", "checkpoint layout not recognised"),
     ("E503", "checkpoint does not fit"),
     ("E504", "unusable checkpoint tensor"),
     # search spaces and searches

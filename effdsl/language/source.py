@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from effdsl.diagnostics import Diagnostic, EffdslError, Span, did_you_mean
+from effdsl.language.families import MODELS
 from effdsl.language.parser import MAX_SOURCE_CHARS, normalize
 from effdsl.language.resources import builtin_specs
 
@@ -65,11 +66,14 @@ def load_source(spec: str | Path) -> Source:
         if kind not in ("missing", None):
             raise EffdslError(Diagnostic("E110", f"the spec '{_shown(name)}' is {kind}, not a file", None,
                                          "name a .eff file, or a built-in spec (see 'effdsl list')"))
-        hint = did_you_mean(name, builtins)
+        hint = did_you_mean(name, [*builtins, *MODELS])
         raise EffdslError(Diagnostic(
             "E110", f"no such spec file or built-in spec: '{_shown(name)}'", None,
-            hint if hint and not hint.startswith("expected") else "built-in specs: " + ", ".join(builtins),
+            hint if hint and not hint.startswith("expected") else
+            "'effdsl list' shows the built-in models by name, 'effdsl list --files' the built-in specs",
         ))
+    if isinstance(spec, str) and spec in MODELS and spec not in builtin_specs() and file_kind(spec) is not None:
+        name = MODELS[spec].spec  # a reference model's name: shown as its family's spec
     return Source(decode(read_spec_file(path, name), name), name)
 
 
@@ -82,7 +86,11 @@ def spec_file(spec: str | Path) -> Path | None:
     if file_kind(spec) is None:
         return Path(spec)
     builtins = builtin_specs()
-    return builtins.get(spec) if isinstance(spec, str) else None
+    if not isinstance(spec, str):
+        return None
+    if spec not in builtins and spec in MODELS:  # a reference model's name: its family's spec
+        return builtins.get(MODELS[spec].spec)
+    return builtins.get(spec)
 
 
 def _shown(name: str) -> str:

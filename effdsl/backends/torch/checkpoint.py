@@ -1,11 +1,13 @@
 """Load checkpoints saved from torchvision, timm or effdsl into a built module.
 
 A checkpoint is a ``state_dict`` saved with ``torch.save`` (read with
-``weights_only=True``) or a ``.safetensors`` file. Its origin is recognized from its
-keys, and its tensor names are translated to effdsl's from that origin's naming scheme
-(torchvision ``features.2.0.block.1.0.weight``, timm ``blocks.1.0.conv_dw.weight``).
-Every layer must get a tensor of its shape; the first that does not is reported with
-the spec line of the layer; nothing is loaded then, unless a partial load is asked for.
+``weights_only=True``) or a ``.safetensors`` file. Its tensors are paired with the
+network's by structure, layer by layer in order with every kind and shape verified
+(:mod:`effdsl.backends.torch.pairing`), so that any network the spec describes loads
+from any library's checkpoint without a table of names; an effdsl checkpoint is read by
+its names. Every layer must get a tensor of its shape; the first that does not is
+reported with the spec line of the layer; nothing is loaded then, unless a partial load
+is asked for.
 """
 
 from __future__ import annotations
@@ -20,13 +22,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from effdsl.blocks import kind_of_parts
+from effdsl.backends.torch.pairing import RESYNC, Pairing, Problem, Shape, pair
 from effdsl.diagnostics import Diagnostic, EffdslError, Span
-from effdsl.ir.graph import PARAMETRIC, CompiledGraph
+from effdsl.ir.graph import CompiledGraph
 
-# A key that only a checkpoint of that origin has.
+# A key that only a checkpoint of that origin has: the name of the layout in reports.
 ORIGINS: dict[str, str] = {
-    "features.0.0.weight": "torchvision",
+    "features.0.0.weight": "torchvision",  # efficientnet_*, mobilenet_v2
+    "layers.0.weight": "torchvision",      # mnasnet*
     "conv_stem.weight": "timm",
     "stem.conv.weight": "effdsl",
 }
@@ -34,9 +37,13 @@ ORIGINS: dict[str, str] = {
 
 @dataclass
 class LoadReport:
+    """What a load did: the checkpoint's layout, how many tensors were copied, the network's
+    tensors left as they were (``skipped``) and the checkpoint's that were not used."""
+
     origin: str
     loaded: int
     skipped: list[str] = field(default_factory=list)
+    unused: list[str] = field(default_factory=list)
     stripped: str | None = None  # a prefix every key had ('module.' of DataParallel/DDP), removed
 
 
@@ -185,119 +192,134 @@ def state_dict_of(state: object, where: str) -> dict[str, torch.Tensor]:
 
 
 def origin_of(keys: list[str]) -> str:
+    """A name for the checkpoint's layout (reports say where tensors came from); 'other' when
+    no known key is there. Only an effdsl checkpoint is read by its names."""
     for key, origin in ORIGINS.items():
         if key in keys:
             return origin
-    shown = ", ".join(keys[:3]) or "no tensors"
-    raise EffdslError(Diagnostic(
-        "E502", f"cannot tell where this checkpoint comes from (first keys: {shown})",
-        help="supported: torchvision efficientnet_b*, timm efficientnet_b* / tf_efficientnet_b*, effdsl",
-    ))
+    return "other"
 
 
-def _layer_span(graph: CompiledGraph, key: str) -> Span | None:
+def _layer_span(graph: CompiledGraph, key: str | None) -> Span | None:
+    if key is None:
+        return None
     node = key.rsplit(".", 1)[0]
     return graph.op(node).span if node in graph else None
 
 
-_CONV_BN = {"0": "conv", "1": "bn"}
-_TV_SE = {"fc1": "reduce", "fc2": "expand"}
-_TIMM_TOP = {"conv_stem": "stem.conv", "bn1": "stem.bn", "conv_head": "head.conv", "bn2": "head.bn",
-             "classifier": "classifier"}
-
-
-def _block_parts(graph: CompiledGraph) -> dict[tuple[str, str], list[str]]:
-    """Each block's parts with weights, in order, by (stage, block-in-stage) as in module
-    paths: ('0', '1') -> ['expand', 'dw', 'se', 'project']."""
-    found: dict[tuple[str, str], list[str]] = {}
-    for op in graph.ops():
-        if op.name.startswith("stages.") and op.kind in PARAMETRIC:
-            _, stage, block, *_ = op.name.split(".")
-            parts = found.setdefault((stage, block), [])
-            if op.part not in parts:
-                parts.append(op.part)
-    return found
-
-
-def _torchvision_name(key: str, parts: dict[tuple[str, str], list[str]], num_stages: int) -> str:
+def _stage_span(graph: CompiledGraph, key: str) -> Span | None:
+    """The line of the stage an effdsl key names (``stages.2.0...``), if any."""
     bits = key.split(".")
-    if bits[0] == "classifier":
-        return "classifier." + bits[-1]
-    index = int(bits[1])
-    if index == 0:
-        return f"stem.{_CONV_BN[bits[2]]}.{bits[-1]}"
-    if index == num_stages + 1:
-        return f"head.{_CONV_BN[bits[2]]}.{bits[-1]}"
-    stage, block = str(index - 1), bits[2]
-    part = parts[(stage, block)][int(bits[4])]
-    sub = _TV_SE[bits[5]] if part == "se" else _CONV_BN[bits[5]]
-    return f"stages.{stage}.{block}.{part}.{sub}.{bits[-1]}"
-
-
-def _timm_name(key: str, block_parts: dict[tuple[str, str], list[str]]) -> str:
-    """timm's names, from the table of the block kind (see :mod:`effdsl.blocks`) at that place."""
-    bits = key.split(".")
-    if bits[0] != "blocks":
-        return f"{_TIMM_TOP[bits[0]]}.{bits[-1]}"
-    stage, block = bits[1], bits[2]
-    parts = frozenset(block_parts[(stage, block)])
-    kind = kind_of_parts(parts)
-    if kind is None:
-        raise KeyError(key)
-    module = ".".join(bits[3:-1])
-    return f"stages.{stage}.{block}.{kind.timm_names(parts)[module]}.{bits[-1]}"
-
-
-class _Namer:
-    """Translates checkpoint keys of one origin to effdsl's names (order-free, so checkpoints
-    whose keys were re-sorted, as safetensors does, load too)."""
-
-    def __init__(self, origin: str, graph: CompiledGraph):
-        self.origin = origin
-        self.parts = _block_parts(graph)
-        self.num_stages = len(graph.plan.stages)
-
-    def name(self, key: str) -> str | None:
-        if self.origin == "effdsl":
-            return key
-        try:
-            if self.origin == "torchvision":
-                return _torchvision_name(key, self.parts, self.num_stages)
-            return _timm_name(key, self.parts)
-        except (KeyError, IndexError, ValueError):
-            return None
-
-    def stage(self, key: str) -> int | None:
-        """The stage a checkpoint key belongs to, when its name says so."""
-        bits = key.split(".")
-        try:
-            if self.origin == "torchvision" and bits[0] == "features":
-                return int(bits[1]) - 1
-            if bits[0] in ("blocks", "stages"):
-                return int(bits[1])
-        except (IndexError, ValueError):
-            return None
+    if len(bits) < 2 or bits[0] != "stages" or not bits[1].isdigit():
         return None
-
-
-def _stage_span(graph: CompiledGraph, stage: int | None) -> Span | None:
-    if stage is None:
-        return None
+    stage = int(bits[1])
     return next((op.span for op in graph.ops() if op.stage == stage), None)
 
 
+def _pair_by_name(theirs: dict[str, Shape], ours: dict[str, Shape]) -> Pairing:
+    """An effdsl checkpoint: its names are the network's."""
+    result = Pairing(complete=True)
+    for key, shape in theirs.items():
+        if key not in ours:
+            result.problems.append(Problem("extra", key, None, shape))
+        elif shape != ours[key]:
+            result.problems.append(Problem("shape", key, key, shape, ours[key]))
+        else:
+            result.loaded[key] = key
+    result.problems.extend(Problem("missing", None, key, None, shape) for key, shape in ours.items()
+                           if key not in theirs)
+    return result
+
+
+_DEPTH_HELP = "build the preset the checkpoint was trained as (its depth or block types differ)"
+_SHAPE_HELP = ("build the preset the checkpoint was trained as, or load what fits with --partial "
+               "(strict=False in Python)")
+
+
+def _diagnostic(problem: Problem, graph: CompiledGraph) -> Diagnostic:
+    """E503 for one disagreement, at the spec line of its layer."""
+    if problem.kind == "extra":
+        assert problem.theirs is not None
+        span = _layer_span(graph, problem.near) if problem.near else _stage_span(graph, problem.theirs)
+        return Diagnostic("E503", f"checkpoint tensor '{problem.theirs}' has no layer in this network", span,
+                          _DEPTH_HELP)
+    assert problem.ours is not None
+    if problem.kind == "missing":
+        return Diagnostic("E503", f"the checkpoint has no tensor for layer '{problem.ours}' {problem.our_shape}",
+                          _layer_span(graph, problem.ours))
+    layer = f"but layer '{problem.ours}' expects " if problem.ours != problem.theirs else "but this network expects "
+    return Diagnostic("E503", f"checkpoint tensor '{problem.theirs}' has shape {problem.their_shape}, "
+                              f"{layer}{problem.our_shape}", _layer_span(graph, problem.ours), _SHAPE_HELP)
+
+
+def _unpaired(pairing: Pairing, theirs: dict[str, Shape], ours: dict[str, Shape]) -> str:
+    """Which tensors paired and which did not, in words, for E502."""
+    used = set(pairing.loaded.values())
+    spare = [k for k in theirs if k not in used]
+    empty = [k for k in ours if k not in pairing.loaded]
+    parts = []
+    layers = list(dict.fromkeys((key.rpartition(".")[0], mine.rpartition(".")[0])
+                                for mine, key in pairing.loaded.items()))
+    shown = [f"'{theirs_path}' -> '{our_path}'" for theirs_path, our_path in layers]
+    if len(shown) > 3:
+        shown = [shown[0], "...", shown[-1]]
+    if layers:
+        parts.append(f"paired {len(layers):,} layer{'s' if len(layers) != 1 else ''}: " + ", ".join(shown))
+    if spare:
+        parts.append(f"{len(spare):,} checkpoint tensors unpaired, the first '{spare[0]}' {theirs[spare[0]]}")
+    if empty:
+        parts.append(f"{len(empty):,} network tensors without one, the first '{empty[0]}' {ours[empty[0]]}")
+    return "; ".join(parts)
+
+
+def _layout_error(pairing: Pairing, theirs: dict[str, Shape], ours: dict[str, Shape], origin: str,
+                  min_fraction: float | None) -> EffdslError:
+    """E502: too few tensors pair up for the checkpoint to be this network's."""
+    loaded, total = len(pairing.loaded), len(ours)
+    named = "" if origin == "other" else f" ({origin} names)"
+    if min_fraction is None:
+        message = (f"the checkpoint{named} does not fit this network's layout: {loaded:,} of its {len(theirs):,} "
+                   f"tensors pair with one of the network's {total:,} by kind and shape, in order")
+        hint = "is it the checkpoint of another network? "
+    else:
+        message = (f"a partial load would fill only {loaded:,} of the network's {total:,} tensors "
+                   f"({loaded / total:.0%}), less than the {min_fraction:.0%} asked for")
+        hint = "load them anyway with min_fraction=0; "
+    return EffdslError(Diagnostic("E502", message, None, hint + _unpaired(pairing, theirs, ours),
+                                  arguments=("min_fraction",) if min_fraction is not None else ()))
+
+
+MIN_FRACTION = 0.5  # a partial load that fills less of the network than this is refused unless asked
+
+
+def _unrecognised(pairing: Pairing, fraction: float) -> bool:
+    """Not this network's layout: the layers do not pair one to one by kind (another
+    structure, not only other widths), not even the first few agree, and less than half
+    of the network finds a tensor. Otherwise the first disagreement is the news (E503)."""
+    return not pairing.complete and pairing.leading < RESYNC and fraction < MIN_FRACTION
+
+
 def load_weights(module: nn.Module, path: str | Path | dict[str, torch.Tensor], graph: CompiledGraph,
-                 strict: bool = True, allow_nonfinite: bool = False) -> LoadReport:
+                 strict: bool = True, allow_nonfinite: bool = False, min_fraction: float = MIN_FRACTION) -> LoadReport:
     """Copy a checkpoint's tensors into ``module`` (built from ``graph``).
 
-    ``strict``: every checkpoint tensor must have a layer of its shape and every layer a
-    tensor; otherwise the first disagreement is an error (E503) pointing at the spec line
-    of the layer, and nothing is loaded. With ``strict=False`` the tensors that fit are
-    loaded and the layers left out are listed in the report. A tensor that cannot stand for
-    its layer (E504: sparse, meta, a dtype that is not a float for a float parameter, NaN or
+    The checkpoint's tensors are paired with the module's by structure (see
+    :mod:`effdsl.backends.torch.pairing`): layer by layer in order, every kind and shape
+    verified; an effdsl checkpoint is paired by name. ``strict``: every checkpoint tensor
+    must have a layer of its shape and every layer a tensor; otherwise the first
+    disagreement is an error (E503) pointing at the spec line of the layer, and nothing is
+    loaded; when the layers do not even pair by kind, the first ones disagree and fewer
+    than half of the network's tensors pair up, the layout is not recognised (E502).
+    With ``strict=False`` the tensors that fit are loaded and the layers left out are
+    listed in the report, provided they fill at least ``min_fraction`` of the network's
+    tensors (E502 otherwise; 0 accepts any number). A tensor that cannot stand for its
+    layer (E504: sparse, meta, a dtype that is not a float for a float parameter, NaN or
     infinite values unless ``allow_nonfinite``) is an error either way. Float tensors of
     16, 32 or 64 bits are cast to the layer's dtype.
     """
+    if not 0 <= min_fraction <= 1:
+        raise EffdslError(Diagnostic("E402", f"min_fraction must be between 0 and 1, got {min_fraction:g}",
+                                     arguments=("min_fraction",)))
     ours = module.state_dict()
     if isinstance(path, dict):
         theirs = state_dict_of(path, "the state_dict")
@@ -305,50 +327,42 @@ def load_weights(module: nn.Module, path: str | Path | dict[str, torch.Tensor], 
         theirs = read_state_dict(path, max_bytes=checkpoint_budget(module))
     theirs, stripped = strip_wrapper_prefix(theirs)  # said in the report
     origin = origin_of(list(theirs))
-    namer = _Namer(origin, graph)
-    accepted: dict[str, torch.Tensor | None] = {}
-    problems: list[Diagnostic] = []
-    for key, tensor in theirs.items():
-        mine = namer.name(key)
-        if mine is not None and mine not in ours and mine.rsplit(".", 1)[0] in graph:
-            continue  # a layer of the network that this module leaves out (a backbone has no head)
-        if mine is None or mine not in ours:
-            problems.append(Diagnostic(
-                "E503", f"checkpoint tensor '{key}' has no layer in this network",
-                _stage_span(graph, namer.stage(key)),
-                "build the preset the checkpoint was trained as (its depth or block types differ)"))
-        elif tuple(tensor.shape) != tuple(ours[mine].shape):
-            problems.append(Diagnostic(
-                "E503", f"checkpoint tensor '{key}' has shape {tuple(tensor.shape)}, "
-                        + (f"but layer '{mine}' expects " if mine != key else "but this network expects ")
-                        + f"{tuple(ours[mine].shape)}",
-                _layer_span(graph, mine),
-                "build the preset the checkpoint was trained as, or load what fits with --partial "
-                "(strict=False in Python)"))
-            accepted[mine] = None  # reported; not also missing
-        else:
-            unusable = _unusable(tensor, ours[mine], allow_nonfinite)
-            if unusable is not None:
-                why, hint = unusable
-                raise EffdslError(Diagnostic("E504", f"checkpoint tensor '{key}' {why}", _layer_span(graph, mine),
-                                             hint))
-            accepted[mine] = tensor
-    for mine in ours:
-        if mine not in accepted:
-            problems.append(Diagnostic("E503", f"the checkpoint has no tensor for layer '{mine}' "
-                                               f"{tuple(ours[mine].shape)}", _layer_span(graph, mine)))
-    if strict and problems:
-        raise EffdslError(problems[0])
-    loadable = {k: v for k, v in accepted.items() if v is not None}
+    their_shapes = {k: tuple(v.shape) for k, v in theirs.items()}
+    our_shapes = {k: tuple(v.shape) for k, v in ours.items()}
+    by_name = origin == "effdsl"  # effdsl's own names need no pairing
+    pairing = _pair_by_name(their_shapes, our_shapes) if by_name else pair(their_shapes, our_shapes)
+    fraction = len(pairing.loaded) / max(len(ours), 1)
+    if strict and pairing.problems and _unrecognised(pairing, fraction):
+        raise _layout_error(pairing, their_shapes, our_shapes, origin, None)
+    if not strict and fraction < min_fraction:
+        raise _layout_error(pairing, their_shapes, our_shapes, origin, min_fraction)
+    for mine, key in pairing.loaded.items():
+        unusable = _unusable(theirs[key], ours[mine], allow_nonfinite)
+        if unusable is not None:
+            why, hint = unusable
+            raise EffdslError(Diagnostic("E504", f"checkpoint tensor '{key}' {why}", _layer_span(graph, mine), hint))
+    if strict and pairing.problems:
+        raise EffdslError(_diagnostic(pairing.problems[0], graph))
     with torch.no_grad():
-        for key, value in loadable.items():
-            ours[key].copy_(value)
-    return LoadReport(origin, len(loadable), [k for k in ours if k not in loadable], stripped)
+        for mine, key in pairing.loaded.items():
+            ours[mine].copy_(theirs[key])
+    used = set(pairing.loaded.values())
+    return LoadReport(origin, len(pairing.loaded), [k for k in ours if k not in pairing.loaded],
+                      unused=[k for k in theirs if k not in used], stripped=stripped)
 
 
 _DTYPE_HELP = "save float parameters as float16, bfloat16, float32 or float64, as dense tensors on the CPU"
 _NONFINITE_HELP = ("the checkpoint was saved from a diverged or broken run; "
                    "load it anyway with allow_nonfinite=True in Python")
+
+
+def _finite(tensor: torch.Tensor) -> bool:
+    """No NaN or infinity: the extremes are finite (NaN propagates to both). One pass,
+    several times faster than ``torch.isfinite(tensor).all()`` on large tensors."""
+    if tensor.numel() == 0:
+        return True
+    low, high = torch.aminmax(tensor)
+    return bool(torch.isfinite(low)) and bool(torch.isfinite(high))
 
 
 def _unusable(tensor: torch.Tensor, layer: torch.Tensor, allow_nonfinite: bool) -> tuple[str, str] | None:
@@ -361,7 +375,7 @@ def _unusable(tensor: torch.Tensor, layer: torch.Tensor, allow_nonfinite: bool) 
         if tensor.dtype not in FLOAT_DTYPES:
             return (f"is {str(tensor.dtype).removeprefix('torch.')}, but its layer holds floating-point numbers",
                     _DTYPE_HELP)
-        if not allow_nonfinite and not bool(torch.isfinite(tensor).all()):
+        if not allow_nonfinite and not _finite(tensor):
             bad = int((~torch.isfinite(tensor)).sum())
             return f"holds {bad:,} NaN or infinite value{'s' if bad != 1 else ''}", _NONFINITE_HELP
     elif tensor.dtype not in INT_DTYPES:
