@@ -69,7 +69,7 @@ def test_inference_ir_shows_folded_convs_with_bias():
     dump = folded.ir()
     assert dump.splitlines()[0].endswith(" inference")
     assert ("%stem.conv = conv(%input) {k=3, s=2, 3->32, bias, folded %stem.bn} : 3x224x224 -> 32x112x112"
-            "  params=896 macs=10838016  @24") in dump
+            "  params=896 macs=10838016  @25") in dump
     assert "%stem.act = act(%stem.conv)" in dump and "%classifier = linear(%head.pool)" in dump
     assert compiled.ir() == effdsl.compile_spec("efficientnet_b0", preset="b0").ir()  # the default is untouched
     assert folded.inference() is folded

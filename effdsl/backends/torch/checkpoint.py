@@ -327,9 +327,11 @@ def load_weights(module: nn.Module, path: str | Path | dict[str, torch.Tensor], 
         theirs = read_state_dict(path, max_bytes=checkpoint_budget(module))
     theirs, stripped = strip_wrapper_prefix(theirs)  # said in the report
     origin = origin_of(list(theirs))
+    by_name = origin == "effdsl"  # effdsl's own names need no pairing
+    if by_name:  # a backbone (features_only) leaves the head out: its tensors are not extra layers
+        theirs = {k: v for k, v in theirs.items() if k in ours or k.rsplit(".", 1)[0] not in graph}
     their_shapes = {k: tuple(v.shape) for k, v in theirs.items()}
     our_shapes = {k: tuple(v.shape) for k, v in ours.items()}
-    by_name = origin == "effdsl"  # effdsl's own names need no pairing
     pairing = _pair_by_name(their_shapes, our_shapes) if by_name else pair(their_shapes, our_shapes)
     fraction = len(pairing.loaded) / max(len(ours), 1)
     if strict and pairing.problems and _unrecognised(pairing, fraction):
