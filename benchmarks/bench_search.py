@@ -32,6 +32,8 @@ from typing import Any, TypedDict
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from common import cpu_name  # noqa: E402
+
 from effdsl.search.cost import CostModel  # noqa: E402
 from effdsl.search.executor import Job, LocalExecutor, available_cores  # noqa: E402
 from effdsl.search.proxy import TrainConfig  # noqa: E402
@@ -49,17 +51,10 @@ REFERENCE_EPOCHS = 3
 
 
 def _machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    """As common.machine, with the cores this process may use (what the search's workers split)."""
     import torch
 
-    return (f"{cpu}, {available_cores()} cores, {platform.system()} {platform.machine()}, "
+    return (f"{cpu_name()}, {available_cores()} cores, {platform.system()} {platform.machine()}, "
             f"Python {platform.python_version()}, torch {torch.__version__}, "
             f"load average {os.getloadavg()[0]:.1f} at the start")
 

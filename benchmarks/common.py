@@ -16,19 +16,23 @@ DOC = ROOT / "docs" / "benchmarks.md"
 TITLE = "# Benchmarks\n"
 
 
-def machine() -> str:
-    """CPU, cores, OS, Python and torch versions, threads, and the load average now."""
+def cpu_name() -> str:
+    """The processor's model name (from /proc/cpuinfo where there is one)."""
     cpu = platform.processor() or "unknown CPU"
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
+    return cpu
+
+
+def machine() -> str:
+    """CPU, cores, OS, Python and torch versions, threads, and the load average now."""
     import torch
 
-    return (f"{cpu}, {os.cpu_count()} cores, {platform.system()} {platform.machine()}, "
+    return (f"{cpu_name()}, {os.cpu_count()} cores, {platform.system()} {platform.machine()}, "
             f"Python {platform.python_version()}, torch {torch.__version__} "
             f"({torch.get_num_threads()} threads), load average {load():.1f} at the start")
 
