@@ -34,9 +34,11 @@ OpKind = Literal[
     "drop_path",  # stochastic depth (training only)
     "dropout",    # dropout before the classifier
     "linear",     # classifier
+    "ln",         # layer norm over the channels at each position (user-defined blocks)
+    "plugin",     # an op of an installed package (effdsl.ops entry points; see language.plugins)
 ]
 OP_KINDS: tuple[OpKind, ...] = get_args(OpKind)
-PARAMETRIC: frozenset[OpKind] = frozenset({"conv", "dwconv", "bn", "linear"})
+PARAMETRIC: frozenset[OpKind] = frozenset({"conv", "dwconv", "bn", "linear", "ln", "plugin"})
 PoolKind = Literal["avg", "max"]
 Shape = tuple[int, ...]
 
@@ -65,6 +67,8 @@ class Op:
     momentum: float = 0.0    # bn
     rate: float = 0.0        # dropout / drop_path probability
     folded: str | None = None  # conv, dwconv: the batch norm folded into it (inference IR; it has a bias)
+    plugin: str | None = None  # plugin: the op's name (its entry point)
+    options: tuple[tuple[str, int | float], ...] = ()  # plugin: its options, resolved for this block
 
 
 _OP_FIELDS = tuple(f.name for f in fields(Op))
@@ -284,6 +288,10 @@ def _attrs(op: Op) -> str:
         parts.append(f"{op.in_ch}->{op.out_ch}")
     elif op.kind == "bn":
         parts += [f"c={op.out_ch}", f"eps={op.eps:g}", f"momentum={op.momentum:g}"]
+    elif op.kind == "ln":
+        parts += [f"c={op.out_ch}", f"eps={op.eps:g}"]
+    elif op.kind == "plugin":
+        parts += [str(op.plugin), f"{op.in_ch}->{op.out_ch}", *(f"{k}={v:g}" for k, v in op.options)]
     elif op.kind == "act":  # a gate is always a sigmoid: nothing to show
         parts.append(str(op.act))
     elif op.kind == "pool":

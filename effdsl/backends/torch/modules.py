@@ -30,9 +30,23 @@ from effdsl.language.spec import ACTIVATIONS as _NAMES
 
 _FILENAME = "<effdsl.blocks.library>"
 SOURCE = activations_source(list(_NAMES)) + class_source(list(REGISTRY), same_padding=True, squeeze_excite=True,
-                                                         features=True)
+                                                         features=True, layer_norm=True, any_user_block=True)
 linecache.cache[_FILENAME] = (len(SOURCE), None, SOURCE.splitlines(keepends=True), _FILENAME)
 exec(compile(SOURCE, _FILENAME, "exec"), globals())  # noqa: S102  (effdsl's own text, see above)
+
+_plugins: set[str] = set()
+
+
+def define_plugin(class_name: str, source: str) -> None:
+    """Run a plug-in op's class source in this module's namespace (once per class), where
+    ``UserBlock`` finds it by name."""
+    if class_name in _plugins:
+        return
+    filename = f"<effdsl plug-in {class_name}>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
+    exec(compile(source, filename, "exec"), globals())  # noqa: S102  (an installed package's own source)
+    _plugins.add(class_name)
+
 
 _FEATURES = "Features"
 _classes: dict[str, type] = {}
