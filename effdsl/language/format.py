@@ -24,6 +24,7 @@ from effdsl.language.spec import (
     ChoiceValue,
     Defaults,
     Network,
+    OpLine,
     Preprocess,
     Preset,
     Scaling,
@@ -273,6 +274,38 @@ def _layout(net: Network) -> list[_Line]:
     return lines
 
 
+def _op_text(op: OpLine) -> str:
+    """One op of a block definition: its word, then the options that differ from the defaults."""
+    words = [op.kind]
+    if op.kind == "act" and op.act is not None:
+        words.append(op.act)
+    for key, value, default in (("kernel", op.kernel, 1), ("stride", op.stride, 1), ("to", op.to, None),
+                                ("eps", op.eps, None)):
+        if value != default or key in op.spans:
+            words += [key, _num(value) if isinstance(value, float) else str(value)]
+    if op.bias:
+        words.append("bias")
+    for key, value in op.options:
+        words += [key, _num(value) if isinstance(value, float) else str(value)]
+    return " ".join(words)
+
+
+def _preamble(net: Network) -> list[tuple[str, int | None, int]]:
+    """The includes and the file's own block definitions: (text, source line, indent) per line."""
+    out: list[tuple[str, int | None, int]] = []
+    for include in net.includes:
+        out.append((f'include "{include.path}"', include.span.line if include.spans or include.span else None, 0))
+    for block in (b for b in net.blocks if b.origin is None):
+        if out:
+            out.append(("", None, 0))
+        out.append((f"block {block.name} {{", block.span.line if block.spans else None, 0))
+        out += [(_op_text(op), op.span.line if op.spans else None, 2) for op in block.ops]
+        out.append(("}", None, 0))
+    if out:
+        out.append(("", None, 0))
+    return out
+
+
 def format_spec(net: Network, comments: list[Comment] | tuple[Comment, ...] = ()) -> str:
     """Canonical text of ``net`` (two-space indent, one statement per line), with ``comments``."""
     body = _layout(net)
@@ -287,6 +320,14 @@ def format_spec(net: Network, comments: list[Comment] | tuple[Comment, ...] = ()
         while leading and (limit is None or leading[0].line < limit):
             out.append(" " * indent + leading.pop(0).text)
 
+    # The includes and block definitions come first, with their comments.
+    for text, line, indent in _preamble(net):
+        if line is not None:
+            flush_before(line, indent)
+        if line is not None and line in trailing and line not in used_trailing:
+            text += "  " + trailing[line].text
+            used_trailing.add(line)
+        out.append(" " * indent + text if text else "")
     # Comments above the network line stay above it.
     if name_line is not None:
         flush_before(name_line, 0)
