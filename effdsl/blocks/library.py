@@ -418,12 +418,12 @@ def make_block_source(kinds: Sequence[str], user_blocks: Sequence[str] = (), any
         lines.append(f"        return {make}")
     for name in user_blocks:
         lines.append(f'    if kind == "{name}":')
-        lines.append(f"        return UserBlock({layers_name(name)}, in_ch, out_ch, kernel, stride, mid, squeeze, act, bn,")
-        lines.append("                         residual, drop_path, padding)")
+        lines.append(f"        return UserBlock({layers_name(name)}, in_ch, out_ch, kernel, stride, mid, squeeze, act,")
+        lines.append("                         bn, residual, drop_path, padding)")
     if any_user_block:
         lines.append("    if isinstance(kind, tuple):  # a user's block: (name, layers)")
-        lines.append("        return UserBlock(kind[1], in_ch, out_ch, kernel, stride, mid, squeeze, act, bn, residual,")
-        lines.append("                         drop_path, padding)")
+        lines.append("        return UserBlock(kind[1], in_ch, out_ch, kernel, stride, mid, squeeze, act, bn,")
+        lines.append("                         residual, drop_path, padding)")
     lines.append('    raise ValueError(f"unknown block kind {kind!r}")')
     return "\n".join(lines) + "\n"
 

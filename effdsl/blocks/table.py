@@ -236,6 +236,7 @@ def _user_block(block_ops: list[Op], plan: Plan, definition: BlockDef) -> tuple[
     if [s for s in expected if s is not None] != [s for s in found if s is not None]:
         raise InternalError(_PASS, f"block {first.block}: its operators differ from block '{definition.name}'")
     settings = stage.bn.over(plan.bn)
+    assert settings.eps is not None and settings.momentum is not None  # the defaults always set both
     bn = None if plan.inference else (settings.eps, settings.momentum)
     squeeze = parts["se"][1].out_ch if "se" in parts else 0
     row = BlockRow(first.stage, definition.name, stage.kernel, stride, in_ch, stage.out_ch,

@@ -21,7 +21,7 @@ from __future__ import annotations
 from effdsl.blocks.base import BlockArgs, Builder
 from effdsl.diagnostics import Diagnostic, EffdslError
 from effdsl.language.plugins import load_plugin
-from effdsl.language.spec import LN_EPS, BlockDef, OpLine
+from effdsl.language.spec import BLOCK_OPS, LN_EPS, BlockDef, OpLine
 from effdsl.scaling.rounding import expanded_channels
 
 Sizes = dict[str, int]
@@ -40,31 +40,16 @@ def _value(value: int | float | str, sizes: Sizes) -> int | float:
 
 def lower(definition: BlockDef, b: Builder, x: str, args: BlockArgs) -> str:
     """The operators of one block of a user's kind."""
-    stage, prefix = args.stage, args.prefix
+    stage = args.stage
     sizes = sizes_of(args)
     shortcut, width = x, args.in_ch
     for op in definition.ops:
-        where, name = args.where(op.name), f"{prefix}.{op.name}"
-        if op.kind in ("conv", "dwconv"):
-            out = width if op.kind == "dwconv" or op.to is None else int(_value(op.to, sizes))
-            x = b.op(op.kind, name, (x,), where, in_ch=width, out_ch=out, kernel=int(_value(op.kernel, sizes)),
-                     stride=int(_value(op.stride, sizes)), groups=width if op.kind == "dwconv" else 1,
-                     bias=op.bias, padding=b.padding)
-            width = out
-        elif op.kind == "bn":
-            settings = stage.bn.over(b.bn)
-            x = b.op("bn", name, (x,), where, in_ch=width, out_ch=width, eps=settings.eps, momentum=settings.momentum)
-        elif op.kind == "ln":
-            x = b.op("ln", name, (x,), where, in_ch=width, out_ch=width, eps=op.eps or LN_EPS)
-        elif op.kind == "act":
-            x = b.op("act", name, (x,), where, in_ch=width, out_ch=width, act=op.act or stage.act)
-        elif op.kind == "se":
-            if stage.se > 0:
-                x = b.squeeze_excite(x, args, width)
+        if op.kind == "se":
+            x = b.squeeze_excite(x, args, width) if stage.se > 0 else x
         elif op.kind == "residual":
-            if width != stage.out_ch:
-                break  # reported below
-            x = b.residual(shortcut, x, args)
+            x = b.residual(shortcut, x, args) if width == stage.out_ch else x  # else: reported below
+        elif op.kind in BLOCK_OPS:
+            x, width = _simple(op, b, x, args, sizes, width)
         else:
             x, width = _plugin(op, b, x, args, sizes, width)
     if width != stage.out_ch:
@@ -72,6 +57,25 @@ def lower(definition: BlockDef, b: Builder, x: str, args: BlockArgs) -> str:
             "E310", f"block '{definition.name}' gives {width} channels; the stage says c{stage.out_ch}",
             stage.span_of("out_ch"), "end the block with an op to the stage's channels: conv to out"))
     return x
+
+
+def _simple(op: OpLine, b: Builder, x: str, args: BlockArgs, sizes: Sizes, width: int) -> tuple[str, int]:
+    """A conv, dwconv, bn, ln or act op; the width after it."""
+    where, name, stage = args.where(op.name), f"{args.prefix}.{op.name}", args.stage
+    if op.kind == "conv" or op.kind == "dwconv":
+        depthwise = op.kind == "dwconv"
+        out = width if depthwise or op.to is None else int(_value(op.to, sizes))
+        x = b.op("dwconv" if depthwise else "conv", name, (x,), where, in_ch=width, out_ch=out,
+                 kernel=int(_value(op.kernel, sizes)), stride=int(_value(op.stride, sizes)),
+                 groups=width if depthwise else 1, bias=op.bias, padding=b.padding)
+        return x, out
+    if op.kind == "bn":
+        settings = stage.bn.over(b.bn)
+        return b.op("bn", name, (x,), where, in_ch=width, out_ch=width, eps=settings.eps,
+                    momentum=settings.momentum), width
+    if op.kind == "ln":
+        return b.op("ln", name, (x,), where, in_ch=width, out_ch=width, eps=op.eps or LN_EPS), width
+    return b.op("act", name, (x,), where, in_ch=width, out_ch=width, act=op.act or stage.act), width
 
 
 def _plugin(op: OpLine, b: Builder, x: str, args: BlockArgs, sizes: Sizes, width: int) -> tuple[str, int]:

@@ -272,26 +272,36 @@ def _shape(shape: Shape) -> str:
     return "x".join(str(d) for d in shape)
 
 
+def _user_attrs(op: Op) -> list[str]:
+    """The attributes of the ops that only users' blocks have."""
+    if op.kind == "ln":
+        return [f"c={op.out_ch}", f"eps={op.eps:g}"]
+    return [str(op.plugin), f"{op.in_ch}->{op.out_ch}", *(f"{k}={v:g}" for k, v in op.options)]
+
+
+def _conv_attrs(op: Op) -> list[str]:
+    parts = [f"k={op.kernel}", f"s={op.stride}", f"{op.in_ch}->{op.out_ch}"]
+    if op.groups != 1:
+        parts.append(f"groups={op.groups}")
+    if op.padding != "symmetric":
+        parts.append(f"padding={op.padding}")
+    if op.bias:
+        parts.append("bias")
+    if op.folded:
+        parts.append(f"folded %{op.folded}")
+    return parts
+
+
 def _attrs(op: Op) -> str:
     parts: list[str] = []
     if op.kind in ("conv", "dwconv"):
-        parts += [f"k={op.kernel}", f"s={op.stride}", f"{op.in_ch}->{op.out_ch}"]
-        if op.groups != 1:
-            parts.append(f"groups={op.groups}")
-        if op.padding != "symmetric":
-            parts.append(f"padding={op.padding}")
-        if op.bias:
-            parts.append("bias")
-        if op.folded:
-            parts.append(f"folded %{op.folded}")
+        parts += _conv_attrs(op)
     elif op.kind == "linear":
         parts.append(f"{op.in_ch}->{op.out_ch}")
     elif op.kind == "bn":
         parts += [f"c={op.out_ch}", f"eps={op.eps:g}", f"momentum={op.momentum:g}"]
-    elif op.kind == "ln":
-        parts += [f"c={op.out_ch}", f"eps={op.eps:g}"]
-    elif op.kind == "plugin":
-        parts += [str(op.plugin), f"{op.in_ch}->{op.out_ch}", *(f"{k}={v:g}" for k, v in op.options)]
+    elif op.kind in ("ln", "plugin"):
+        parts += _user_attrs(op)
     elif op.kind == "act":  # a gate is always a sigmoid: nothing to show
         parts.append(str(op.act))
     elif op.kind == "pool":

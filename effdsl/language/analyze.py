@@ -15,8 +15,8 @@ from collections.abc import Mapping
 from dataclasses import replace
 
 from effdsl.diagnostics import Collector, Diagnostic, InternalError, Span, did_you_mean
-from effdsl.language.choices import as_number, base_of, read_bare_choice, read_choice, read_kind_choice, takes_choice
 from effdsl.language.blockdefs import read_block_defs
+from effdsl.language.choices import as_number, base_of, read_bare_choice, read_choice, read_kind_choice, takes_choice
 from effdsl.language.parser import RawNetwork, RawStatement, Tok
 from effdsl.language.settings import (
     Values,
@@ -57,10 +57,11 @@ _STAGE_WORDS = ("k<kernel>", "s<stride>", "e<expand>", "c<channels>", "x<repeats
 
 # ---------------------------------------------------------------------------- blocks
 
-def _block(stmt: RawStatement, errors: Collector, user: Mapping[str, BlockDef] | None = None) -> Block | None:
+def _block(stmt: RawStatement, errors: Collector, user: Mapping[str, BlockDef | None] | None = None) -> Block | None:
     """A stem, stage or head line; None when a mistake (reported) leaves no block to build.
 
-    ``user``: the block kinds the spec defines, usable in stage lines like the built-in ones."""
+    ``user``: the block kinds the spec defines, usable in stage lines like the built-in ones
+    (None: a definition with a mistake, reported already)."""
     user = user or {}
     role, kind = _role_and_kind(stmt)
     choices: list[Choice] = []
@@ -82,8 +83,9 @@ def _block(stmt: RawStatement, errors: Collector, user: Mapping[str, BlockDef] |
             ok = _option(reader, tok, role, values, spans, errors) and ok
     ok = _has_required(stmt, role, values, errors) and ok
     ok = _fits_role(role, None if kind.is_choice else block_type, values, spans, errors) and ok
-    if block_type in user:
-        ok = _fits_block_def(user[block_type], values, spans, errors) and ok
+    definition = user.get(block_type or "")
+    if definition is not None:
+        ok = _fits_block_def(definition, values, spans, errors) and ok
     if not ok or block_type is None:
         return None
     bn = bn_of(values)
@@ -159,12 +161,12 @@ def _role_and_kind(stmt: RawStatement) -> tuple[Role, Tok]:
     return role, stmt.name
 
 
-def _block_type(role: Role, kind: Tok, errors: Collector, user: Mapping[str, BlockDef]) -> str | None:
+def _block_type(role: Role, kind: Tok, errors: Collector, user: Mapping[str, BlockDef | None]) -> str | None:
     """The block type ``kind`` names (a built-in one or one the spec defines); a stem and a
     head are convs (E101 otherwise)."""
     allowed: tuple[str, ...] = (*BLOCK_TYPES, *user) if role == "stage" else ("conv",)
     if kind.text in allowed:
-        return kind.text
+        return kind.text if user.get(kind.text, True) is not None else None  # a broken definition: reported
     hint = did_you_mean(kind.text, allowed)
     errors.error("E101", f"unknown {role} block '{kind.text}'" if role == "stage"
                  else f"a {role} is a 'conv', got '{kind.text}'", kind.span, hint)
@@ -300,7 +302,8 @@ def analyze(raw: RawNetwork, library: tuple[BlockDef, ...] = (),
     statements they came from (by default the file's own, unresolved)."""
     errors = Collector()
     own = read_block_defs(raw.blocks, errors, taken=[b.name for b in library])
-    user = {b.name: b for b in (*own, *library)}
+    user: dict[str, BlockDef | None] = {d.name.text: None for d in raw.blocks if d.name.text not in BLOCK_TYPES}
+    user.update({b.name: b for b in (*own, *library)})
     if includes is None:
         includes = tuple(Include(span=i.span, path=i.path) for i in raw.includes)
     first, stages, presets = _sort_statements(raw, errors)

@@ -12,7 +12,9 @@ mapping (or an object with these attributes):
     the op's options and their defaults: numbers, or the widths ``in``, ``mid``, ``out``
     and the stage's ``k`` and ``s``, resolved per block;
 ``shape(in_shape, options)``
-    the output ``(C, H, W)`` of an input ``(C, H, W)``;
+    the output ``(C, H, W)`` of an input ``(C, H, W)`` (raising ``ValueError`` for options
+    that do not fit these widths; an option ``to`` gives the output channels, which otherwise
+    are the input's);
 ``cost(in_shape, out_shape, options)``
     ``(params, macs)``, counted as the rest of effdsl counts (trainable parameters; one
     MAC per multiply-add of a conv or matrix product, as ``FlopCounterMode`` / 2);
@@ -76,6 +78,11 @@ class PluginOp:
     def _call(self, what: str, call: Callable[[], Any], span: Span | None) -> Any:
         try:
             return call()
+        except ValueError as exc:  # the plug-in's way to refuse options or widths that do not fit
+            raise EffdslError(Diagnostic(
+                "E130", f"the plug-in op '{self.name}' of the package '{self.package}' refuses this block: {exc}",
+                span, f"change the options of '{self.name}' in the block definition, or the stage's numbers"),
+            ) from None
         except Exception as exc:  # a plug-in's own failure, reported with its package's name
             raise broken(self.name, self.package, f"its {what} rule raised {type(exc).__name__}: {exc}",
                          span) from None

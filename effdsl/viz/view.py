@@ -380,8 +380,9 @@ def _groups(plan: Plan, nodes: tuple[Node, ...]) -> tuple[Group, ...]:
         else:
             s = plan.stages[slot]
             title = f"stage {slot + 1}"
-            caption = _block_tag(plan, s.block, s.kernel, s.stride, s.expand) + f" ×{s.repeats}"
-            lines = (f"{s.block} ×{s.repeats}", _block_tag(plan, s.block, s.kernel, s.stride, s.expand).split(" ", 1)[1],
+            tag = _block_tag(plan, s.block, s.kernel, s.stride, s.expand)
+            caption = tag + f" ×{s.repeats}"
+            lines = (f"{s.block} ×{s.repeats}", tag.split(" ", 1)[1],
                      f"{s.in_ch}→{s.out_ch} ch · {out_side}")
         out.append(Group(slot, title, caption, lines + cost, tuple(m.id for m in members)))
     return tuple(out)

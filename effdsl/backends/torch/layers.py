@@ -82,5 +82,5 @@ def init_weights(model: nn.Module) -> None:
         elif isinstance(m, nn.LayerNorm):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
-        elif m._parameters and hasattr(m, "reset_parameters"):  # a plug-in op's module: its own rule
-            m.reset_parameters()
+        elif m._parameters and callable(reset := getattr(m, "reset_parameters", None)):
+            reset()  # a plug-in op's module with parameters of its own: its own rule
