@@ -201,11 +201,13 @@ def _choice(choice: Choice) -> str:
     return f"{_LETTER[choice.field]}{{{options}}}"
 
 
-def _block_words(b: Block) -> list[str]:
+def _block_words(b: Block, no_expand: frozenset[str] = frozenset({"conv"})) -> list[str]:
+    """The words of a stem, stage or head line; ``no_expand``: the block kinds that take no expansion."""
     chosen: dict[str, str] = {c.field: _choice(c) for c in b.choices}
     words = [b.role.ljust(5), chosen.get("block", b.block)]
     if b.role == "stage":
-        words.append(chosen.get("expand", f"e{_num(b.expand)}") if b.block != "conv" or "block" in chosen else "")
+        expands = b.block not in no_expand or "block" in chosen
+        words.append(chosen.get("expand", f"e{_num(b.expand)}") if expands else "")
         words += [chosen.get("kernel", f"k{b.kernel}"), chosen.get("stride", f"s{b.stride}"),
                   chosen.get("out_ch", f"c{b.out_ch}"), chosen.get("repeats", f"x{b.repeats}")]
         if "se" in chosen:
@@ -262,7 +264,9 @@ def _layout(net: Network) -> list[_Line]:
     for i, preset in enumerate(net.presets):
         lines.append(_Line(_preset(preset), preset.span.line, blank_before=i == 0))
     blocks = [net.stem, *net.stages] + ([net.head.conv] if net.head.conv is not None else [])
-    for i, (block, text) in enumerate(zip(blocks, _aligned([_block_words(b) for b in blocks]), strict=True)):
+    no_expand = frozenset({"conv", *(d.name for d in net.blocks if not d.uses("mid"))})
+    rows = [_block_words(b, no_expand) for b in blocks]
+    for i, (block, text) in enumerate(zip(blocks, _aligned(rows), strict=True)):
         lines.append(_Line(text, block.span.line if block.spans else None, blank_before=i == 0))
     head = net.head
     lines.append(_Line(f"pool {head.pool}", _line_of(head, "pool")))
@@ -281,7 +285,7 @@ def _op_text(op: OpLine) -> str:
         words.append(op.act)
     for key, value, default in (("kernel", op.kernel, 1), ("stride", op.stride, 1), ("to", op.to, None),
                                 ("eps", op.eps, None)):
-        if value != default or key in op.spans:
+        if value is not None and (value != default or (key in op.spans and not op.options)):
             words += [key, _num(value) if isinstance(value, float) else str(value)]
     if op.bias:
         words.append("bias")
