@@ -48,7 +48,8 @@ def include_blocks(includes: tuple[RawInclude, ...], filename: str, *,
     if not includes:
         return (), ()
     state = _State(allow_outside)
-    found = _includes(includes, _folder_of(filename), [], state)
+    shown = "" if filename.startswith("<") else os.path.dirname(filename)
+    found = _includes(includes, _folder_of(filename), shown, filename, [], state)
     _no_clashes(found)
     unique: dict[str, BlockDef] = {}
     for _, block in found:
@@ -62,16 +63,17 @@ def _folder_of(filename: str) -> Path:
     return Path(filename).resolve().parent
 
 
-def _includes(includes: tuple[RawInclude, ...], folder: Path, chain: list[str],
+def _includes(includes: tuple[RawInclude, ...], folder: Path, shown_dir: str, including: str, chain: list[str],
               state: _State) -> list[tuple[RawInclude, BlockDef]]:
-    """Every definition reached from ``includes`` (of a file in ``folder``), with the include
-    line it came through."""
+    """Every definition reached from ``includes`` (of the file ``including``, in ``folder``;
+    ``shown_dir``: that folder as messages show it), with the include line it came through."""
     out: list[tuple[RawInclude, BlockDef]] = []
     for include in includes:
-        path = _resolve(include, folder, chain, state)
+        path = _resolve(include, folder, including, chain, state)
         key = str(path)
         if key not in state.done:
-            state.done[key] = _read(include, path, chain + [key], state)
+            shown = os.path.normpath(os.path.join(shown_dir, include.path))
+            state.done[key] = _read(include, path, shown, chain + [key], state)
         out += [(include, b) for b in state.done[key]]
     return out
 
@@ -80,7 +82,7 @@ def _error(code: str, message: str, include: RawInclude, help: str | None = None
     return EffdslError(Diagnostic(code, message, include.span, help))
 
 
-def _resolve(include: RawInclude, folder: Path, chain: list[str], state: _State) -> Path:
+def _resolve(include: RawInclude, folder: Path, including: str, chain: list[str], state: _State) -> Path:
     if not include.path.strip():
         raise _error("E124", "an include needs a file name", include, 'include "blocks.eff"')
     if len(chain) >= MAX_INCLUDE_DEPTH:
@@ -90,8 +92,8 @@ def _resolve(include: RawInclude, folder: Path, chain: list[str], state: _State)
         raise _error("E124", f"more than {MAX_INCLUDES} files are included", include)
     path = Path(os.path.realpath(folder / include.path))
     if not state.allow_outside and not path.is_relative_to(Path(os.path.realpath(folder))):
-        raise _error("E123", f"'{include.path}' is outside the folder of the file that includes it ({folder})",
-                     include, "move the file into that folder, or allow it: --allow-include-outside "
+        where = "the current folder" if including.startswith("<") else f"the folder of '{including}'"
+        raise _error("E123", f"'{include.path}' is outside {where}", include, "move the file into that folder, or allow it: --allow-include-outside "
                               "(allow_include_outside=True in Python)")
     if str(path) in chain:
         cycle = [Path(p).name for p in chain[chain.index(str(path)):]] + [path.name]
@@ -104,9 +106,9 @@ def _resolve(include: RawInclude, folder: Path, chain: list[str], state: _State)
     return path
 
 
-def _read(include: RawInclude, path: Path, chain: list[str], state: _State) -> list[BlockDef]:
-    """The definitions of one included file (after those of the files it includes)."""
-    shown = include.path
+def _read(include: RawInclude, path: Path, shown: str, chain: list[str], state: _State) -> list[BlockDef]:
+    """The definitions of one included file (after those of the files it includes); ``shown``:
+    its name in messages (its path from the spec's folder)."""
     text = decode(read_spec_file(path, shown), shown)
     state.chars += len(text)
     if state.chars > MAX_INCLUDE_CHARS:
@@ -116,12 +118,12 @@ def _read(include: RawInclude, path: Path, chain: list[str], state: _State) -> l
         if raw.network is not None:
             raise EffdslError(Diagnostic("E124", f"'{shown}' defines a network; an included file only defines "
                                          "blocks", raw.network.name.span, "include a file of 'block' definitions"))
-        found = _includes(raw.includes, path.parent, chain, state)
+        found = _includes(raw.includes, path.parent, os.path.dirname(shown), shown, chain, state)
         errors = Collector()
         own = read_block_defs(raw.blocks, errors, taken=[b.name for _, b in found], origin=shown)
         errors.raise_if_any()
     except EffdslError as err:
-        raise err.with_source(text, str(path)) from None
+        raise err.with_source(text, shown) from None
     return [b for _, b in found] + own
 
 
