@@ -30,6 +30,7 @@ from effdsl.language.format import format_spec
 from effdsl.language.includes import MAX_INCLUDE_DEPTH
 from effdsl.language.spec import Network
 
+from plugin_env import PACKAGE as PLUGIN_PACKAGE
 from strategies import user_block_networks
 
 torch.set_num_threads(1)
@@ -446,7 +447,24 @@ def example_ops_module(example_ops: None) -> None:
 
 
 def test_widths_stay_whole_numbers() -> None:
-    """mid rounds to the divisor as MBConv's expansion does: e4.5 on 24 channels is 112 (8 x 14)."""
+    """mid = e x in, rounded to the divisor as MBConv's expansion is: e4.5 on 32 channels is 144."""
     compiled = compile_spec(CONVNEXT_NET.replace("e4 k7 s1 c32", "e4.5 k7 s1 c32"))
     mid = compiled.graph.op("stages.0.0.conv1").out_ch
     assert mid == 144 and math.isclose(mid / 32, 4.5)
+
+
+def test_the_plugin_op_of_the_docs_is_the_example_package() -> None:
+    """docs/extending.md shows the example package's code; the page runs it, this keeps it the same."""
+    page = (Path(__file__).resolve().parent.parent / "docs" / "extending.md").read_text(encoding="utf-8")
+    block = next(b for b in page.split("```python\n")[1:] if "GROUPED_PW = {" in b).split("```")[0]
+    shown = block.split("\nassert ")[0].strip()
+    package = (PLUGIN_PACKAGE / "effdsl_example_ops" / "__init__.py").read_text(encoding="utf-8")
+    assert shown in package
+
+
+def test_broken_plugin_message_of_the_errors_page(example_ops: None, tmp_path: Path) -> None:
+    """The E130 example of docs/errors.md is what a broken plug-in gives (the page runs it too)."""
+    spec = _write(tmp_path, "e130.eff", PLUGIN_NET.replace("grouped_pw groups 4 to mid", "broken_op"))
+    result = CliRunner().invoke(app, ["check", str(spec)])
+    assert result.exit_code == 2
+    assert "is broken: it has no 'cost', 'class_name', 'torch_source'" in result.output
