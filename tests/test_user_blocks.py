@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 from hypothesis import given, note, settings
+from plugin_env import PACKAGE as PLUGIN_PACKAGE
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 from typer.testing import CliRunner
@@ -30,7 +31,6 @@ from effdsl.language.format import format_spec
 from effdsl.language.includes import MAX_INCLUDE_DEPTH
 from effdsl.language.spec import Network
 
-from plugin_env import PACKAGE as PLUGIN_PACKAGE
 from strategies import user_block_networks
 
 torch.set_num_threads(1)
@@ -254,7 +254,8 @@ def _codes(err: EffdslError) -> list[str]:
 def test_include_reads_blocks_relative_to_the_including_file(tmp_path: Path) -> None:
     _write(tmp_path, "lib/blocks.eff", 'include "more.eff"\n' + CONVNEXT_BLOCK)
     _write(tmp_path, "lib/more.eff", "block plain {\n  conv kernel k stride s to out\n  bn\n  act\n}\n")
-    spec = _write(tmp_path, "net.eff", 'include "lib/blocks.eff"\n' + NET_BODY.replace("x2\n", "x2\n  stage plain k3 c32\n"))
+    body = NET_BODY.replace("x2\n", "x2\n  stage plain k3 c32\n")
+    spec = _write(tmp_path, "net.eff", 'include "lib/blocks.eff"\n' + body)
     compiled = compile_spec(spec)
     assert [s.block for s in compiled.graph.plan.stages] == ["convnext", "plain"]
     net = parse_spec(spec)

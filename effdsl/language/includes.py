@@ -93,8 +93,9 @@ def _resolve(include: RawInclude, folder: Path, including: str, chain: list[str]
     path = Path(os.path.realpath(folder / include.path))
     if not state.allow_outside and not path.is_relative_to(Path(os.path.realpath(folder))):
         where = "the current folder" if including.startswith("<") else f"the folder of '{including}'"
-        raise _error("E123", f"'{include.path}' is outside {where}", include, "move the file into that folder, or allow it: --allow-include-outside "
-                              "(allow_include_outside=True in Python)")
+        raise _error("E123", f"'{include.path}' is outside {where}", include,
+                     "move the file into that folder, or allow it: --allow-include-outside "
+                     "(allow_include_outside=True in Python)")
     if str(path) in chain:
         cycle = [Path(p).name for p in chain[chain.index(str(path)):]] + [path.name]
         raise _error("E122", "the includes form a cycle: " + " -> ".join(cycle), include,
