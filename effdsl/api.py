@@ -152,6 +152,8 @@ def analyze_source(source: Source, *, allow_include_outside: bool = False) -> Ne
     ``allow_include_outside`` (E123)."""
     try:
         raw = parse(source.text)
+        if not raw.includes:
+            return analyze(raw)
         library, includes = include_blocks(raw.includes, source.filename, allow_outside=allow_include_outside)
         return analyze(raw, library, includes)
     except EffdslError as err:

@@ -94,7 +94,7 @@ def test_an_error_code_cannot_be_reported_as_a_warning_but_a_warning_can_be_rais
 
 
 def test_cli_reports_an_unregistered_code_as_a_bug(monkeypatch):
-    def analyze(_raw, *_):
+    def analyze(_raw):
         raise EffdslError(Diagnostic("E999", "a code nobody registered"))
 
     monkeypatch.setattr(api, "analyze", analyze)
