@@ -469,3 +469,37 @@ def test_broken_plugin_message_of_the_errors_page(example_ops: None, tmp_path: P
     result = CliRunner().invoke(app, ["check", str(spec)])
     assert result.exit_code == 2
     assert "is broken: it has no 'cost', 'class_name', 'torch_source'" in result.output
+
+
+@pytest.mark.slow
+def test_a_module_with_a_plugin_op_pickles_into_a_fresh_process(example_ops: None, tmp_path: Path) -> None:
+    import pickle
+    import subprocess
+    import sys
+
+    from plugin_env import PACKAGE
+
+    compiled = compile_spec(PLUGIN_NET)
+    model = compiled.build().eval()
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        expected = model(x)
+    (tmp_path / "model.pkl").write_bytes(pickle.dumps(model))
+    torch.save(x, tmp_path / "x.pt")
+    torch.save(expected, tmp_path / "y.pt")
+    script = (
+        "import sys, pickle, torch; from pathlib import Path\n"
+        f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+        "from plugin_env import install_example_ops\n"
+        f"install_example_ops(Path({str(tmp_path / 'site')!r}))\n"
+        f"m = pickle.loads(Path({str(tmp_path / 'model.pkl')!r}).read_bytes())\n"
+        f"x = torch.load({str(tmp_path / 'x.pt')!r}); y = torch.load({str(tmp_path / 'y.pt')!r})\n"
+        "with torch.no_grad(): assert torch.allclose(m(x), y, rtol=1e-5, atol=1e-6)\n"
+        "print(type(m.stages[0][0].grouped_pw1).__name__)\n"
+    )
+    root = str(Path(__file__).resolve().parent.parent)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                            env={**__import__("os").environ, "PYTHONPATH": root})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "GroupedPointwise"
+    assert PACKAGE.is_dir()

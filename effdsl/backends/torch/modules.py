@@ -26,6 +26,8 @@ from torch import nn  # noqa: F401  (the library's namespace)
 from effdsl.backends.torch.layers import Conv2dSame, StochasticDepth, init_weights  # noqa: F401
 from effdsl.blocks import REGISTRY
 from effdsl.blocks.library import activations_source, class_source
+from effdsl.diagnostics import EffdslError
+from effdsl.language.plugins import load_plugin, plugin_names
 from effdsl.language.spec import ACTIVATIONS as _NAMES
 
 _FILENAME = "<effdsl.blocks.library>"
@@ -65,8 +67,25 @@ def network_class(name: str, features: bool = False) -> type:
     return cls
 
 
+def _plugin_class(name: str) -> type | None:
+    """The class of an installed plug-in op called ``name`` (a module pickled in another process)."""
+    for op in plugin_names():
+        try:
+            plugin = load_plugin(op, None)
+        except EffdslError:  # a broken plug-in is not the one asked for
+            continue
+        if plugin is not None and plugin.class_name == name:
+            define_plugin(name, plugin.torch_source)
+            found: type = globals()[name]
+            return found
+    return None
+
+
 def __getattr__(name: str) -> type:
-    # A network class pickled in another process: made again by its name.
+    # A plug-in op's class or a network class pickled in another process: made again by its name.
+    plugin = _plugin_class(name) if name.isidentifier() else None
+    if plugin is not None:
+        return plugin
     if name.isidentifier() and name[:1].isupper():
         if name.endswith(_FEATURES) and len(name) > len(_FEATURES):
             return network_class(name[: -len(_FEATURES)], features=True)
