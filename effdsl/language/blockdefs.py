@@ -116,6 +116,10 @@ def _op(raw: RawOp, name: str, errors: Collector) -> OpLine | None:
             errors.error("E104", f"unknown value '{value}' for '{key}' of '{kind}'", spans.get(key, raw.span),
                          did_you_mean(value, _PLUGIN_WORDS))
             ok = False
+        elif not isinstance(value, str) and not (math.isfinite(value) and abs(value) <= MAX_CHANNELS):
+            errors.error("E215", f"{key} {value:g} is beyond the compiler's limits (at most {MAX_CHANNELS:,})",
+                         spans.get(key, raw.span))
+            ok = False
     if not ok:
         return None
     return OpLine(span=raw.span, spans=spans, kind=kind, name=name, options=tuple(values.items()))
