@@ -251,15 +251,17 @@ def _codes(err: EffdslError) -> list[str]:
     return [d.code for d in err.diagnostics]
 
 
-def test_include_reads_blocks_relative_to_the_including_file(tmp_path: Path) -> None:
+def test_include_reads_blocks_relative_to_the_including_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _write(tmp_path, "lib/blocks.eff", 'include "more.eff"\n' + CONVNEXT_BLOCK)
     _write(tmp_path, "lib/more.eff", "block plain {\n  conv kernel k stride s to out\n  bn\n  act\n}\n")
     body = NET_BODY.replace("x2\n", "x2\n  stage plain k3 c32\n")
     spec = _write(tmp_path, "net.eff", 'include "lib/blocks.eff"\n' + body)
     compiled = compile_spec(spec)
     assert [s.block for s in compiled.graph.plan.stages] == ["convnext", "plain"]
-    net = parse_spec(spec)
-    assert [b.origin for b in net.blocks] == ["more.eff", "lib/blocks.eff"]
+    monkeypatch.chdir(tmp_path)
+    net = parse_spec("net.eff")
+    # each included definition says where it comes from, as a path from the spec's folder
+    assert [b.origin for b in net.blocks] == ["lib/more.eff", "lib/blocks.eff"]
     # The formatter keeps the include and does not copy the included definitions.
     assert format_spec(net).startswith('include "lib/blocks.eff"\n\nnetwork tiny {')
 
