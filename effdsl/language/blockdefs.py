@@ -43,6 +43,15 @@ from effdsl.language.values import check_act
 _KERNEL_WORDS = ("k",)
 _STRIDE_WORDS = ("s",)
 _PLUGIN_WORDS = (*WIDTHS, "k", "s")
+# Words of other libraries for what an op here does.
+_INSTEAD = {
+    "add": "'residual' adds the block input (through stochastic depth), as the block's last op",
+    "drop_path": "'residual' applies stochastic depth before adding the block input",
+    "linear": "a linear layer over the channels is a 1x1 conv: conv to W bias",
+    "pool": "global pooling inside a block is part of squeeze-excite: se",
+    "layernorm": "did you mean 'ln'?",
+    "batchnorm": "did you mean 'bn'?",
+}
 
 
 def read_block_defs(raws: Iterable[RawBlockDef], errors: Collector, taken: Iterable[str] = (),
@@ -106,7 +115,7 @@ def _op(raw: RawOp, name: str, errors: Collector) -> OpLine | None:
     plugin = load_plugin(kind, raw.kind.span) if kind.isidentifier() else None
     if plugin is None:
         errors.error("E120", f"unknown op '{kind}' in a block definition", raw.kind.span,
-                     did_you_mean(kind, [*BLOCK_OPS, *plugin_names()]))
+                     _INSTEAD.get(kind) or did_you_mean(kind, [*BLOCK_OPS, *plugin_names()]))
         return None
     values: dict[str, OptionValue] = dict(plugin.options)
     spans: dict[str, Span] = {"kind": raw.kind.span}
