@@ -509,7 +509,8 @@ def test_a_module_with_a_plugin_op_pickles_into_a_fresh_process(example_ops: Non
 
 @pytest.mark.parametrize(("word", "hint"), [("add", "'residual' adds the block input"),
                                             ("linear", "1x1 conv: conv to W bias"), ("pool", "se"),
-                                            ("layernorm", "did you mean 'ln'?"), ("resudial", "did you mean 'residual'?")])
+                                            ("layernorm", "did you mean 'ln'?"),
+                                            ("resudial", "did you mean 'residual'?")])
 def test_words_of_other_libraries_point_at_the_op(word: str, hint: str) -> None:
     text = CONVNEXT_NET.replace("  residual\n", f"  {word}\n", 1)
     with pytest.raises(EffdslError) as info:
