@@ -517,3 +517,34 @@ def test_words_of_other_libraries_point_at_the_op(word: str, hint: str) -> None:
         compile_spec(text)
     (diagnostic,) = info.value.diagnostics
     assert diagnostic.code == "E120" and diagnostic.help is not None and hint in diagnostic.help
+
+
+@pytest.mark.slow
+def test_the_example_plugin_package_builds_with_the_entry_points_the_tests_install(tmp_path: Path) -> None:
+    """The package in tests/plugins is a real one: its wheel declares the entry points that
+    ``plugin_env`` writes for the tests (what ``pip install`` would put in its .dist-info)."""
+    import importlib.util
+    import subprocess
+    import sys
+    import zipfile
+
+    from conftest import require
+    from plugin_env import PACKAGE, install_example_ops
+
+    require(importlib.util.find_spec("hatchling") is not None, "hatchling (the build backend) is not installed")
+    done = subprocess.run([sys.executable, "-m", "pip", "--isolated", "wheel", "--no-deps", "--no-build-isolation",
+                           "--no-index", "--quiet", "--wheel-dir", str(tmp_path), str(PACKAGE)],
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    (wheel,) = tmp_path.glob("*.whl")
+    archive = zipfile.ZipFile(wheel)
+    (entry_points,) = [n for n in archive.namelist() if n.endswith(".dist-info/entry_points.txt")]
+    assert "effdsl_example_ops/__init__.py" in archive.namelist()
+    install_example_ops(tmp_path / "site")
+    (written,) = (tmp_path / "site").glob("*.dist-info/entry_points.txt")
+
+    def entries(text: str) -> set[str]:
+        return {line.replace(" ", "") for line in text.splitlines() if "=" in line}
+
+    assert entries(archive.read(entry_points).decode()) == entries(written.read_text(encoding="utf-8"))
+    assert "grouped_pw=effdsl_example_ops:GROUPED_PW" in entries(written.read_text(encoding="utf-8"))
