@@ -528,8 +528,9 @@ def test_the_example_plugin_package_builds_with_the_entry_points_the_tests_insta
     import sys
     import zipfile
 
-    from conftest import require
     from plugin_env import PACKAGE, install_example_ops
+
+    from conftest import require
 
     require(importlib.util.find_spec("hatchling") is not None, "hatchling (the build backend) is not installed")
     done = subprocess.run([sys.executable, "-m", "pip", "--isolated", "wheel", "--no-deps", "--no-build-isolation",
