@@ -19,6 +19,7 @@ from effdsl.ir.graph import CompiledGraph
 from effdsl.language.analyze import analyze
 from effdsl.language.families import MODELS, Model
 from effdsl.language.format import comments_of, format_spec
+from effdsl.language.includes import include_blocks
 from effdsl.language.parser import parse
 from effdsl.language.resources import builtin_specs
 from effdsl.language.source import Source, decode, load_source
@@ -138,15 +139,23 @@ class Compiled:
             raise err.with_source(self.source.text, self.source.filename) from None
 
 
-def parse_spec(spec: str | Path) -> Network:
-    """The checked spec AST."""
-    return analyze_source(load_source(spec))
+def parse_spec(spec: str | Path, *, allow_include_outside: bool = False) -> Network:
+    """The checked spec AST (``allow_include_outside``: see :func:`analyze_source`)."""
+    return analyze_source(load_source(spec), allow_include_outside=allow_include_outside)
 
 
-def analyze_source(source: Source) -> Network:
-    """Parse and check the text of a spec; errors come with the source attached."""
+def analyze_source(source: Source, *, allow_include_outside: bool = False) -> Network:
+    """Parse and check the text of a spec, reading the files it includes; errors come with the
+    source attached (an error inside an included file, with that file's).
+
+    An include may only name a file in the including file's folder or below it, unless
+    ``allow_include_outside`` (E123)."""
     try:
-        return analyze(parse(source.text))
+        raw = parse(source.text)
+        if not raw.includes:
+            return analyze(raw)
+        library, includes = include_blocks(raw.includes, source.filename, allow_outside=allow_include_outside)
+        return analyze(raw, library, includes)
     except EffdslError as err:
         raise err.with_source(source.text, source.filename) from None
 
@@ -154,7 +163,8 @@ def analyze_source(source: Source) -> Network:
 def compile_spec(spec: str | Path, *, phi: float | None = None, preset: str | None = None,
                  width: float | None = None, depth: float | None = None, resolution: int | None = None,
                  num_classes: int | None = None, in_chans: int | None = None,
-                 drop_rate: float | None = None, drop_path_rate: float | None = None) -> Compiled:
+                 drop_rate: float | None = None, drop_path_rate: float | None = None,
+                 allow_include_outside: bool = False) -> Compiled:
     """Parse, check, scale and analyse; no weight is allocated.
 
     ``spec`` is a path, a built-in spec's name, ``.eff`` text, or a built-in model's name
@@ -164,14 +174,16 @@ def compile_spec(spec: str | Path, *, phi: float | None = None, preset: str | No
     ``drop_rate`` (dropout before the classifier) and ``drop_path_rate`` (stochastic depth,
     scheduled as rate * i / N over the blocks) replace the spec's or the preset's.
     To compile several members of one spec, parse it once (:func:`parse_spec`) and call
-    :func:`compile_network` for each.
+    :func:`compile_network` for each. ``allow_include_outside``: an ``include`` may name a
+    file outside the spec's folder.
     """
     source = load_source(spec)
     preset = _model_preset(spec, source, preset, phi=phi, width=width, depth=depth, resolution=resolution)
     member = Member(phi=phi, preset=preset, width=width, depth=depth, resolution=resolution,
                     num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
                     drop_path_rate=drop_path_rate)
-    return compile_network(analyze_source(source), member, source=source)
+    return compile_network(analyze_source(source, allow_include_outside=allow_include_outside), member,
+                           source=source)
 
 
 def reference_model(spec: str | Path) -> Model | None:
@@ -255,7 +267,7 @@ def build(spec: str | Path, phi: float | None = None, preset: str | None = None,
           drop_path_rate: float | None = None, weights: str | Path | dict[str, Any] | None = None,
           strict: bool = True, features_only: bool = False, device: str = "cpu", max_params: float = MAX_PARAMS,
           out_indices: tuple[int, ...] | None = None, inference: bool = False,
-          min_fraction: float = 0.5) -> nn.Module:
+          min_fraction: float = 0.5, allow_include_outside: bool = False) -> nn.Module:
     """The PyTorch module of one member of a spec's family.
 
     Randomly initialized, or loaded from ``weights``: a torchvision, timm or effdsl
@@ -268,13 +280,13 @@ def build(spec: str | Path, phi: float | None = None, preset: str | None = None,
     """
     compiled = compile_spec(spec, phi=phi, preset=preset, width=width, depth=depth, resolution=resolution,
                             num_classes=num_classes, in_chans=in_chans, drop_rate=drop_rate,
-                            drop_path_rate=drop_path_rate)
+                            drop_path_rate=drop_path_rate, allow_include_outside=allow_include_outside)
     return compiled.build(device=device, weights=weights, strict=strict, features_only=features_only,
                           max_params=max_params, out_indices=out_indices, inference=inference,
                           min_fraction=min_fraction)
 
 
-def check_spec(spec: str | Path) -> Compiled:
+def check_spec(spec: str | Path, *, allow_include_outside: bool = False) -> Compiled:
     """Validate a spec: the baseline and every preset must compile (all errors together).
 
     The spec is read and parsed once. Returns the baseline; its ``warnings`` include
@@ -284,7 +296,7 @@ def check_spec(spec: str | Path) -> Compiled:
     first of them, with ``spec`` the space itself.
     """
     source = load_source(spec)
-    net = analyze_source(source)
+    net = analyze_source(source, allow_include_outside=allow_include_outside)
     if net.is_space:
         try:
             return _check_space(net, source)
@@ -335,10 +347,11 @@ def _check_space(net: Network, source: Source) -> Compiled:
     return first
 
 
-def format_source(spec: str | Path | Source) -> str:
+def format_source(spec: str | Path | Source, *, allow_include_outside: bool = False) -> str:
     """The canonical text of a spec, comments kept (``effdsl fmt``)."""
     source = spec if isinstance(spec, Source) else load_source(spec)
-    return format_spec(analyze_source(source), comments_of(source.text))
+    return format_spec(analyze_source(source, allow_include_outside=allow_include_outside),
+                       comments_of(source.text))
 
 
 # --- arguments ---------------------------------------------------------------------------

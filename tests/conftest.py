@@ -56,3 +56,11 @@ def require(available: bool, reason: str) -> None:
     if ON_CI:
         pytest.fail(f"{reason} [CI=true: a missing tool fails instead of skipping]", pytrace=False)
     pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def example_ops(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The example plug-in package (tests/plugins/effdsl_example_ops), installed for the session."""
+    from plugin_env import install_example_ops
+
+    install_example_ops(tmp_path_factory.mktemp("site"))

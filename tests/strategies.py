@@ -25,9 +25,11 @@ from effdsl.language.spec import (
     ROUNDING_MODES,
     BatchNorm,
     Block,
+    BlockDef,
     Defaults,
     Head,
     Network,
+    OpLine,
     Preset,
     Scaling,
 )
@@ -238,3 +240,83 @@ def phi_pairs(draw) -> tuple[float, float]:
         else:
             a = draw(st.floats(PHI_MIN, a, exclude_max=True))
     return a, b
+
+
+# ---------------------------------------------------------------------------- user-defined blocks
+
+USER_BLOCK_NAMES = ("my_block", "convnext", "ghost_b", "b2")
+
+
+def _ops(draw, plugin: bool) -> list[tuple[str, dict]]:
+    """(kind, fields) of a block definition that analyze accepts, ending at the width 'out'."""
+    ops: list[tuple[str, dict]] = []
+
+    def conv_like(to: str, **fields) -> None:
+        """A conv (or the plug-in op) to ``to``, then maybe a batch norm and an activation."""
+        if plugin and not fields and draw(st.booleans()):
+            ops.append(("grouped_pw", {"options": (("groups", 1), ("to", to))}))
+        else:
+            bias = draw(st.booleans()) and draw(st.booleans())
+            ops.append(("conv", {"to": to, "bias": bias, **fields}))
+            if not bias and draw(st.booleans()):
+                ops.append(("bn", {}))
+        if draw(st.booleans()):
+            ops.append(("act", {"act": draw(st.none() | st.sampled_from(tuple(ACTIVATIONS)))}))
+
+    width = "in"
+    if draw(st.booleans()):
+        conv_like("mid")
+        width = "mid"
+    kernel = draw(st.sampled_from(("k", 1, 3)))
+    if draw(st.booleans()):
+        ops.append(("dwconv", {"kernel": kernel, "stride": "s"}))
+        if draw(st.booleans()):
+            ops.append(("bn", {}))
+    else:
+        width = draw(st.sampled_from(("mid", "out")))
+        conv_like(width, kernel=kernel, stride="s")
+    if draw(st.booleans()):
+        ops.append(("ln", {"eps": draw(st.sampled_from((None, 1e-5)))}))
+    if draw(st.booleans()):
+        ops.append(("se", {}))
+    if width != "out" or draw(st.booleans()):
+        conv_like("out")
+    if draw(st.booleans()):
+        ops.append(("residual", {}))
+    return ops
+
+
+@st.composite
+def block_defs(draw, plugin: bool = False) -> BlockDef:
+    """A block definition: an optional expansion to ``mid``, one op with the stage's stride,
+    optional layer norm and squeeze-excite, a conv to ``out``, an optional residual; with
+    ``plugin``, some convs are the example plug-in's ``grouped_pw``."""
+    ops = _ops(draw, plugin)
+    counts: dict[str, int] = {}
+    for kind, _ in ops:
+        counts[kind] = counts.get(kind, 0) + 1
+    seen: dict[str, int] = {}
+    lines = []
+    for kind, fields in ops:
+        seen[kind] = seen.get(kind, 0) + 1
+        name = kind if counts[kind] == 1 else f"{kind}{seen[kind]}"
+        lines.append(OpLine(span=SPAN, kind=kind, name=name, **fields))
+    return BlockDef(span=SPAN, name=draw(st.sampled_from(USER_BLOCK_NAMES)), ops=tuple(lines))
+
+
+@st.composite
+def user_block_networks(draw, plugin: bool = False) -> Network:
+    """A small network whose stages are partly of a block kind it defines."""
+    net = draw(small_networks())
+    definition = draw(block_defs(plugin))
+    stages = []
+    for stage in net.stages:
+        if draw(st.booleans()):
+            stage = stage.model_copy(update={
+                "block": definition.name,
+                "expand": draw(st.sampled_from(EXPANSIONS[:4])) if definition.uses("mid") else 1.0,
+                "se": draw(st.none() | st.sampled_from(SE_RATIOS)) if definition.has("se") else None,
+                "skip": draw(st.sampled_from((None, True, False))) if definition.has("residual") else None,
+            })
+        stages.append(stage)
+    return net.model_copy(update={"stages": tuple(stages), "blocks": (definition,)})

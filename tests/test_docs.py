@@ -6,6 +6,8 @@ A page is read as a sequence of fenced blocks, classified by the fence's languag
     A complete spec. It must compile at its baseline (``effdsl.api.compile_spec``); a
     search space, which has no baseline, must pass ``effdsl check``
     (``effdsl.api.check_spec``: the members that together use every option compile).
+    A file of block definitions without a network (one that specs ``include``) must read
+    without errors, with the files it includes.
 ``eff-error``
     A spec that must fail (compiled, or checked if it is a search space, as above). A
     leading comment ``# expect: E201`` lists the codes of the diagnostics it must
@@ -27,6 +29,9 @@ A page is read as a sequence of fenced blocks, classified by the fence's languag
 ``text``
     Not an example (a grammar sketch, a formula); not run.
 
+The examples run with the example plug-in package of ``tests/plugins`` installed (its
+``grouped_pw`` op, and ``broken_op`` for the diagnostic of a broken plug-in).
+
 An ``eff`` or ``eff-error`` block whose leading comments include ``# file: NAME.eff`` is
 also written to ``NAME.eff`` in the page's working directory (a fresh temporary folder,
 the current directory for every console and python block of the page), so that the
@@ -45,7 +50,10 @@ from typer.testing import CliRunner
 
 from effdsl.api import check_spec, compile_spec, parse_spec
 from effdsl.cli import app
-from effdsl.diagnostics import EffdslError
+from effdsl.diagnostics import Collector, EffdslError
+from effdsl.language.blockdefs import read_block_defs
+from effdsl.language.includes import include_blocks
+from effdsl.language.parser import parse_file
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 PAGES = sorted(DOCS.glob("*.md"))
@@ -142,7 +150,15 @@ CORE_PAGES = ("language.md", "tutorial.md", "scaling.md", "cli.md")
 
 
 def compile_or_check(text: str) -> None:
-    """``compile_spec`` at the baseline; a search space, which has none, through ``check_spec``."""
+    """``compile_spec`` at the baseline; a search space, which has none, through ``check_spec``;
+    a file of block definitions (no network) by reading its definitions and its includes."""
+    if parse_file(text).network is None:
+        raw = parse_file(text)
+        library, _ = include_blocks(raw.includes, "<string>")
+        errors = Collector()
+        read_block_defs(raw.blocks, errors, taken=[b.name for b in library])
+        errors.raise_if_any()
+        return
     try:
         space = parse_spec(text).is_space
     except EffdslError:
@@ -171,7 +187,7 @@ SLOW_PAGES = {"exports.md", "sweep.md"}  # ONNX and torch.export runs; sweeps wi
 
 @pytest.mark.parametrize("page", [pytest.param(p, marks=pytest.mark.slow) if p.name in SLOW_PAGES else p
                                   for p in PAGES], ids=lambda p: p.name)
-def test_page_examples(page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def test_page_examples(page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, example_ops: None):
     blocks = blocks_of(page)
     for block in blocks:
         name = block.file_name()

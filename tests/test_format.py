@@ -71,6 +71,53 @@ def test_layout_is_normalized_and_comments_kept():
     assert format_source(expected) == expected
 
 
+def test_block_definitions_are_formatted_with_their_comments():
+    messy = (
+        "# shared blocks\n"
+        "block inverted {   # an inverted residual\n"
+        "  conv to mid ; bn\n"
+        "  act\n"
+        "  # the spatial part\n"
+        "  dwconv kernel k stride s;bn;act relu6\n"
+        "  conv kernel 1 to out   # project\n"
+        "  bn ; residual\n"
+        "}\n"
+        "network tiny { input 3 x 32 ; classes 10\n"
+        "  stem conv k3 s2 c16\n"
+        "  stage inverted e6 k3 s2 c24 x2 noskip\n"
+        "  pool avg ; linear\n"
+        "}\n"
+    )
+    expected = (
+        "# shared blocks\n"
+        "block inverted {  # an inverted residual\n"
+        "  conv to mid\n"
+        "  bn\n"
+        "  act\n"
+        "  # the spatial part\n"
+        "  dwconv kernel k stride s\n"
+        "  bn\n"
+        "  act relu6\n"
+        "  conv kernel 1 to out  # project\n"
+        "  bn\n"
+        "  residual\n"
+        "}\n"
+        "\n"
+        "network tiny {\n"
+        "  input 3 x 32\n"
+        "  classes 10\n"
+        "\n"
+        "  stem  conv k3 s2 c16\n"
+        "  stage inverted e6 k3 s2 c24 x2 noskip\n"
+        "  pool avg\n"
+        "  linear\n"
+        "}\n"
+    )
+    assert format_source(messy) == expected
+    assert format_source(expected) == expected
+    assert _semantic(parse_spec(expected)) == _semantic(parse_spec(messy))
+
+
 @st.composite
 def commented_specs(draw):
     """A generated spec with comments on lines of their own and at line ends."""

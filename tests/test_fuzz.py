@@ -37,7 +37,7 @@ from effdsl.diagnostics import EffdslError
 from effdsl.language.format import format_spec
 from effdsl.language.parser import _parser, normalize
 
-from strategies import networks
+from strategies import networks, user_block_networks
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted((ROOT / "specs").glob("*.eff"))
@@ -171,7 +171,8 @@ _WORDS = ("mbconv", "fused_mbconv", "conv", "act", "silu", "relu", "swish", "non
           "skip", "noskip", "se", "avg", "max", "alpha", "beta", "gamma", "channels", "divisor", "min", "guard",
           "depth", "resolution", "width", "ceil", "floor", "half_up", "half_even", "multiple", "fixed", "first",
           "last", "head_width", "scaled", "padding", "same", "symmetric", "drop_path", "dropout", "b0", "b1",
-          "stem", "head", "nan", "inf")
+          "stem", "head", "nan", "inf", "dwconv", "ln", "residual", "to", "in", "mid", "out", "kernel", "stride",
+          "bias", "block", "include", "k", "s")
 
 _numbers = st.sampled_from(_NUMBERS) | st.integers(-5, 10**6).map(str) | st.floats(
     allow_nan=False, allow_infinity=False).map(repr)
@@ -377,6 +378,17 @@ def mutated_network(draw):
 @settings(max_examples=examples(40))
 @given(mutated_network(), st.data())
 def test_mutated_random_networks(text, data):
+    _compile_mutant(text, data.draw(member(text)))
+
+
+@st.composite
+def mutated_user_block_network(draw):
+    return draw(mutate(format_spec(draw(user_block_networks()))))
+
+
+@settings(max_examples=examples(40))
+@given(mutated_user_block_network(), st.data())
+def test_mutated_networks_with_block_definitions(text, data):
     _compile_mutant(text, data.draw(member(text)))
 
 

@@ -13,17 +13,29 @@ May import diagnostics, language, scaling and ir.
 
 from __future__ import annotations
 
+import functools
 import keyword
+from collections.abc import Callable
 
-from effdsl.blocks import conv, fused_mbconv, mbconv
+from effdsl.blocks import conv, fused_mbconv, mbconv, user
 from effdsl.blocks.base import BlockArgs, BlockKind, Builder, ConvRow
+from effdsl.ir.plan import Plan
 
 REGISTRY: dict[str, BlockKind] = {kind.name: kind for kind in (mbconv.BLOCK, fused_mbconv.BLOCK, conv.BLOCK)}
 
 # Classes of the torch library besides the blocks' own (see effdsl.blocks.library): a network
 # class must not take their names.
 HELPER_CLASSES = frozenset({"ConvBNAct", "SqueezeExcite", "StochasticDepth", "Conv2dSame", "Head", "FeatureInfo",
-                            "Network", "Features"})
+                            "Network", "Features", "UserBlock", "LayerNorm2d"})
+
+
+def lower_of(plan: Plan, name: str) -> Callable[[Builder, str, BlockArgs], str]:
+    """How a block of kind ``name`` lowers: a built-in kind's ``lower``, or the user's
+    definition in ``plan`` through :func:`effdsl.blocks.user.lower`."""
+    definition = plan.block_def(name)
+    if definition is None:
+        return REGISTRY[name].lower
+    return functools.partial(user.lower, definition)
 
 
 def kind_of_parts(parts: set[str] | frozenset[str]) -> BlockKind | None:
@@ -48,4 +60,4 @@ def class_name(name: str) -> str:
     return cleaned
 
 
-__all__ = ["REGISTRY", "BlockArgs", "BlockKind", "Builder", "ConvRow", "class_name", "kind_of_parts"]
+__all__ = ["REGISTRY", "BlockArgs", "BlockKind", "Builder", "ConvRow", "class_name", "kind_of_parts", "lower_of"]

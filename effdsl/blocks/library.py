@@ -19,6 +19,7 @@ from collections.abc import Sequence
 
 from effdsl.blocks import REGISTRY
 from effdsl.blocks.base import CONV_BN_ACT_CLASS, SQUEEZE_EXCITE_CLASS
+from effdsl.blocks.user import layers_name
 from effdsl.language.spec import ACTIVATIONS
 
 # Activations torch can compute in place. effdsl applies an activation only to a fresh conv or
@@ -69,6 +70,77 @@ def describe(kernel: int, stride: int, in_ch: int, out_ch: int, mid: int | None,
     if residual:
         words.append(f"residual, drop_path {drop_path:.3g}" if drop_path > 0 else "residual")
     return ", ".join(words)
+'''
+
+LAYER_NORM_CLASS = '''
+
+class LayerNorm2d(nn.LayerNorm):
+    """Layer norm over the channels of each position of an (N, C, H, W) tensor, as ConvNeXt's:
+    moved channels-last, normalized, moved back."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.nn.functional.layer_norm(x.permute(0, 2, 3, 1), self.normalized_shape, self.weight, self.bias,
+                                           self.eps)
+        return x.permute(0, 3, 1, 2)
+'''
+
+USER_BLOCK_CLASS = '''
+
+class UserBlock(nn.Module):
+    """A block defined in a spec: its layers in order, from a table of (name, kind, settings).
+
+    Widths and sizes in the settings are numbers or words: "in" (the block input), "mid" (its
+    expanded width), "out" (its output), "k" (the stage's kernel), "s" (the block's stride).
+    Kinds: conv, dwconv, bn, ln (layer norm over channels), act, se (squeeze-excite, when squeeze
+    > 0), residual (the block input added, through stochastic depth), or a plug-in op's class.
+    With bn None the batch norms are folded into the convs before them (which then have a bias).
+    """
+
+    def __init__(self, layers: tuple, in_ch: int, out_ch: int, kernel: int, stride: int, mid: int,
+                 squeeze: int, act: str | None, bn: tuple[float, float] | None, residual: bool,
+                 drop_path: float, padding: str = "symmetric"):
+        super().__init__()
+        sizes = {"in": in_ch, "mid": mid, "out": out_ch, "k": kernel, "s": stride}
+        width = in_ch
+        self.order: list[str] = []
+        for index, (name, kind, settings) in enumerate(layers):
+            size = {key: sizes.get(value, value) for key, value in settings.items() if isinstance(value, (str, int))}
+            folded = bn is None and index + 1 < len(layers) and layers[index + 1][1] == "bn"
+            if kind in ("conv", "dwconv"):
+                out = width if kind == "dwconv" else size.get("to", width)
+                module = conv2d(width, out, size.get("kernel", 1), size.get("stride", 1),
+                                width if kind == "dwconv" else 1, settings.get("bias", False) or folded, padding)
+                width = out
+            elif kind == "bn":
+                module = None if bn is None else nn.BatchNorm2d(width, eps=bn[0], momentum=bn[1])
+            elif kind == "ln":
+                module = LayerNorm2d(width, eps=settings["eps"])
+            elif kind == "act":
+                module = ACTIVATIONS[settings.get("act", act) or "none"]()
+            elif kind == "se":
+                module = SqueezeExcite(width, squeeze, act) if squeeze else None
+            elif kind == "residual":
+                module = None
+            else:  # a plug-in op: its class, made with the widths and its options
+                options = {key: sizes.get(value, value) for key, value in settings["options"].items()}
+                out = options.pop("to", width)
+                module = globals()[kind](width, out, **options)
+                width = out
+            if module is not None:
+                self.add_module(name, module)
+                self.order.append(name)
+        self.residual = residual
+        self.drop_path = StochasticDepth(drop_path) if residual and drop_path > 0 else None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = x
+        for name in self.order:
+            out = self._modules[name](out)
+        if self.residual:
+            if self.drop_path is not None:
+                out = self.drop_path(out)
+            out = out + x
+        return out
 '''
 
 HEAD_CLASS = '''
@@ -323,8 +395,12 @@ def activations_source(names: Sequence[str]) -> str:
     return "ACTIVATIONS = {\n" + "".join(f"    {item},\n" for item in items) + "}\n"
 
 
-def make_block_source(kinds: Sequence[str]) -> str:
-    """``make_block``: the class of each block kind used, called with a row's numbers."""
+def make_block_source(kinds: Sequence[str], user_blocks: Sequence[str] = (), any_user_block: bool = False) -> str:
+    """``make_block``: the class of each block kind used, called with a row's numbers.
+
+    ``user_blocks``: the user's block kinds, each a ``UserBlock`` of its table of layers
+    (``CONVNEXT_LAYERS``); ``any_user_block``: a kind may also be a (name, layers) pair (the
+    torch backend's library, which serves every spec)."""
     lines = [
         "",
         "",
@@ -340,22 +416,36 @@ def make_block_source(kinds: Sequence[str]) -> str:
             cut = make.index("stride, ") + len("stride,")
             make = make[:cut] + "\n" + " " * (16 + make.index("(")) + make[cut + 1:]
         lines.append(f"        return {make}")
+    for name in user_blocks:
+        lines.append(f'    if kind == "{name}":')
+        lines.append(f"        return UserBlock({layers_name(name)}, in_ch, out_ch, kernel, stride, mid, squeeze, act,")
+        lines.append("                         bn, residual, drop_path, padding)")
+    if any_user_block:
+        lines.append("    if isinstance(kind, tuple):  # a user's block: (name, layers)")
+        lines.append("        return UserBlock(kind[1], in_ch, out_ch, kernel, stride, mid, squeeze, act, bn,")
+        lines.append("                         residual, drop_path, padding)")
     lines.append('    raise ValueError(f"unknown block kind {kind!r}")')
     return "\n".join(lines) + "\n"
 
 
-def class_source(kinds: Sequence[str], *, same_padding: bool, squeeze_excite: bool, features: bool) -> str:
+def class_source(kinds: Sequence[str], *, same_padding: bool, squeeze_excite: bool, features: bool,
+                 user_blocks: Sequence[str] = (), layer_norm: bool = False, any_user_block: bool = False) -> str:
     """The classes and helpers of a network of these block kinds, in dependency order.
 
     Expects ``torch``, ``nn``, ``ACTIVATIONS``, ``init_weights`` and (with
-    residual blocks) ``StochasticDepth``, (with ``same_padding``) ``Conv2dSame`` defined before it.
+    residual blocks) ``StochasticDepth``, (with ``same_padding``) ``Conv2dSame`` defined before it;
+    with ``user_blocks``, their tables of layers (and the classes of the plug-in ops they use).
     """
     parts = [ACTIVATION_FUNCTION, CONV2D_ANY_PADDING if same_padding else CONV2D_SYMMETRIC, DESCRIBE_FUNCTION,
              CONV_BN_ACT_CLASS]
     if squeeze_excite:
         parts.append(SQUEEZE_EXCITE_CLASS)
     parts += [REGISTRY[name].py_class for name in kinds]
-    parts += [make_block_source(kinds), HEAD_CLASS, FEATURE_INFO_CLASS, NETWORK_CLASS]
+    if layer_norm:
+        parts.append(LAYER_NORM_CLASS)
+    if user_blocks or any_user_block:
+        parts.append(USER_BLOCK_CLASS)
+    parts += [make_block_source(kinds, user_blocks, any_user_block), HEAD_CLASS, FEATURE_INFO_CLASS, NETWORK_CLASS]
     if features:
         parts.append(FEATURES_CLASS)
     return "".join(parts)

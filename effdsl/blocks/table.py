@@ -17,11 +17,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from effdsl.blocks import REGISTRY, class_name, kind_of_parts
-from effdsl.blocks.base import ConvRow
+from effdsl.blocks import REGISTRY, class_name, kind_of_parts, user
+from effdsl.blocks.base import BlockArgs, Builder, ConvRow
 from effdsl.diagnostics import InternalError
-from effdsl.ir.graph import CompiledGraph, Op
-from effdsl.ir.plan import Preprocessing
+from effdsl.ir.graph import CompiledGraph, Op, OpGraph
+from effdsl.ir.plan import Plan, Preprocessing
+from effdsl.language.spec import BlockDef
 
 _PASS = "table"  # what an InternalError names as the failing stage
 
@@ -71,9 +72,11 @@ class NetworkTable:
     inference: bool             # read from the inference IR (batch norm folded, eval only)
     preprocessing: Preprocessing
 
+    user_blocks: tuple[BlockDef, ...] = ()  # the definitions of the user's block kinds used
+
     @property
     def kinds(self) -> list[str]:
-        """The block kinds used, in registry order."""
+        """The built-in block kinds used, in registry order."""
         used = {row.kind for row, _ in self.rows}
         return [name for name in REGISTRY if name in used]
 
@@ -213,14 +216,55 @@ def _pool_and_dropout(head: list[Op]) -> tuple[Op, float]:
     return pool, dropout
 
 
-def _block_rows(blocks: dict[int, list[Op]], same: bool, drop_path: float) -> list[tuple[BlockRow, int]]:
+def _user_block(block_ops: list[Op], plan: Plan, definition: BlockDef) -> tuple[BlockRow, float]:
+    """A row of a user's block, from its stage; checked by lowering the row again and comparing
+    the operators (batch norm and stochastic depth aside in the inference IR)."""
+    first = block_ops[0]
+    stage = plan.stages[first.stage]
+    start = sum(s.repeats for s in plan.stages[: first.stage])
+    in_ch, stride = first.in_ch, stage.stride if first.block == start else 1
+    parts = _by_part(block_ops)
+    rate = parts["residual"][0].rate if [op.kind for op in parts.get("residual", [])] == ["drop_path", "add"] else 0.0
+    args = BlockArgs(stage=stage, prefix=".".join(first.name.split(".")[:3]),  # stages.1.0
+                     index=first.block, in_ch=in_ch, stride=stride, drop_path=rate, divisor=plan.divisor)
+    scratch = OpGraph(plan)
+    builder = Builder(scratch, plan.padding, plan.bn)
+    builder.op("input", "x", (), args.where("input"), in_ch=in_ch, out_ch=in_ch)
+    user.lower(definition, builder, "x", args)
+    expected = [_signature(op, plan.inference) for op in list(scratch.ops())[1:]]
+    found = [_signature(op, plan.inference) for op in block_ops]
+    if [s for s in expected if s is not None] != [s for s in found if s is not None]:
+        raise InternalError(_PASS, f"block {first.block}: its operators differ from block '{definition.name}'")
+    settings = stage.bn.over(plan.bn)
+    assert settings.eps is not None and settings.momentum is not None  # the defaults always set both
+    bn = None if plan.inference else (settings.eps, settings.momentum)
+    squeeze = parts["se"][1].out_ch if "se" in parts else 0
+    row = BlockRow(first.stage, definition.name, stage.kernel, stride, in_ch, stage.out_ch,
+                   user.sizes_of(args)["mid"], squeeze, stage.act, bn, "residual" in parts)
+    return row, rate
+
+
+def _signature(op: Op, inference: bool) -> tuple[object, ...] | None:
+    """What lowering decides of an op (None: an op the inference passes remove)."""
+    if inference and op.kind in ("bn", "drop_path"):
+        return None
+    return (op.name, op.kind, op.in_ch, op.out_ch, op.kernel, op.stride, op.groups, op.act, op.eps if op.kind == "ln"
+            else 0.0, op.plugin, op.options)
+
+
+def _block_rows(blocks: dict[int, list[Op]], same: bool, plan: Plan) -> list[tuple[BlockRow, int]]:
     """The blocks in order, each run of identical blocks as one row with its repeat count."""
     rows: list[tuple[BlockRow, int]] = []
     num_blocks = len(blocks)
+    drop_path = plan.drop_path
     for index in range(num_blocks):
         if index not in blocks:
             raise InternalError(_PASS, f"block {index} is missing")
-        row, rate = _block(blocks[index], same)
+        definition = plan.block_def(plan.stages[blocks[index][0].stage].block)
+        if definition is not None:
+            row, rate = _user_block(blocks[index], plan, definition)
+        else:
+            row, rate = _block(blocks[index], same)
         if row.residual and rate != drop_path * index / num_blocks:
             raise InternalError(_PASS, f"block {index}: drop-path rate {rate} is not rate * i / N")
         if rows and rows[-1][0] == row:
@@ -244,7 +288,7 @@ def read_table(graph: CompiledGraph) -> NetworkTable:
         if conv is not None and conv.same != (same and conv.stride > 1):
             raise InternalError(_PASS, "stem or head padding differs from the network's")
 
-    rows = _block_rows(parts.blocks, same, plan.drop_path)
+    rows = _block_rows(parts.blocks, same, plan)
     stages = [row.stage for row, _ in rows]
     if stages != sorted(stages) or set(stages) != set(range(len(plan.stages))):
         raise InternalError(_PASS, "blocks are not grouped by stage")
@@ -255,7 +299,7 @@ def read_table(graph: CompiledGraph) -> NetworkTable:
         rows=tuple(rows), num_stages=len(plan.stages), drop_path=plan.drop_path,
         head=head_conv, head_in=pool.in_ch, pool=pool.pool or "avg", dropout=dropout,
         padding="same" if same else "symmetric", params=parts.params, inference=plan.inference,
-        preprocessing=plan.preprocessing,
+        preprocessing=plan.preprocessing, user_blocks=plan.blocks,
     )
 
 

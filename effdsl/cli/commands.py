@@ -66,6 +66,8 @@ Preset = Annotated[str | None, typer.Option("--preset", help="A named member fro
 Width = Annotated[float | None, typer.Option("--width", help="Width multiplier (with --depth, --resolution).")]
 Depth = Annotated[float | None, typer.Option("--depth", help="Depth multiplier.")]
 Resolution = Annotated[int | None, typer.Option("--resolution", help="Input resolution in pixels.")]
+AllowOutside = Annotated[bool, typer.Option("--allow-include-outside", help=(
+    "Let an 'include' name a file outside the including file's folder."))]
 
 
 @app.command("compile")
@@ -101,6 +103,7 @@ def compile_cmd(
         "cost and exports)."))] = False,
     fmt: DiagnosticsFormat = Format.text,
     werror: Werror = False,
+    allow_outside: AllowOutside = False,
 ) -> None:
     """Scale a spec to one member of its family: its stage table and exact cost, or an export.
 
@@ -113,7 +116,8 @@ def compile_cmd(
         check_destinations([output], {"the spec": spec_file(spec), "the checkpoint": weights})
         compiled = compile_spec(spec, phi=phi, preset=preset, width=width, depth=depth,
                                 resolution=resolution, num_classes=num_classes, in_chans=in_chans,
-                                drop_rate=drop_rate, drop_path_rate=drop_path_rate)
+                                drop_rate=drop_rate, drop_path_rate=drop_path_rate,
+                                allow_include_outside=allow_outside)
         elapsed = time.perf_counter() - start
         report_warnings(compiled, fmt, werror)
         if weights is not None or emit in MODULE_EMITS:
@@ -189,7 +193,8 @@ def _os_errors_as_such(save: Callable[[nn.Module, Path], None], module: nn.Modul
 
 
 @app.command("check")
-def check_cmd(spec: Spec, fmt: DiagnosticsFormat = Format.text, werror: Werror = False) -> None:
+def check_cmd(spec: Spec, fmt: DiagnosticsFormat = Format.text, werror: Werror = False,
+              allow_outside: AllowOutside = False) -> None:
     """Validate a spec: syntax, names, values, and the shapes of the baseline and every preset.
 
     With --format json, the diagnostics (errors and warnings) are printed on stdout as a
@@ -197,7 +202,7 @@ def check_cmd(spec: Spec, fmt: DiagnosticsFormat = Format.text, werror: Werror =
     """
     json_out = fmt is Format.json
     with reporting(fmt, to_stdout=json_out):
-        compiled = check_spec(spec)
+        compiled = check_spec(spec, allow_include_outside=allow_outside)
         report_warnings(compiled, fmt, werror, to_stdout=json_out)
         net = compiled.spec
         if json_out:
@@ -224,6 +229,7 @@ def fmt_cmd(
     spec: Spec,
     check: Annotated[bool, typer.Option("--check", help="Exit with status 1 if the file is not formatted.")] = False,
     write: Annotated[bool, typer.Option("--write", help="Rewrite the file in place.")] = False,
+    allow_outside: AllowOutside = False,
 ) -> None:
     """Print a spec in canonical form (comments kept)."""
     with reporting():
@@ -232,7 +238,7 @@ def fmt_cmd(
         source = load_source(spec)
         if write and spec_file(spec) != Path(spec):
             raise EffdslError(Diagnostic("E404", f"--write needs a spec file, not '{spec}'"))
-        text = format_source(source)
+        text = format_source(source, allow_include_outside=allow_outside)
         name = source.filename
         if check:
             if text != source.text:
@@ -332,6 +338,7 @@ def viz_cmd(
     resolution: Resolution = None,
     level: Annotated[Level, typer.Option(
         "--level", help="One box per stage, per block, or per operator.")] = Level.block,
+    allow_outside: AllowOutside = False,
 ) -> None:
     """Draw a member of a spec's family: every box with its scaled channels, shapes, params and MACs."""
     from effdsl import viz
@@ -339,7 +346,8 @@ def viz_cmd(
     with reporting():
         fmt = viz.format_of(output)
         check_destinations([output], {"the spec": spec_file(spec)})
-        compiled = compile_spec(spec, phi=phi, preset=preset, width=width, depth=depth, resolution=resolution)
+        compiled = compile_spec(spec, phi=phi, preset=preset, width=width, depth=depth, resolution=resolution,
+                                allow_include_outside=allow_outside)
         report_warnings(compiled, Format.text, False)
         picture = viz.render(compiled.graph, fmt, level.value, compiled.source.text)
         write_output(output, picture)

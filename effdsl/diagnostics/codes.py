@@ -66,6 +66,13 @@ CODES: dict[str, Code] = _codes(
     ("E106", "missing statement or value"),
     ("E107", "statements out of order"),
     ("E110", "no such spec"),
+    ("E120", "unknown op in a block definition"),
+    ("E121", "block name taken"),
+    ("E122", "include cycle"),
+    ("E123", "include outside the spec's folder"),
+    ("E124", "include not found or beyond the limits"),
+    ("E125", "op out of place in a block"),
+    ("E130", "broken plug-in op"),
     # values
     ("E200", "value of the wrong kind"),
     ("E201", "kernel size not an odd integer"),
@@ -87,6 +94,7 @@ CODES: dict[str, Code] = _codes(
     ("E301", "resolution below the total stride"),
     ("E302", "member too large"),
     ("E303", "parameter budget exceeded"),
+    ("E310", "block output differs from its stage's channels"),
     # usage
     ("E401", "member chosen more than one way"),
     ("E402", "argument out of range"),

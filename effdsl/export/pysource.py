@@ -26,7 +26,10 @@ from typing import Any
 from effdsl.blocks import class_name
 from effdsl.blocks.library import activations_source, class_source
 from effdsl.blocks.table import NetworkTable, pretrained_cfg, read_table
+from effdsl.blocks.user import layers_name, layers_of
 from effdsl.ir.graph import CompiledGraph
+from effdsl.language.plugins import load_plugin
+from effdsl.language.spec import BLOCK_OPS, BlockDef
 
 __all__ = ["class_name", "python_source"]
 
@@ -115,6 +118,32 @@ def _dict_source(cfg: dict[str, Any]) -> str:
     return "{\n" + "\n".join(items) + "\n}"
 
 
+def _plugin_sources(net: NetworkTable) -> list[str]:
+    """The classes of the plug-in ops the network's blocks use, as their packages wrote them."""
+    out: dict[str, str] = {}
+    for definition in net.user_blocks:
+        for op in definition.ops:
+            plugin = load_plugin(op.kind, definition.span) if op.kind not in BLOCK_OPS else None
+            if plugin is not None:
+                out.setdefault(plugin.class_name, "\n\n" + plugin.torch_source.strip("\n") + "\n")
+    return list(out.values())
+
+
+def _settings(value: object) -> str:
+    """A layer's settings as a literal: dicts with double-quoted keys."""
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_lit(k)}: {_settings(v)}" for k, v in value.items()) + "}"
+    return _lit(value)
+
+
+def _layers_table(definition: BlockDef) -> str:
+    """A user's block as UserBlock takes it: one (name, kind, settings) row per op."""
+    rows = "".join(f"    ({_lit(name)}, {_lit(kind)}, {_settings(settings)}),\n"
+                   for name, kind, settings in layers_of(definition))
+    return (f"\n\n# block {definition.name}: its layers, as (name, kind, settings)\n"
+            f"{layers_name(definition.name)} = (\n{rows})\n")
+
+
 def python_source(graph: CompiledGraph) -> str:
     """A standalone, readable PyTorch file defining the network of a compiled graph.
 
@@ -126,6 +155,10 @@ def python_source(graph: CompiledGraph) -> str:
     net = read_table(graph)
     rows = [row for row, _ in net.rows]
     acts = {net.stem.act} | {row.act for row in rows} | ({net.head.act} if net.head is not None else set())
+    acts |= {op.act or "none" for definition in net.user_blocks for op in definition.ops
+             if op.kind == "act" and op.act is not None}
+    if any(op.kind == "act" and op.act is None for definition in net.user_blocks for op in definition.ops):
+        acts |= {row.act or "none" for row in rows if row.kind in {d.name for d in net.user_blocks}}
     same = net.padding == "same"
     parts = [_HEADER.format(class_name=net.class_name, name=net.name, member=net.member, in_ch=net.in_ch,
                             res=net.resolution, inference=", for inference (batch norm folded)" if net.inference
@@ -136,8 +169,12 @@ def python_source(graph: CompiledGraph) -> str:
     if same:
         parts.append(_layer_source("Conv2dSame"))
     parts.append(_layer_source("init_weights"))
+    parts += _plugin_sources(net)
+    user_names = [definition.name for definition in net.user_blocks]
     parts.append(class_source(net.kinds, same_padding=same, squeeze_excite=any(row.squeeze for row in rows),
-                              features=False))
+                              features=False, user_blocks=user_names,
+                              layer_norm=any(d.has("ln") for d in net.user_blocks)))
+    parts += [_layers_table(definition) for definition in net.user_blocks]
     parts.append(_TABLE_DOC + _table(net))
     parts.append(_NETWORK.format(
         class_name=net.class_name, name=net.name, member=net.member,

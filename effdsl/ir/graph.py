@@ -34,9 +34,11 @@ OpKind = Literal[
     "drop_path",  # stochastic depth (training only)
     "dropout",    # dropout before the classifier
     "linear",     # classifier
+    "ln",         # layer norm over the channels at each position (user-defined blocks)
+    "plugin",     # an op of an installed package (effdsl.ops entry points; see language.plugins)
 ]
 OP_KINDS: tuple[OpKind, ...] = get_args(OpKind)
-PARAMETRIC: frozenset[OpKind] = frozenset({"conv", "dwconv", "bn", "linear"})
+PARAMETRIC: frozenset[OpKind] = frozenset({"conv", "dwconv", "bn", "linear", "ln", "plugin"})
 PoolKind = Literal["avg", "max"]
 Shape = tuple[int, ...]
 
@@ -65,6 +67,8 @@ class Op:
     momentum: float = 0.0    # bn
     rate: float = 0.0        # dropout / drop_path probability
     folded: str | None = None  # conv, dwconv: the batch norm folded into it (inference IR; it has a bias)
+    plugin: str | None = None  # plugin: the op's name (its entry point)
+    options: tuple[tuple[str, int | float], ...] = ()  # plugin: its options, resolved for this block
 
 
 _OP_FIELDS = tuple(f.name for f in fields(Op))
@@ -268,22 +272,36 @@ def _shape(shape: Shape) -> str:
     return "x".join(str(d) for d in shape)
 
 
+def _user_attrs(op: Op) -> list[str]:
+    """The attributes of the ops that only users' blocks have."""
+    if op.kind == "ln":
+        return [f"c={op.out_ch}", f"eps={op.eps:g}"]
+    return [str(op.plugin), f"{op.in_ch}->{op.out_ch}", *(f"{k}={v:g}" for k, v in op.options)]
+
+
+def _conv_attrs(op: Op) -> list[str]:
+    parts = [f"k={op.kernel}", f"s={op.stride}", f"{op.in_ch}->{op.out_ch}"]
+    if op.groups != 1:
+        parts.append(f"groups={op.groups}")
+    if op.padding != "symmetric":
+        parts.append(f"padding={op.padding}")
+    if op.bias:
+        parts.append("bias")
+    if op.folded:
+        parts.append(f"folded %{op.folded}")
+    return parts
+
+
 def _attrs(op: Op) -> str:
     parts: list[str] = []
     if op.kind in ("conv", "dwconv"):
-        parts += [f"k={op.kernel}", f"s={op.stride}", f"{op.in_ch}->{op.out_ch}"]
-        if op.groups != 1:
-            parts.append(f"groups={op.groups}")
-        if op.padding != "symmetric":
-            parts.append(f"padding={op.padding}")
-        if op.bias:
-            parts.append("bias")
-        if op.folded:
-            parts.append(f"folded %{op.folded}")
+        parts += _conv_attrs(op)
     elif op.kind == "linear":
         parts.append(f"{op.in_ch}->{op.out_ch}")
     elif op.kind == "bn":
         parts += [f"c={op.out_ch}", f"eps={op.eps:g}", f"momentum={op.momentum:g}"]
+    elif op.kind in ("ln", "plugin"):
+        parts += _user_attrs(op)
     elif op.kind == "act":  # a gate is always a sigmoid: nothing to show
         parts.append(str(op.act))
     elif op.kind == "pool":

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from effdsl.diagnostics import Span
-from effdsl.language.spec import IMAGENET_MEAN, IMAGENET_STD, BatchNorm, Scaling
+from effdsl.language.spec import IMAGENET_MEAN, IMAGENET_STD, BatchNorm, BlockDef, Scaling
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +88,11 @@ class Plan:
     classifier_span: Span | None = None  # the 'linear' line
     inference: bool = False  # the eval-only network of the inference passes (batch norm folded)
     preprocessing: Preprocessing = Preprocessing()
+    blocks: tuple[BlockDef, ...] = ()  # the definitions of the user's block kinds its stages use
+
+    def block_def(self, name: str) -> BlockDef | None:
+        """The definition of a user's block kind, or None for a built-in one."""
+        return next((b for b in self.blocks if b.name == name), None)
 
     @property
     def num_blocks(self) -> int:

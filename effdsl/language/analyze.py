@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import replace
 
 from effdsl.diagnostics import Collector, Diagnostic, InternalError, Span, did_you_mean
+from effdsl.language.blockdefs import read_block_defs
 from effdsl.language.choices import as_number, base_of, read_bare_choice, read_choice, read_kind_choice, takes_choice
 from effdsl.language.parser import RawNetwork, RawStatement, Tok
 from effdsl.language.settings import (
@@ -33,10 +35,11 @@ from effdsl.language.spec import (
     POOLS,
     ROLES,
     Block,
-    BlockType,
+    BlockDef,
     Choice,
     Defaults,
     Head,
+    Include,
     Network,
     Pool,
     Preset,
@@ -54,14 +57,19 @@ _STAGE_WORDS = ("k<kernel>", "s<stride>", "e<expand>", "c<channels>", "x<repeats
 
 # ---------------------------------------------------------------------------- blocks
 
-def _block(stmt: RawStatement, errors: Collector) -> Block | None:
-    """A stem, stage or head line; None when a mistake (reported) leaves no block to build."""
+def _block(stmt: RawStatement, errors: Collector, user: Mapping[str, BlockDef | None] | None = None) -> Block | None:
+    """A stem, stage or head line; None when a mistake (reported) leaves no block to build.
+
+    ``user``: the block kinds the spec defines, usable in stage lines like the built-in ones
+    (None: a definition with a mistake, reported already)."""
+    user = user or {}
     role, kind = _role_and_kind(stmt)
     choices: list[Choice] = []
+    block_type: str | None
     if kind.is_choice:
         block_type, ok = _kind_choice(role, kind, choices, errors)
     else:
-        block_type = _block_type(role, kind, errors)
+        block_type = _block_type(role, kind, errors, user)
         ok = block_type is not None
     values: Values = {}
     spans: dict[str, Span] = {"block": kind.span}
@@ -75,6 +83,9 @@ def _block(stmt: RawStatement, errors: Collector) -> Block | None:
             ok = _option(reader, tok, role, values, spans, errors) and ok
     ok = _has_required(stmt, role, values, errors) and ok
     ok = _fits_role(role, None if kind.is_choice else block_type, values, spans, errors) and ok
+    definition = user.get(block_type or "")
+    if definition is not None:
+        ok = _fits_block_def(definition, values, spans, errors) and ok
     if not ok or block_type is None:
         return None
     bn = bn_of(values)
@@ -82,7 +93,7 @@ def _block(stmt: RawStatement, errors: Collector) -> Block | None:
                  **clean(values))
 
 
-def _kind_choice(role: Role, kind: Tok, choices: list[Choice], errors: Collector) -> tuple[BlockType | None, bool]:
+def _kind_choice(role: Role, kind: Tok, choices: list[Choice], errors: Collector) -> tuple[str | None, bool]:
     """A choice of block types (``{mbconv,fused_mbconv}``): the reference type, and whether it reads."""
     block_type, node = read_kind_choice(kind, errors)
     if role != "stage":
@@ -150,11 +161,12 @@ def _role_and_kind(stmt: RawStatement) -> tuple[Role, Tok]:
     return role, stmt.name
 
 
-def _block_type(role: Role, kind: Tok, errors: Collector) -> BlockType | None:
-    """The block type ``kind`` names; a stem and a head are convs (E101 otherwise)."""
-    allowed: tuple[BlockType, ...] = BLOCK_TYPES if role == "stage" else ("conv",)
+def _block_type(role: Role, kind: Tok, errors: Collector, user: Mapping[str, BlockDef | None]) -> str | None:
+    """The block type ``kind`` names (a built-in one or one the spec defines); a stem and a
+    head are convs (E101 otherwise)."""
+    allowed: tuple[str, ...] = (*BLOCK_TYPES, *user) if role == "stage" else ("conv",)
     if kind.text in allowed:
-        return kind.text
+        return kind.text if user.get(kind.text, True) is not None else None  # a broken definition: reported
     hint = did_you_mean(kind.text, allowed)
     errors.error("E101", f"unknown {role} block '{kind.text}'" if role == "stage"
                  else f"a {role} is a 'conv', got '{kind.text}'", kind.span, hint)
@@ -237,7 +249,27 @@ def _has_required(stmt: RawStatement, role: Role, values: Values, errors: Collec
     return ok
 
 
-def _fits_role(role: Role, block_type: BlockType | None, values: Values, spans: dict[str, Span],
+def _fits_block_def(definition: BlockDef, values: Values, spans: dict[str, Span], errors: Collector) -> bool:
+    """A stage of a user's block gives only what its ops use (E103): an expansion when an op
+    names ``mid``, a squeeze-excite ratio when it has ``se``, skip or noskip when it has
+    ``residual``."""
+    ok = True
+    for field, needs, why in (("expand", definition.uses("mid"), "no op of it names the width 'mid'"),
+                              ("se", definition.has("se"), "it has no 'se' op"),
+                              ("skip", definition.has("residual"), "it has no 'residual' op")):
+        if field in values and not needs:
+            errors.error("E103", f"block '{definition.name}' takes no {field}: {why}", spans[field],
+                         f"the block is defined at line {definition.span.line}" if definition.origin is None
+                         else f"the block is defined in {definition.origin}")
+            ok = False
+    if "stride" in values and values["stride"] != 1 and not definition.uses("s"):
+        errors.error("E103", f"block '{definition.name}' takes no stride: no op of it has 'stride s'",
+                     spans["stride"], "give its strided op 'stride s' (dwconv kernel k stride s)")
+        ok = False
+    return ok
+
+
+def _fits_role(role: Role, block_type: str | None, values: Values, spans: dict[str, Span],
                errors: Collector) -> bool:
     """Only a stage repeats, expands, squeezes or skips; a conv stage neither expands nor squeezes (E103)."""
     ok = True
@@ -261,9 +293,19 @@ _SINGLE = ("input", "classes", "scaling", "defaults", "preprocess", "stem", "hea
 _HEAD_ORDER = ("head", "pool", "dropout", "linear")
 
 
-def analyze(raw: RawNetwork) -> Network:
-    """Check the raw statements and build the spec AST; raise with every error found."""
+def analyze(raw: RawNetwork, library: tuple[BlockDef, ...] = (),
+            includes: tuple[Include, ...] | None = None) -> Network:
+    """Check the raw statements and build the spec AST; raise with every error found.
+
+    ``library``: the block definitions of the files the spec includes (resolved by the
+    caller, which reads them: :mod:`effdsl.language.includes`); ``includes``: the include
+    statements they came from (by default the file's own, unresolved)."""
     errors = Collector()
+    own = read_block_defs(raw.blocks, errors, taken=[b.name for b in library])
+    user: dict[str, BlockDef | None] = {d.name.text: None for d in raw.blocks if d.name.text not in BLOCK_TYPES}
+    user.update({b.name: b for b in (*own, *library)})
+    if includes is None:
+        includes = tuple(Include(span=i.span, path=i.path) for i in raw.includes)
     first, stages, presets = _sort_statements(raw, errors)
     in_ch, resolution, classes = _input(first.get("input"), first.get("classes"), raw, errors)
     scaling = read_scaling(first["scaling"], stages, errors) if "scaling" in first else Scaling(span=raw.name.span)
@@ -272,7 +314,7 @@ def analyze(raw: RawNetwork) -> Network:
     preset_nodes = _read_presets(presets, errors)
 
     stem = _block(first["stem"], errors) if "stem" in first else None
-    stage_nodes = [_block(s, errors) for s in stages]
+    stage_nodes = [_block(s, errors, user) for s in stages]
     _check_size(stages, stage_nodes, errors)
     head = _head(first, raw, errors)
     for what in ("stem",):
@@ -299,6 +341,8 @@ def analyze(raw: RawNetwork) -> Network:
         stem=stem,
         stages=tuple(stage_blocks),
         head=head,
+        includes=includes,
+        blocks=(*own, *library),
     )
     _check_divisible(network, errors)
     _check_head_width(network, errors)

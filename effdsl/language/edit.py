@@ -62,7 +62,8 @@ def _insertion(lines: list[str], network: Network, settings: str) -> tuple[int, 
 
 
 def _check(text: str, before: Network, coefficients: dict[str, str]) -> None:
-    after = analyze(parse(text))
+    # the definitions of included files as they were read for ``before`` (no file is read again)
+    after = analyze(parse(text), tuple(b for b in before.blocks if b.origin is not None), before.includes)
     for name, value in coefficients.items():
         if getattr(after.scaling, name) != float(value):
             raise InternalError("edit", f"{name} reads back as {getattr(after.scaling, name)}, not {value}")

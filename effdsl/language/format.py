@@ -24,6 +24,7 @@ from effdsl.language.spec import (
     ChoiceValue,
     Defaults,
     Network,
+    OpLine,
     Preprocess,
     Preset,
     Scaling,
@@ -200,11 +201,13 @@ def _choice(choice: Choice) -> str:
     return f"{_LETTER[choice.field]}{{{options}}}"
 
 
-def _block_words(b: Block) -> list[str]:
+def _block_words(b: Block, no_expand: frozenset[str] = frozenset({"conv"})) -> list[str]:
+    """The words of a stem, stage or head line; ``no_expand``: the block kinds that take no expansion."""
     chosen: dict[str, str] = {c.field: _choice(c) for c in b.choices}
     words = [b.role.ljust(5), chosen.get("block", b.block)]
     if b.role == "stage":
-        words.append(chosen.get("expand", f"e{_num(b.expand)}") if b.block != "conv" or "block" in chosen else "")
+        expands = b.block not in no_expand or "block" in chosen
+        words.append(chosen.get("expand", f"e{_num(b.expand)}") if expands else "")
         words += [chosen.get("kernel", f"k{b.kernel}"), chosen.get("stride", f"s{b.stride}"),
                   chosen.get("out_ch", f"c{b.out_ch}"), chosen.get("repeats", f"x{b.repeats}")]
         if "se" in chosen:
@@ -261,7 +264,9 @@ def _layout(net: Network) -> list[_Line]:
     for i, preset in enumerate(net.presets):
         lines.append(_Line(_preset(preset), preset.span.line, blank_before=i == 0))
     blocks = [net.stem, *net.stages] + ([net.head.conv] if net.head.conv is not None else [])
-    for i, (block, text) in enumerate(zip(blocks, _aligned([_block_words(b) for b in blocks]), strict=True)):
+    no_expand = frozenset({"conv", *(d.name for d in net.blocks if not d.uses("mid"))})
+    rows = [_block_words(b, no_expand) for b in blocks]
+    for i, (block, text) in enumerate(zip(blocks, _aligned(rows), strict=True)):
         lines.append(_Line(text, block.span.line if block.spans else None, blank_before=i == 0))
     head = net.head
     lines.append(_Line(f"pool {head.pool}", _line_of(head, "pool")))
@@ -271,6 +276,38 @@ def _layout(net: Network) -> list[_Line]:
     if head.linear:
         lines.append(_Line("linear", _line_of(head, "linear")))
     return lines
+
+
+def _op_text(op: OpLine) -> str:
+    """One op of a block definition: its word, then the options that differ from the defaults."""
+    words = [op.kind]
+    if op.kind == "act" and op.act is not None:
+        words.append(op.act)
+    for key, value, default in (("kernel", op.kernel, 1), ("stride", op.stride, 1), ("to", op.to, None),
+                                ("eps", op.eps, None)):
+        if value is not None and (value != default or (key in op.spans and not op.options)):
+            words += [key, _num(value) if isinstance(value, float) else str(value)]
+    if op.bias:
+        words.append("bias")
+    for key, value in op.options:
+        words += [key, _num(value) if isinstance(value, float) else str(value)]
+    return " ".join(words)
+
+
+def _preamble(net: Network) -> list[tuple[str, int | None, int]]:
+    """The includes and the file's own block definitions: (text, source line, indent) per line."""
+    out: list[tuple[str, int | None, int]] = []
+    for include in net.includes:
+        out.append((f'include "{include.path}"', include.span.line if include.spans or include.span else None, 0))
+    for block in (b for b in net.blocks if b.origin is None):
+        if out:
+            out.append(("", None, 0))
+        out.append((f"block {block.name} {{", block.span.line if block.spans else None, 0))
+        out += [(_op_text(op), op.span.line if op.spans else None, 2) for op in block.ops]
+        out.append(("}", None, 0))
+    if out:
+        out.append(("", None, 0))
+    return out
 
 
 def format_spec(net: Network, comments: list[Comment] | tuple[Comment, ...] = ()) -> str:
@@ -287,6 +324,14 @@ def format_spec(net: Network, comments: list[Comment] | tuple[Comment, ...] = ()
         while leading and (limit is None or leading[0].line < limit):
             out.append(" " * indent + leading.pop(0).text)
 
+    # The includes and block definitions come first, with their comments.
+    for text, line, indent in _preamble(net):
+        if line is not None:
+            flush_before(line, indent)
+        if line is not None and line in trailing and line not in used_trailing:
+            text += "  " + trailing[line].text
+            used_trailing.add(line)
+        out.append(" " * indent + text if text else "")
     # Comments above the network line stay above it.
     if name_line is not None:
         flush_before(name_line, 0)

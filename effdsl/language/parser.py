@@ -8,7 +8,7 @@ exceptions into effdsl diagnostics. Meaning is given to the words by ``analyze``
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import lark
 from lark import Lark, Token, Tree
@@ -67,11 +67,50 @@ class RawStatement:
 
 
 @dataclass(frozen=True, slots=True)
+class RawOp:
+    """One line of a block definition: an op's word and its options (``conv to mid``)."""
+
+    kind: Tok
+    items: tuple[Tok, ...]
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class RawBlockDef:
+    """``block NAME { ops }``: a block kind defined in the file."""
+
+    name: Tok
+    ops: tuple[RawOp, ...]
+    span: Span
+    end: Span  # the closing brace
+
+
+@dataclass(frozen=True, slots=True)
+class RawInclude:
+    """``include "path"``: ``path`` without its quotes; ``span`` covers the quoted path."""
+
+    path: str
+    span: Span
+    keyword: Span
+
+
+@dataclass(frozen=True, slots=True)
 class RawNetwork:
     name: Tok
     statements: tuple[RawStatement, ...]
     span: Span
     end: Span  # the closing brace
+    includes: tuple[RawInclude, ...] = ()
+    blocks: tuple[RawBlockDef, ...] = ()  # the block definitions before the network
+
+
+@dataclass(frozen=True, slots=True)
+class RawFile:
+    """A whole file: its includes and block definitions, and its network (None in a file of blocks)."""
+
+    includes: tuple[RawInclude, ...]
+    blocks: tuple[RawBlockDef, ...]
+    network: RawNetwork | None
 
 
 # Terminal names as users would write them; never show '$END' or 'SEMICOLON'.
@@ -86,6 +125,9 @@ _TERMINAL_WORDS = {
     "BLOCK_KW": "'stem', 'stage' or 'head'",
     "LAYER_KW": "'pool', 'dropout' or 'linear'",
     "NETWORK": "'network'",
+    "INCLUDE": "'include'",
+    "BLOCK": "'block'",
+    "STRING": "a quoted path",
     "INPUT": "'input'",
     "CLASSES": "'classes'",
     "X": "'x'",
@@ -119,7 +161,21 @@ MAX_SOURCE_CHARS = 100_000
 
 
 def parse(text: str) -> RawNetwork:
-    """Parse normalized ``.eff`` text; raise :class:`EffdslError` at the first syntax error."""
+    """Parse normalized ``.eff`` text; raise :class:`EffdslError` at the first syntax error.
+
+    The network comes with the file's includes and block definitions; a file without a
+    network is an error here (E003; :func:`parse_file` reads a file of blocks).
+    """
+    raw = parse_file(text)
+    if raw.network is None:
+        raise EffdslError(Diagnostic(
+            "E003", "the file defines blocks but no network; expected 'network NAME { ... }'",
+            _end_of_text(text), "a file of block definitions is included by a spec: include \"blocks.eff\""))
+    return raw.network
+
+
+def parse_file(text: str) -> RawFile:
+    """Parse a whole file: includes, block definitions and (if any) its network."""
     if len(text) > MAX_SOURCE_CHARS:
         raise EffdslError(Diagnostic(
             "E005", f"the file has {len(text):,} characters; a spec has at most {MAX_SOURCE_CHARS:,}",
@@ -139,7 +195,32 @@ def parse(text: str) -> RawNetwork:
         tree = _parser().parse(text)
     except lark.exceptions.UnexpectedInput as exc:
         raise EffdslError(_syntax_diagnostic(exc, text)) from None
-    return _network(_subtree(tree.children[0]))
+    includes: list[RawInclude] = []
+    blocks: list[RawBlockDef] = []
+    network: RawNetwork | None = None
+    for child in tree.children:
+        sub = _subtree(child)
+        if sub.data == "include":
+            token = _token(sub.children[0])
+            includes.append(RawInclude(str(token)[1:-1], _span(token), _keyword_tok(sub, "include").span))
+        elif sub.data == "block_def":
+            blocks.append(_block_def(sub))
+        else:
+            network = _network(sub)
+    if network is not None:
+        network = replace(network, includes=tuple(includes), blocks=tuple(blocks))
+    return RawFile(tuple(includes), tuple(blocks), network)
+
+
+def _block_def(tree: Tree[Token]) -> RawBlockDef:
+    name, *lines = tree.children
+    ops = []
+    for line in lines:
+        kind, *items = (_tok(k) for k in _subtree(line).children)
+        ops.append(RawOp(kind, tuple(items), _span(_subtree(line).meta)))
+    meta = tree.meta
+    return RawBlockDef(_tok(name), tuple(ops), _span(meta),
+                       Span(meta.end_line, meta.end_column - 1, meta.end_line, meta.end_column))
 
 
 def _span(meta_or_tok: Token | lark.tree.Meta) -> Span:

@@ -163,7 +163,7 @@ class Block(SpecNode):
     """
 
     role: Role
-    block: BlockType
+    block: str  # a BlockType, or the name of a block the spec defines
     kernel: int
     stride: int = 1
     expand: float = 1.0
@@ -174,6 +174,71 @@ class Block(SpecNode):
     skip: bool | None = None
     bn: BatchNorm = BatchNorm()
     choices: tuple[Choice, ...] = ()
+
+
+# ---------------------------------------------------------------- user-defined blocks
+# The ops a block definition is made of, and the options each takes (a plug-in op, from the
+# effdsl.ops entry points, brings its own). 'act' takes an activation name, or none: the stage's.
+BLOCK_OPS: dict[str, tuple[str, ...]] = {
+    "conv": ("kernel", "stride", "to", "bias"),
+    "dwconv": ("kernel", "stride", "bias"),
+    "bn": (),
+    "ln": ("eps",),
+    "act": (),
+    "se": (),
+    "residual": (),
+}
+# The widths an op may name: the block's input, its expanded width (e x in, rounded to the
+# network's channel divisor) and its output (the stage's channels).
+WIDTHS: tuple[str, ...] = ("in", "mid", "out")
+LN_EPS = 1e-6  # ConvNeXt's layer norm
+MAX_BLOCK_OPS = 64
+OptionValue = int | float | str
+
+
+class OpLine(SpecNode):
+    """One op of a block definition, with its module name in the block (``conv1``).
+
+    ``kernel``: a number or ``"k"`` (the stage's kernel); ``stride``: 1 or ``"s"`` (the
+    stage's stride on its first block, 1 after); ``to``: the output width, ``"in"``,
+    ``"mid"``, ``"out"`` or a number (None: the width it is given). ``options``: a plug-in
+    op's, as (name, value) with values numbers or the words above.
+    """
+
+    kind: str
+    name: str
+    kernel: int | str = 1
+    stride: int | str = 1
+    to: int | str | None = None
+    bias: bool = False
+    act: str | None = None   # act: the function (None: the stage's)
+    eps: float | None = None  # ln (None: LN_EPS)
+    options: tuple[tuple[str, OptionValue], ...] = ()
+
+
+class BlockDef(SpecNode):
+    """``block NAME { ops }``: a block kind of the user's, used in stage lines like a built-in one.
+
+    ``origin``: the file it was included from (None: the spec's own file).
+    """
+
+    name: str
+    ops: tuple[OpLine, ...]
+    origin: str | None = None
+
+    def uses(self, value: str) -> bool:
+        """Whether an op names ``value`` (``"mid"``, ``"k"``, ``"s"``) as a width, kernel, stride or option."""
+        return any(value in (op.kernel, op.stride, op.to) or any(v == value for _, v in op.options)
+                   for op in self.ops)
+
+    def has(self, kind: str) -> bool:
+        return any(op.kind == kind for op in self.ops)
+
+
+class Include(SpecNode):
+    """``include "path"``: block definitions from another file."""
+
+    path: str
 
 
 class Head(SpecNode):
@@ -195,6 +260,12 @@ class Network(SpecNode):
     stem: Block
     stages: tuple[Block, ...]
     head: Head
+    includes: tuple[Include, ...] = ()
+    blocks: tuple[BlockDef, ...] = ()  # defined in the file, then those of its includes (origin set)
+
+    def block_def(self, name: str) -> BlockDef | None:
+        """The definition of a user's block kind, or None for a built-in one."""
+        return next((b for b in self.blocks if b.name == name), None)
 
     def preset(self, name: str) -> Preset | None:
         """The preset called ``name`` (the first, should two share it), or None."""

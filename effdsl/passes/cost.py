@@ -12,6 +12,7 @@ from effdsl.ir.costs import (
     linear_params,
 )
 from effdsl.ir.graph import Cost, Op, OpGraph, Shapes
+from effdsl.passes.shapes import plugin_of
 
 
 def count_cost(graph: OpGraph, shapes: Mapping[str, Shapes]) -> dict[str, Cost]:
@@ -25,8 +26,14 @@ def op_cost(op: Op, shapes: Shapes) -> Cost:
         _, h, w = shapes.out_shape
         return Cost(conv_params(op.in_ch, op.out_ch, op.kernel, op.groups, op.bias),
                     conv_macs(op.in_ch, op.out_ch, op.kernel, op.groups, h, w))
-    if op.kind == "bn":
+    if op.kind in ("bn", "ln"):  # a scale and a shift per channel; no multiply-add is counted
         return Cost(bn_params(op.out_ch), 0)
+    if op.kind == "plugin":
+        plugin = plugin_of(op)
+        c, h, w = shapes.in_shape
+        oc, oh, ow = shapes.out_shape
+        params, macs = plugin.params_macs((c, h, w), (oc, oh, ow), dict(op.options), op.span)
+        return Cost(params, macs)
     if op.kind == "linear":
         return Cost(linear_params(op.in_ch, op.out_ch, op.bias), linear_macs(op.in_ch, op.out_ch))
     return Cost(0, 0)

@@ -8,7 +8,7 @@ see :mod:`effdsl.blocks`), head.
 
 from __future__ import annotations
 
-from effdsl.blocks import REGISTRY, BlockArgs, Builder
+from effdsl.blocks import BlockArgs, Builder, lower_of
 from effdsl.blocks.base import Where
 from effdsl.ir.graph import OpGraph
 from effdsl.ir.plan import ConvPlan, Plan, Preprocessing, StagePlan
@@ -22,7 +22,9 @@ def plan_from_spec(net: Network) -> Plan:
     stages = []
     in_ch = net.stem.out_ch
     for index, stage in enumerate(net.stages):
-        se = stage.se if stage.se is not None else (defaults.se if stage.block != "conv" else 0.0)
+        definition = net.block_def(stage.block)
+        takes_se = stage.block != "conv" if definition is None else definition.has("se")
+        se = stage.se if stage.se is not None else (defaults.se if takes_se else 0.0)
         skip = stage.skip if stage.skip is not None else stage.block != "conv"
         stages.append(StagePlan(
             index=index, block=stage.block, kernel=stage.kernel, stride=stage.stride,
@@ -51,6 +53,7 @@ def plan_from_spec(net: Network) -> Plan:
         classifier_span=net.head.spans.get("linear"),
         preprocessing=Preprocessing() if net.preprocess is None else Preprocessing(
             net.preprocess.mean, net.preprocess.std, net.preprocess.interpolation, net.preprocess.crop),
+        blocks=tuple(b for b in net.blocks if any(stage.block == b.name for stage in net.stages)),
     )
 
 
@@ -70,7 +73,7 @@ def expand(plan: Plan) -> OpGraph:
     total = plan.num_blocks
     index = 0
     for stage in plan.stages:
-        lower_block = REGISTRY[stage.block].lower
+        lower_block = lower_of(plan, stage.block)
         for repeat in range(stage.repeats):
             args = BlockArgs(stage=stage, prefix=f"stages.{stage.index}.{repeat}", index=index,
                              in_ch=stage.in_ch if repeat == 0 else stage.out_ch,

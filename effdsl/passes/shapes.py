@@ -11,6 +11,7 @@ from math import prod
 from effdsl.diagnostics import Diagnostic, EffdslError
 from effdsl.ir.graph import Op, OpGraph, Shape, Shapes
 from effdsl.ir.plan import Plan
+from effdsl.language.plugins import PluginOp, broken, load_plugin
 from effdsl.scaling.rounding import conv_out_size
 
 
@@ -56,4 +57,25 @@ def out_shape(op: Op, in_shape: Shape) -> Shape:
         return (op.out_ch,) if op.flatten else (op.out_ch, 1, 1)
     if op.kind == "linear":
         return (op.out_ch,)
-    return in_shape  # input, bn, act, gate, mul, add, drop_path, dropout keep the shape
+    if op.kind == "plugin":
+        return plugin_shape(op, in_shape)
+    return in_shape  # input, bn, ln, act, gate, mul, add, drop_path, dropout keep the shape
+
+
+def plugin_shape(op: Op, in_shape: Shape) -> Shape:
+    """A plug-in op's own shape rule (E130 when it fails, or disagrees with the op's channels)."""
+    plugin = plugin_of(op)
+    c, h, w = in_shape
+    found = plugin.out_shape((c, h, w), dict(op.options), op.span)
+    if found[0] != op.out_ch:
+        raise broken(plugin.name, plugin.package, f"its shape rule gives {found[0]} channels where its 'to' "
+                     f"says {op.out_ch}", op.span)
+    return found
+
+
+def plugin_of(op: Op) -> PluginOp:
+    plugin = load_plugin(str(op.plugin), op.span)
+    if plugin is None:
+        raise EffdslError(Diagnostic("E120", f"unknown op '{op.plugin}': no installed package provides it",
+                                     op.span, "install the package that provides it"))
+    return plugin

@@ -28,6 +28,7 @@ from effdsl.blocks import REGISTRY
 from effdsl.ir.graph import CompiledGraph, Op
 from effdsl.ir.graph import Node as IRNode
 from effdsl.ir.plan import Plan
+from effdsl.language.plugins import load_plugin
 
 LEVELS = ("stage", "block", "op")
 
@@ -150,6 +151,9 @@ def op_tag(op: Op) -> str:
         return f"pool {op.pool}" + (" flatten" if op.flatten else "")
     if op.kind in ("drop_path", "dropout"):
         return f"{op.kind} p={op.rate:.3g}"
+    if op.kind == "plugin":
+        plugin = load_plugin(str(op.plugin), op.span)
+        return plugin.label if plugin is not None else str(op.plugin)
     return op.kind
 
 
@@ -297,7 +301,7 @@ def _head_box(g: _Group) -> tuple[str, Label, Facts]:
 def _block_box(g: _Group) -> tuple[str, Label, Facts]:
     stage = g.plan.stages[g.first.stage]
     repeat = int(g.node_id.split(".")[2])
-    tag = _block_tag(stage.block, stage.kernel, stage.stride if repeat == 0 else 1, stage.expand)
+    tag = _block_tag(g.plan, stage.block, stage.kernel, stage.stride if repeat == 0 else 1, stage.expand)
     residual = g.residuals > 0
     label = ((g.node_id, tag), (f"{g.first.in_ch}→{g.last.out_ch} ch · {g.shapes}", "+ residual" if residual else ""),
              (g.cost, g.where))
@@ -310,7 +314,7 @@ def _stage_box(g: _Group) -> tuple[str, Label, Facts]:
     stage = g.plan.stages[g.first.stage]
     blocks = sorted({n.op.block for n in g.nodes})
     skips = g.residuals
-    tag = _block_tag(stage.block, stage.kernel, stage.stride, stage.expand)
+    tag = _block_tag(g.plan, stage.block, stage.kernel, stage.stride, stage.expand)
     label = ((f"stage{stage.index + 1}", f"{tag} ×{stage.repeats}"),
              (f"{stage.in_ch}→{stage.out_ch} ch · {g.shapes}", f"{skips} residual" if skips else ""), (g.cost, g.where))
     facts = [("blocks", f"{stage.repeats} × {tag}" + (f", se {stage.se:g}" if stage.se else "") + f", {stage.act}"),
@@ -346,9 +350,11 @@ def _node(level: str, node_id: str, group: list[IRNode], graph: CompiledGraph, l
                 group[-1].out_shape, residual, tuple(n.op.name for n in group))
 
 
-def _block_tag(block: str, kernel: int, stride: int, expand: float) -> str:
+def _block_tag(plan: Plan, block: str, kernel: int, stride: int, expand: float) -> str:
     tag = f"{block} k{kernel} s{stride}"
-    return tag + f" e{expand:g}" if REGISTRY[block].expands else tag
+    definition = plan.block_def(block)
+    expands = REGISTRY[block].expands if definition is None else definition.uses("mid")
+    return tag + f" e{expand:g}" if expands else tag
 
 
 def _groups(plan: Plan, nodes: tuple[Node, ...]) -> tuple[Group, ...]:
@@ -374,8 +380,9 @@ def _groups(plan: Plan, nodes: tuple[Node, ...]) -> tuple[Group, ...]:
         else:
             s = plan.stages[slot]
             title = f"stage {slot + 1}"
-            caption = _block_tag(s.block, s.kernel, s.stride, s.expand) + f" ×{s.repeats}"
-            lines = (f"{s.block} ×{s.repeats}", _block_tag(s.block, s.kernel, s.stride, s.expand).split(" ", 1)[1],
+            tag = _block_tag(plan, s.block, s.kernel, s.stride, s.expand)
+            caption = tag + f" ×{s.repeats}"
+            lines = (f"{s.block} ×{s.repeats}", tag.split(" ", 1)[1],
                      f"{s.in_ch}→{s.out_ch} ch · {out_side}")
         out.append(Group(slot, title, caption, lines + cost, tuple(m.id for m in members)))
     return tuple(out)

@@ -22,11 +22,13 @@ import torch
 from torch import nn
 
 from effdsl.backends.torch.layers import StochasticDepth, init_weights
-from effdsl.backends.torch.modules import network_class
+from effdsl.backends.torch.modules import define_plugin, network_class
 from effdsl.blocks.table import BlockTuple, ConvTuple, NetworkTable, pretrained_cfg, read_table
+from effdsl.blocks.user import layers_of
 from effdsl.diagnostics import Diagnostic, EffdslError
 from effdsl.ir.graph import CompiledGraph
-from effdsl.language.spec import ACTIVATIONS
+from effdsl.language.plugins import load_plugin
+from effdsl.language.spec import ACTIVATIONS, BLOCK_OPS
 
 __all__ = ["StochasticDepth", "activation", "build_module", "example_input", "network_args"]
 
@@ -60,6 +62,8 @@ def build_module(graph: CompiledGraph, device: torch.device | str = "cpu", featu
     device = usable_device(device)
     table = read_table(graph)
     args, kwargs = network_args(table)
+    if table.user_blocks:
+        args = (_with_layers(args[0], table), *args[1:])
     if features_only:
         kwargs["out_indices"] = out_indices
     cls = network_class(table.class_name, features=features_only)
@@ -69,6 +73,20 @@ def build_module(graph: CompiledGraph, device: torch.device | str = "cpu", featu
         materialize(module, device)
         init_weights(module)
     return module
+
+
+def _with_layers(blocks: list[BlockTuple], table: NetworkTable) -> list[BlockTuple]:
+    """The rows with each user's block kind as (name, its table of layers), which the library's
+    ``make_block`` makes a ``UserBlock`` of; the classes of the plug-in ops they use defined."""
+    layers = {}
+    for definition in table.user_blocks:
+        layers[definition.name] = layers_of(definition)
+        for op in definition.ops:
+            plugin = load_plugin(op.kind, definition.span) if op.kind not in BLOCK_OPS else None
+            if plugin is not None:
+                define_plugin(plugin.class_name, plugin.torch_source)
+    return [(row[0], (row[1], layers[row[1]]), *row[2:]) if row[1] in layers else row  # type: ignore[misc]
+            for row in blocks]
 
 
 def materialize(module: nn.Module, device: torch.device | str) -> nn.Module:

@@ -32,6 +32,9 @@ def folded_state_dict(trained: nn.Module, graph: CompiledGraph) -> dict[str, tor
     theirs = trained.state_dict()
     out: dict[str, torch.Tensor] = {}
     for op in graph.ops():
+        if op.kind in ("ln", "plugin"):  # kept as they are (a user's block): every tensor of the module
+            out.update({key: value for key, value in theirs.items() if key.startswith(op.name + ".")})
+            continue
         if op.kind not in ("conv", "dwconv", "linear") or f"{op.name}.weight" not in theirs:
             continue  # not a layer with weights, or not in this module (a backbone has no head)
         if op.folded is None:

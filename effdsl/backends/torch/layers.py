@@ -63,7 +63,8 @@ class Conv2dSame(nn.Conv2d):
 @torch.no_grad()
 def init_weights(model: nn.Module) -> None:
     """torchvision's EfficientNet initialization: conv Kaiming normal (fan-out), batch norm
-    ones and zeros, linear uniform in +-1/sqrt(out_features), biases zero."""
+    and layer norm ones and zeros, linear uniform in +-1/sqrt(out_features), biases zero;
+    another module with parameters of its own (a plug-in op's) by its reset_parameters."""
     for m in model.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out")
@@ -78,3 +79,8 @@ def init_weights(model: nn.Module) -> None:
             nn.init.uniform_(m.weight, -bound, bound)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.LayerNorm):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif m._parameters and callable(reset := getattr(m, "reset_parameters", None)):
+            reset()  # a plug-in op's module with parameters of its own: its own rule

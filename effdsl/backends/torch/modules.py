@@ -26,13 +26,29 @@ from torch import nn  # noqa: F401  (the library's namespace)
 from effdsl.backends.torch.layers import Conv2dSame, StochasticDepth, init_weights  # noqa: F401
 from effdsl.blocks import REGISTRY
 from effdsl.blocks.library import activations_source, class_source
+from effdsl.diagnostics import EffdslError
+from effdsl.language.plugins import load_plugin, plugin_names
 from effdsl.language.spec import ACTIVATIONS as _NAMES
 
 _FILENAME = "<effdsl.blocks.library>"
 SOURCE = activations_source(list(_NAMES)) + class_source(list(REGISTRY), same_padding=True, squeeze_excite=True,
-                                                         features=True)
+                                                         features=True, layer_norm=True, any_user_block=True)
 linecache.cache[_FILENAME] = (len(SOURCE), None, SOURCE.splitlines(keepends=True), _FILENAME)
 exec(compile(SOURCE, _FILENAME, "exec"), globals())  # noqa: S102  (effdsl's own text, see above)
+
+_plugins: set[str] = set()
+
+
+def define_plugin(class_name: str, source: str) -> None:
+    """Run a plug-in op's class source in this module's namespace (once per class), where
+    ``UserBlock`` finds it by name."""
+    if class_name in _plugins:
+        return
+    filename = f"<effdsl plug-in {class_name}>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
+    exec(compile(source, filename, "exec"), globals())  # noqa: S102  (an installed package's own source)
+    _plugins.add(class_name)
+
 
 _FEATURES = "Features"
 _classes: dict[str, type] = {}
@@ -51,8 +67,25 @@ def network_class(name: str, features: bool = False) -> type:
     return cls
 
 
+def _plugin_class(name: str) -> type | None:
+    """The class of an installed plug-in op called ``name`` (a module pickled in another process)."""
+    for op in plugin_names():
+        try:
+            plugin = load_plugin(op, None)
+        except EffdslError:  # a broken plug-in is not the one asked for
+            continue
+        if plugin is not None and plugin.class_name == name:
+            define_plugin(name, plugin.torch_source)
+            found: type = globals()[name]
+            return found
+    return None
+
+
 def __getattr__(name: str) -> type:
-    # A network class pickled in another process: made again by its name.
+    # A plug-in op's class or a network class pickled in another process: made again by its name.
+    plugin = _plugin_class(name) if name.isidentifier() else None
+    if plugin is not None:
+        return plugin
     if name.isidentifier() and name[:1].isupper():
         if name.endswith(_FEATURES) and len(name) > len(_FEATURES):
             return network_class(name[: -len(_FEATURES)], features=True)
