@@ -7,9 +7,14 @@ runs jobs in ``workers`` spawned processes with torch's threads split between th
 (``cores // workers`` each, one inter-op thread), so that two workers on two cores do
 not fight over four threads. A worker that dies (killed for memory, say) takes down the
 pool; the jobs it held are then rerun one at a time in fresh workers, and the one that
-kills its worker again is recorded as ``crashed``.
+kills its worker again is recorded as ``crashed``. An outcome says how many times its
+trial was run again after a worker died (``retries``).
 
-Ray (a cluster executor) is the next step; it will take the same :class:`Job`.
+:func:`make_executor` gives the executor a command asks for: ``local``, or ``ray``
+(:mod:`effdsl.search.cluster`, imported only then: Ray is an optional extra). Both run
+:func:`run_job` on the same :class:`Job` and have the same interface: used in a ``with``
+block, ``run(jobs)`` starts a round of jobs and returns their futures, and
+``outcome(future, job)`` waits for one (rerunning it if its worker died).
 """
 
 from __future__ import annotations
@@ -24,11 +29,21 @@ import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
+from effdsl.diagnostics import Diagnostic, EffdslError
 from effdsl.search.proxy import TrainConfig, TrialFailed, ZeroCost
 
+if TYPE_CHECKING:
+    from types import TracebackType
+
 Proxy = Literal["train", "zero-cost"]
+ExecutorKind = Literal["local", "ray"]
+EXECUTORS: tuple[ExecutorKind, ...] = ("local", "ray")
+
+# For the tests of worker deaths: when this names a folder holding a file crash-N, the job
+# of trial N deletes the file and kills its own process (once, then it runs normally).
+CRASH_ONCE = "EFFDSL_TEST_CRASH_DIR"
 
 
 @dataclass(frozen=True)
@@ -50,8 +65,10 @@ class Job:
 
 def run_job(job: Job) -> dict[str, Any]:
     """The outcome of one trial: status, accuracy, score, latency_ms, seconds, error."""
+    _crash_once(job)
     start = time.perf_counter()
-    outcome: dict[str, Any] = {"status": "ok", "accuracy": None, "score": None, "latency_ms": None, "error": None}
+    outcome: dict[str, Any] = {"status": "ok", "accuracy": None, "score": None, "latency_ms": None, "error": None,
+                               "retries": 0}
     try:
         _run(job, outcome)
     except TrialFailed as err:
@@ -64,6 +81,15 @@ def run_job(job: Job) -> dict[str, Any]:
         outcome.update(status=status, error=text.splitlines()[0][:500])
     outcome["seconds"] = round(time.perf_counter() - start, 3)
     return outcome
+
+
+def _crash_once(job: Job) -> None:
+    folder = os.environ.get(CRASH_ONCE)
+    if folder:
+        marker = os.path.join(folder, f"crash-{job.trial}")
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(marker)
+            os._exit(70)
 
 
 def _run(job: Job, outcome: dict[str, Any]) -> None:
@@ -108,6 +134,21 @@ def _init_worker(threads: int, parent: int) -> None:
     # Ctrl-C reaches the whole process group. A worker that died of it would look like a
     # crashed trial; the search itself stops the workers instead.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    split_cores(threads)
+
+    def watch() -> None:  # a search killed with SIGKILL leaves no worker behind
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+def split_cores(threads: int) -> None:
+    """torch's share of the cores in a worker: ``threads`` intra-op threads, one inter-op thread.
+
+    The same in every executor: a trial's numbers depend on its thread count.
+    """
     for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[name] = str(threads)
     # Idle OpenMP threads sleep instead of spinning: on a busy machine spinning threads
@@ -118,13 +159,6 @@ def _init_worker(threads: int, parent: int) -> None:
     torch.set_num_threads(threads)
     with contextlib.suppress(RuntimeError):  # already set in this process
         torch.set_num_interop_threads(1)
-
-    def watch() -> None:  # a search killed with SIGKILL leaves no worker behind
-        while os.getppid() == parent:
-            time.sleep(1.0)
-        os._exit(0)
-
-    threading.Thread(target=watch, daemon=True).start()
 
 
 class LocalExecutor:
@@ -159,6 +193,13 @@ class LocalExecutor:
         assert self._pool is not None, "use the executor in a with block"
         return [self._pool.submit(run_job, job) for job in jobs]
 
+    def outcome(self, future: Future[dict[str, Any]], job: Job) -> dict[str, Any]:
+        """The outcome of a job; if its worker died, the job alone in a fresh worker."""
+        try:
+            return future.result()
+        except BrokenProcessPool:
+            return self.rerun_alone(job)
+
     def rerun_alone(self, job: Job) -> dict[str, Any]:
         """Run one job in a fresh single worker after the pool broke; 'crashed' if it breaks again."""
         self.close(cancel=True)
@@ -170,4 +211,59 @@ class LocalExecutor:
                        "error": "the worker process died (killed for memory?)", "seconds": None}
         self.close(cancel=True)
         self._pool = self._new_pool(self.workers)
-        return outcome
+        return {**outcome, "retries": 1}
+
+
+class Executor(Protocol):
+    """What a search (or a grid) needs of an executor."""
+
+    workers: int
+
+    def __enter__(self) -> Executor: ...
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                 traceback: TracebackType | None) -> None: ...
+
+    def run(self, jobs: list[Job]) -> list[Future[dict[str, Any]]]: ...
+
+    def outcome(self, future: Future[dict[str, Any]], job: Job) -> dict[str, Any]: ...
+
+
+def make_executor(kind: str, workers: int, address: str | None = None, device: str = "auto") -> Executor:
+    """The executor of ``--executor KIND --workers N [--address ADDR]``, not started yet.
+
+    ``local``: :class:`LocalExecutor`. ``ray``: :class:`effdsl.search.cluster.RayExecutor`, on
+    a local Ray started when the executor is entered, or on the cluster at ``address``.
+    ``device`` (``--device``) decides whether a Ray trial asks for a GPU. Raises
+    :class:`EffdslError` (E607, E620) for an unknown kind, ``--address`` without Ray,
+    a Ray Client address, or Ray not installed.
+    """
+    if workers < 1:
+        raise EffdslError(Diagnostic("E607", f"--workers must be at least 1, got {workers}"))
+    if kind == "local":
+        if address is not None:
+            raise EffdslError(Diagnostic("E607", "--address is the Ray cluster of --executor ray", None,
+                                         "add --executor ray, or leave out --address"))
+        return LocalExecutor(workers)
+    if kind != "ray":
+        raise EffdslError(Diagnostic("E607", f"--executor '{kind}' is not one of {', '.join(EXECUTORS)}"))
+    require_ray()
+    if address is not None and address.startswith("ray://"):
+        raise EffdslError(Diagnostic(
+            "E620", f"--address '{address}' is a Ray Client address; the search runs its trials as a driver "
+                    "on a node of the cluster", None,
+            "run effdsl on a node of the cluster with --address auto, or the head's host:port (6379 by default)"))
+    from effdsl.search.cluster import RayExecutor
+
+    return RayExecutor(workers, address, device)
+
+
+def require_ray() -> None:
+    """E620 unless Ray and Ray Tune import (Tune needs more than Ray: ``ray[tune]``)."""
+    try:
+        import ray.tune  # noqa: F401
+    except ImportError as err:
+        missing = "Ray is not installed" if err.name == "ray" else f"Ray Tune cannot be imported ({err})"
+        raise EffdslError(Diagnostic(
+            "E620", f"--executor ray needs Ray with Ray Tune; {missing}", None,
+            'pip install "effdsl[ray]" (Ray with Ray Tune), or use --executor local')) from None
