@@ -76,7 +76,7 @@ class _Round:
 _ROUNDS: dict[str, _Round] = {}
 
 
-class _Jobs(Searcher):  # type: ignore[misc]  # Searcher is not typed
+class _Jobs(Searcher):  # type: ignore[misc, unused-ignore]  # Any without Ray's types
     """Tune's source of trials: the jobs the search submitted, in order."""
 
     def __init__(self, key: str) -> None:
@@ -87,7 +87,7 @@ class _Jobs(Searcher):  # type: ignore[misc]  # Searcher is not typed
                               **spec: Any) -> bool:
         return True
 
-    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:
+    def suggest(self, trial_id: str) -> dict[str, Any] | str | None:  # type: ignore[override, unused-ignore]
         shared = _ROUNDS.get(self.key)
         if shared is None:
             return Searcher.FINISHED
@@ -100,7 +100,7 @@ class _Jobs(Searcher):  # type: ignore[misc]  # Searcher is not typed
         pass
 
 
-class _Outcomes(tune.Callback):  # type: ignore[misc]  # Callback is not typed
+class _Outcomes(tune.Callback):  # type: ignore[misc, unused-ignore]  # Any without Ray's types
     """Resolves a job's future when its trial ends, or fails for good."""
 
     def __init__(self, key: str) -> None:
@@ -131,7 +131,7 @@ class _Outcomes(tune.Callback):  # type: ignore[misc]  # Callback is not typed
                               "seconds": None, "retries": max(0, attempts - 1)})
 
 
-class _Stop(tune.Stopper):  # type: ignore[misc]  # Stopper is not typed
+class _Stop(tune.Stopper):  # type: ignore[misc, unused-ignore]  # Any without Ray's types
     """Stops every trial when the search is interrupted."""
 
     def __init__(self, key: str) -> None:
@@ -150,6 +150,7 @@ def _quiet() -> None:
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     os.environ.setdefault("TUNE_WARN_INSUFFICENT_RESOURCE_THRESHOLD_S", "600")
+    os.environ.setdefault("TUNE_PRINT_ALL_TRIAL_ERRORS", "0")  # a worker that died is in its record (retries)
     for name in ("ray", "ray.tune", "ray.train", "ray.air", "ray.data"):
         logging.getLogger(name).setLevel(logging.ERROR)
 
@@ -220,8 +221,9 @@ class RayExecutor:
 
     def _size(self) -> None:
         """CPUs (torch threads) and GPUs per trial, from what the cluster has."""
-        total = ray.cluster_resources()
-        cpus = [float(node.get("Resources", {}).get("CPU", 0)) for node in ray.nodes() if node.get("Alive")]
+        total: dict[str, float] = ray.cluster_resources()  # type: ignore[no-untyped-call, unused-ignore]
+        nodes: list[dict[str, Any]] = ray.nodes()  # type: ignore[no-untyped-call, unused-ignore]
+        cpus = [float(node.get("Resources", {}).get("CPU", 0)) for node in nodes if node.get("Alive")]
         largest = int(max(cpus, default=total.get("CPU", 1)))
         self.threads = max(1, min(largest, int(total.get("CPU", 1)) // self.workers))
         gpus = float(total.get("GPU", 0))

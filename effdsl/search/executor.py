@@ -24,6 +24,7 @@ import math
 import multiprocessing
 import os
 import signal
+import socket
 import threading
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -41,9 +42,10 @@ Proxy = Literal["train", "zero-cost"]
 ExecutorKind = Literal["local", "ray"]
 EXECUTORS: tuple[ExecutorKind, ...] = ("local", "ray")
 
-# For the tests of worker deaths: when this names a folder holding a file crash-N, the job
-# of trial N deletes the file and kills its own process (once, then it runs normally).
-CRASH_ONCE = "EFFDSL_TEST_CRASH_DIR"
+# For the tests of worker deaths: when this names a folder holding a file crash-N, the job of
+# trial N kills its own process as many times as the file says (once if it is empty), then
+# deletes it and runs normally.
+CRASH_DIR = "EFFDSL_TEST_CRASH_DIR"
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,7 @@ class Job:
 
 def run_job(job: Job) -> dict[str, Any]:
     """The outcome of one trial: status, accuracy, score, latency_ms, seconds, error."""
-    _crash_once(job)
+    _crash_if_asked(job)
     start = time.perf_counter()
     outcome: dict[str, Any] = {"status": "ok", "accuracy": None, "score": None, "latency_ms": None, "error": None,
                                "retries": 0}
@@ -83,13 +85,22 @@ def run_job(job: Job) -> dict[str, Any]:
     return outcome
 
 
-def _crash_once(job: Job) -> None:
-    folder = os.environ.get(CRASH_ONCE)
-    if folder:
-        marker = os.path.join(folder, f"crash-{job.trial}")
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(marker)
-            os._exit(70)
+def _crash_if_asked(job: Job) -> None:
+    folder = os.environ.get(CRASH_DIR)
+    if not folder:
+        return
+    marker = os.path.join(folder, f"crash-{job.trial}")
+    try:
+        with open(marker, encoding="utf-8") as handle:
+            left = int(handle.read().strip() or 1)
+    except (OSError, ValueError):
+        return
+    if left > 1:
+        with open(marker, "w", encoding="utf-8") as handle:
+            handle.write(str(left - 1))
+    else:
+        os.remove(marker)
+    os._exit(70)
 
 
 def _run(job: Job, outcome: dict[str, Any]) -> None:
@@ -247,23 +258,49 @@ def make_executor(kind: str, workers: int, address: str | None = None, device: s
         return LocalExecutor(workers)
     if kind != "ray":
         raise EffdslError(Diagnostic("E607", f"--executor '{kind}' is not one of {', '.join(EXECUTORS)}"))
-    require_ray()
     if address is not None and address.startswith("ray://"):
         raise EffdslError(Diagnostic(
             "E620", f"--address '{address}' is a Ray Client address; the search runs its trials as a driver "
                     "on a node of the cluster", None,
             "run effdsl on a node of the cluster with --address auto, or the head's host:port (6379 by default)"))
+    if address is not None:
+        _check_reachable(address)
+    require_ray()
     from effdsl.search.cluster import RayExecutor
 
     return RayExecutor(workers, address, device)
 
 
+def _check_reachable(address: str) -> None:
+    """E620 at once when nothing listens at a host:port (Ray itself would wait for it, for ever)."""
+    if address == "auto":  # Ray looks for a cluster started on this machine, and says at once if there is none
+        return
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        host, port = address, "6379"  # Ray's default port of the head
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+    except (OSError, ValueError) as err:
+        reason = getattr(err, "strerror", None) or str(err) or type(err).__name__
+        raise EffdslError(Diagnostic(
+            "E620", f"cannot reach the Ray head at '{address}' ({host}, port {port}): {reason}", None,
+            "start one with 'ray start --head' and pass the address it prints, or --address auto on one of "
+            "its nodes; see docs/distributed.md")) from None
+
+
 def require_ray() -> None:
     """E620 unless Ray and Ray Tune import (Tune needs more than Ray: ``ray[tune]``)."""
+    missing = None
     try:
-        import ray.tune  # noqa: F401
-    except ImportError as err:
-        missing = "Ray is not installed" if err.name == "ray" else f"Ray Tune cannot be imported ({err})"
+        import ray  # noqa: F401
+    except ImportError:
+        missing = "Ray is not installed"
+    else:
+        try:
+            import ray.tune  # noqa: F401
+        except ImportError as err:
+            missing = f"Ray Tune cannot be imported ({err})"
+    if missing is not None:
         raise EffdslError(Diagnostic(
             "E620", f"--executor ray needs Ray with Ray Tune; {missing}", None,
-            'pip install "effdsl[ray]" (Ray with Ray Tune), or use --executor local')) from None
+            'pip install "effdsl[ray]" (Ray with Ray Tune), or use --executor local'))

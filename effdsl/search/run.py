@@ -147,15 +147,18 @@ def run_search(options: SearchOptions, events: Events | None = None) -> SearchRe
     resolution = options.resolution or space.net.resolution
     inputs = dict(in_ch=shape.in_ch, resolution=resolution, classes=shape.classes)
     space.check_inputs(**inputs)
-    recorded = records.prepare(options.out, options.identity(space, resolution), options.resume)
-    result = SearchResult(options.out, [], None, options.target, resumed=len(recorded), space=space.name,
-                          options=options)
-    events.start(options.trials, min(len(recorded), options.trials))
+    result: SearchResult | None = None
     try:
-        _loop(options, space, CostModel(space, **inputs), inputs, recorded, result, events, executor)
+        with executor:  # Ray starts (or is reached) before anything is written
+            recorded = records.prepare(options.out, options.identity(space, resolution), options.resume)
+            result = SearchResult(options.out, [], None, options.target, resumed=len(recorded), space=space.name,
+                                  options=options)
+            events.start(options.trials, min(len(recorded), options.trials))
+            _loop(options, space, CostModel(space, **inputs), inputs, recorded, result, events, executor)
     except KeyboardInterrupt:
-        result.seconds = time.perf_counter() - started
-        result.files = _finish(result)
+        if result is not None:
+            result.seconds = time.perf_counter() - started
+            result.files = _finish(result)
         raise
     result.seconds = time.perf_counter() - started
     result.files = _finish(result)
@@ -169,31 +172,30 @@ def _loop(options: SearchOptions, space: Space, model: CostModel, inputs: dict[s
     rng = random.Random(options.seed)
     history: list[Finished] = []
     keys: set[str] = set()
-    with executor:
-        while len(history) < options.trials and not result.exhausted:
-            size = min(options.workers, options.trials - len(history))
-            proposals = _propose(space, model, strategy, rng, history, keys, size, options.target, result)
-            first = len(history)
-            texts = [space.text(picks, f"{space.name}_t{first + i}", _comment(space, first + i, options), **inputs)
-                     for i, (picks, _, _) in enumerate(proposals)]
-            jobs = {first + i: _job(options, first + i, text, inputs["resolution"])
-                    for i, text in enumerate(texts) if first + i >= len(recorded)}
-            futures = dict(zip(jobs, executor.run(list(jobs.values())), strict=True))
-            for i, ((picks, key, cost), text) in enumerate(zip(proposals, texts, strict=True)):
-                index = first + i
-                if index < len(recorded):
-                    record = _replayed(recorded[index], key, options)
-                else:
-                    outcome = executor.outcome(futures[index], jobs[index])
-                    record = _record(index, picks, key, cost, text, space, options, outcome)
-                    records.append_trial(options.out, record)
-                history.append(Finished(picks, record["reward"], record))
-                result.trials.append(record)
-                better = result.best is None or (record["reward"] or -math.inf) > result.best["reward"]
-                if record["reward"] is not None and better:
-                    result.best = record
-                    (options.out / records.BEST).write_text(record["spec"], encoding="utf-8")
-                events.trial(record, result.best, index < len(recorded))
+    while len(history) < options.trials and not result.exhausted:
+        size = min(options.workers, options.trials - len(history))
+        proposals = _propose(space, model, strategy, rng, history, keys, size, options.target, result)
+        first = len(history)
+        texts = [space.text(picks, f"{space.name}_t{first + i}", _comment(space, first + i, options), **inputs)
+                 for i, (picks, _, _) in enumerate(proposals)]
+        jobs = {first + i: _job(options, first + i, text, inputs["resolution"])
+                for i, text in enumerate(texts) if first + i >= len(recorded)}
+        futures = dict(zip(jobs, executor.run(list(jobs.values())), strict=True))
+        for i, ((picks, key, cost), text) in enumerate(zip(proposals, texts, strict=True)):
+            index = first + i
+            if index < len(recorded):
+                record = _replayed(recorded[index], key, options)
+            else:
+                outcome = executor.outcome(futures[index], jobs[index])
+                record = _record(index, picks, key, cost, text, space, options, outcome)
+                records.append_trial(options.out, record)
+            history.append(Finished(picks, record["reward"], record))
+            result.trials.append(record)
+            better = result.best is None or (record["reward"] or -math.inf) > result.best["reward"]
+            if record["reward"] is not None and better:
+                result.best = record
+                (options.out / records.BEST).write_text(record["spec"], encoding="utf-8")
+            events.trial(record, result.best, index < len(recorded))
 
 
 def _replayed(record: dict[str, Any], key: str, options: SearchOptions) -> dict[str, Any]:
@@ -228,8 +230,9 @@ def _check_options(options: SearchOptions) -> None:
         problems.append(f"--epochs must be at least 1, got {options.epochs}")
     if options.resolution is not None and options.resolution < 1:
         problems.append(f"--resolution must be at least 1, got {options.resolution}")
-    # Ray's trials may run elsewhere: the Ray executor asks the cluster for GPUs instead.
-    if options.device == "cuda" and options.executor == "local" and not cuda_available():  # asked for explicitly: fail now, not in every trial
+    # Asked for explicitly: fail now, not in every trial. Ray's trials may run elsewhere: the
+    # Ray executor asks its cluster for GPUs instead.
+    if options.device == "cuda" and options.executor == "local" and not cuda_available():
         problems.append("--device cuda, but torch sees no CUDA device (--device auto uses one when there is)")
     if problems:
         raise EffdslError([Diagnostic("E607", p) for p in problems])
