@@ -164,6 +164,7 @@ def test_a_trial_whose_ray_worker_always_dies_is_crashed(ray_session: None, cras
     assert "1 crashed" in result.stderr
 
 
+@pytest.mark.slow
 def test_a_trial_whose_local_worker_dies_is_rerun_and_recorded(crash_dir: Path, space: Path, two_cores: None,
                                                                 tmp_path: Path) -> None:
     (crash_dir / "crash-1").write_text("1", encoding="utf-8")
@@ -193,15 +194,17 @@ def test_resume_across_executors(ray_session: None, space: Path, two_cores: None
     assert _untimed(out) == _untimed(whole)
 
 
-def test_search_json_of_an_earlier_version_still_resumes(space: Path, tmp_path: Path) -> None:
-    """search.json used to hold the executor; --resume ignores it now."""
-    out = tmp_path / "old"
-    _ok(_search(space, out, "--proxy", "zero-cost", "--trials", "1"))
-    settings = json.loads((out / records.SETTINGS).read_text(encoding="utf-8"))
-    assert "executor" not in settings
-    (out / records.SETTINGS).write_text(json.dumps({**settings, "executor": "local"}), encoding="utf-8")
-    _ok(_search(space, out, "--proxy", "zero-cost", "--trials", "2", "--resume"))
-    assert len(_lines(out)) == 2
+def test_search_json_of_an_earlier_version_still_resumes(tmp_path: Path) -> None:
+    """search.json used to hold the executor, which no longer decides the trials: --resume ignores it."""
+    identity = {"space": "small_space", "seed": 0, "workers": 2}
+    assert records.prepare(tmp_path / "s", identity, resume=False) == []
+    records.append_trial(tmp_path / "s", {"trial": 0, "status": "ok"})
+    records.write_json(tmp_path / "s" / records.SETTINGS, {**identity, "executor": "local"})
+    assert records.prepare(tmp_path / "s", identity, resume=True) == [{"trial": 0, "status": "ok"}]
+    records.write_json(tmp_path / "s" / records.SETTINGS, {**identity, "executor": "local", "seed": 1})
+    with pytest.raises(EffdslError) as info:
+        records.prepare(tmp_path / "s", identity, resume=True)
+    assert "seed: 1 then, 0 now" in str(info.value) and "executor" not in str(info.value).split("help")[0]
 
 
 # ---------------------------------------------------------------------------- Ctrl-C
