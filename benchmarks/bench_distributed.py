@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import statistics
 import sys
 import tempfile
@@ -27,11 +28,12 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from common import cpu_name  # noqa: E402
-from test_search import SMALL_SPACE  # noqa: E402
 
 from effdsl.search.executor import available_cores  # noqa: E402
 from effdsl.search.reward import make_target  # noqa: E402
 from effdsl.search.run import SearchOptions, run_search  # noqa: E402
+
+from test_search import SMALL_SPACE  # noqa: E402
 
 
 def ray_start_up(repeats: int) -> tuple[float, float]:
@@ -68,7 +70,8 @@ def main() -> None:
     args = parser.parse_args()
     import ray
 
-    print(f"machine: {cpu_name()}, {available_cores()} cores; Ray {ray.__version__}")
+    print(f"machine: {cpu_name()}, {available_cores()} cores; Ray {ray.__version__}; "
+          f"load average {os.getloadavg()[0]:.1f} at the start")
     start, stop = ray_start_up(args.repeats + 1)
     print(f"| Ray start-up (ray.init, local, {available_cores()} CPUs) | {start:.1f} s |")
     print(f"| Ray shutdown | {stop:.1f} s |")
@@ -88,7 +91,7 @@ def main() -> None:
         shown = ", ".join(f"{v:.1f}" for v in values)
         print(f"| {args.trials} zero-cost trials, --workers {args.workers}, --executor {executor} | "
               f"{statistics.median(values):.1f} s (runs: {shown}) |")
-    print(f"records equal but for the times: {same}")
+    print(f"records equal but for the times: {same}; load average {os.getloadavg()[0]:.1f} at the end")
 
 
 if __name__ == "__main__":

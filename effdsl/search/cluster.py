@@ -42,8 +42,8 @@ from ray.tune.experiment import Trial
 from ray.tune.search import Searcher
 
 from effdsl.diagnostics import Diagnostic, EffdslError, InternalError
-from effdsl.search.executor import Job, available_cores, run_job, split_cores
 from effdsl.search.proxy import TrainConfig
+from effdsl.search.trial import Job, available_cores, run_job, split_cores
 
 MAX_RETRIES = 2  # restarts of a trial whose worker died: three attempts in all
 _OUTCOME = "effdsl_outcome"  # the one metric a trial reports: its outcome, as JSON (exact floats)
