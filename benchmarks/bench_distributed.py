@@ -5,10 +5,12 @@
 
 1. Ray's start-up: ``ray.init`` of a local Ray sized to the machine (no dashboard), and
    its shutdown, as ``--executor ray`` does them;
-2. a search's wall time (the search's own ``seconds``): ``--trials`` zero-cost trials
-   of a small space at 16 px (random strategy, ``--workers``), on the local executor
-   and on Ray, run in turn ``--repeats`` times; and the records of the two compared
-   (they must be equal but for the times).
+2. a search's wall time: ``--trials`` zero-cost trials of a small space at 16 px
+   (random strategy, ``--workers``), on the local executor and on Ray, run in turn
+   ``--repeats`` times; and the records of the two compared (they must be equal but for
+   the times);
+3. where the time goes: starting each executor, its first round of ``--workers`` trials
+   (the workers import torch), and each later round.
 """
 
 from __future__ import annotations
@@ -62,6 +64,26 @@ def search_seconds(executor: str, space: Path, out: Path, trials: int, workers: 
     return time.perf_counter() - began, [{k: v for k, v in t.items() if k != "seconds"} for t in result.trials]
 
 
+def round_seconds(executor: str, trials: list[dict], workers: int) -> tuple[float, float, float]:
+    """Seconds to start the executor, for its first round of ``workers`` trials, and (median) for each
+    later round, with the executor's interface directly (the trials of a search, again)."""
+    from effdsl.search.executor import Job, make_executor
+
+    jobs = [Job(trial=t["trial"], text=t["spec"], seed=t["seed"], proxy="zero-cost", data="digits", resolution=16)
+            for t in trials]
+    began = time.perf_counter()
+    times = []
+    with make_executor(executor, workers) as running:
+        started = time.perf_counter() - began
+        for first in range(0, len(jobs) - workers + 1, workers):
+            began = time.perf_counter()
+            batch = jobs[first:first + workers]
+            for future, job in zip(running.run(batch), batch, strict=True):
+                running.outcome(future, job)
+            times.append(time.perf_counter() - began)
+    return started, times[0], statistics.median(times[1:])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--trials", type=int, default=8)
@@ -91,6 +113,10 @@ def main() -> None:
         shown = ", ".join(f"{v:.1f}" for v in values)
         print(f"| {args.trials} zero-cost trials, --workers {args.workers}, --executor {executor} | "
               f"{statistics.median(values):.1f} s (runs: {shown}) |")
+    for executor in ("local", "ray"):
+        started, first, later = round_seconds(executor, found["local"], args.workers)
+        print(f"| --executor {executor}: start {started:.1f} s, first round of {args.workers} trials {first:.2f} s, "
+              f"each later round {later:.2f} s |")
     print(f"records equal but for the times: {same}; load average {os.getloadavg()[0]:.1f} at the end")
 
 
