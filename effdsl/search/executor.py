@@ -110,7 +110,15 @@ class LocalExecutor:
 
 
 class Executor(Protocol):
-    """What a search (or a grid) needs of an executor."""
+    """What a search (or a grid) needs of an executor.
+
+    Used in a ``with`` block (entering it starts the workers, or Ray; leaving it on an
+    exception stops the jobs in flight). ``run`` starts jobs and returns their futures at
+    once; ``outcome`` waits for one job's outcome (a dict with ``status``, ``accuracy``,
+    ``score``, ``latency_ms``, ``seconds``, ``retries`` and ``error``). The jobs given to
+    one executor have distinct ``trial`` numbers: the Ray executor matches outcomes to
+    jobs by them.
+    """
 
     workers: int
 
