@@ -40,6 +40,7 @@ page's commands can name it. A page may also name the built-in spec ``efficientn
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import shlex
 from dataclasses import dataclass
@@ -54,6 +55,8 @@ from effdsl.diagnostics import Collector, EffdslError
 from effdsl.language.blockdefs import read_block_defs
 from effdsl.language.includes import include_blocks
 from effdsl.language.parser import parse_file
+
+from conftest import require
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 PAGES = sorted(DOCS.glob("*.md"))
@@ -182,12 +185,16 @@ def test_blocks_are_classified(page: Path):
             assert block.expected_codes(), f"{block.where}: an eff-error block starts with '# expect: E...'"
 
 
-SLOW_PAGES = {"exports.md", "sweep.md"}  # ONNX and torch.export runs; sweeps with plots
+SLOW_PAGES = {"exports.md", "sweep.md", "distributed.md"}  # ONNX and torch.export; sweeps with plots; Ray
+NEEDS = {"distributed.md": ("ray", "Ray is not installed (pip install 'effdsl[ray]')")}
 
 
 @pytest.mark.parametrize("page", [pytest.param(p, marks=pytest.mark.slow) if p.name in SLOW_PAGES else p
                                   for p in PAGES], ids=lambda p: p.name)
 def test_page_examples(page: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, example_ops: None):
+    if page.name in NEEDS:
+        package, reason = NEEDS[page.name]
+        require(importlib.util.find_spec(package) is not None, reason)
     blocks = blocks_of(page)
     for block in blocks:
         name = block.file_name()

@@ -100,6 +100,7 @@ class Reward(StrEnum):
 
 class Executor(StrEnum):
     local = "local"
+    ray = "ray"
 
 
 class Device(StrEnum):
@@ -141,7 +142,12 @@ def search_cmd(
         "--resolution", help="Input resolution of the candidates (default: the space's).")] = None,
     workers: Annotated[int, typer.Option(
         "--workers", help="Trials run in parallel (processes; the cores are split).")] = 1,
-    executor: Annotated[Executor, typer.Option("--executor", help="Where trials run.")] = Executor.local,
+    executor: Annotated[Executor, typer.Option(
+        "--executor", help="Where trials run: local processes, or Ray Tune trials (pip install 'effdsl[ray]').")
+    ] = Executor.local,
+    address: Annotated[str | None, typer.Option(
+        "--address", help="With --executor ray: the Ray cluster (host:port of its head, or auto); default: a "
+                          "Ray started on this machine for the search.")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the proposals and of every trial's training.")] = 0,
     resume: Annotated[bool, typer.Option(
         "--resume", help="Continue the search in --out without redoing its trials.")] = False,
@@ -158,7 +164,7 @@ def search_cmd(
             options = SearchOptions(
                 space=spec, target=goal, out=out, strategy=strategy.value, population=population,
                 tournament=tournament, trials=trials, proxy=proxy.value, zero_cost=zero_cost.value, epochs=epochs,
-                data=data, resolution=resolution, workers=workers, executor=executor.value, seed=seed,
+                data=data, resolution=resolution, workers=workers, executor=executor.value, address=address, seed=seed,
                 resume=resume, device=device.value)
             with _search_progress() as events:
                 result = run_search(options, events)

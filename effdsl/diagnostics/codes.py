@@ -120,6 +120,7 @@ CODES: dict[str, Code] = _codes(
     ("E607", "search option out of range"),
     ("E608", "no such data"),
     ("E609", "output folder cannot hold the search"),
+    ("E620", "trials cannot run on Ray"),
     # warnings
     ("W301", "feature map smaller than the kernel"),
     ("W302", "squeeze-excite below one channel"),

@@ -23,8 +23,10 @@ REPORT_MD = "report.md"
 REPORT_HTML = "report.html"
 
 # The fields every trial line has (docs/search.md lists them).
-FIELDS = ("trial", "status", "params", "macs", "latency_ms", "accuracy", "score", "reward", "seconds", "seed",
-          "key", "choices", "spec", "error")
+FIELDS = ("trial", "status", "params", "macs", "latency_ms", "accuracy", "score", "reward", "seconds", "retries",
+          "seed", "key", "choices", "spec", "error")
+# Written in search.json by earlier versions, and no longer deciding the trials: ignored by --resume.
+NOT_DECIDING = ("executor",)
 
 
 def read_trials(folder: Path) -> list[dict[str, Any]]:
@@ -83,12 +85,17 @@ def prepare(folder: Path, identity: dict[str, Any], resume: bool) -> list[dict[s
         before = json.loads(settings.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise EffdslError(Diagnostic("E609", f"cannot read '{settings}': {exc}")) from None
+    if not isinstance(before, dict):
+        raise EffdslError(Diagnostic("E609", f"cannot read '{settings}': not a JSON object"))
+    for key in NOT_DECIDING:
+        before.pop(key, None)
     changed = [k for k in sorted(set(before) | set(identity)) if before.get(k) != identity.get(k)]
     if changed:
         shown = "; ".join(f"{k}: {_short(before.get(k))} then, {_short(identity.get(k))} now" for k in changed[:4])
         raise EffdslError(Diagnostic(
             "E609", f"--resume needs the options of the search in '{folder}': {shown}", None,
-            "only --trials (and --out, --resume) may differ; start a new search in another folder"))
+            "only --trials, --executor and --address (and --out, --resume) may differ; start a new search "
+            "in another folder"))
     return done
 
 

@@ -99,10 +99,15 @@ def summary_lines(result: SearchResult) -> list[str]:
             strategy += f" (population {options.population}, tournament {options.tournament})"
         proxy = (f"train ({options.epochs} epoch{'s' if options.epochs != 1 else ''})" if options.proxy == "train"
                  else f"zero-cost ({options.zero_cost})")
+        where = "" if options.executor == "local" else f" on {options.executor}"
         lines.append(f"strategy {strategy}; proxy {proxy}; data {options.data}; seed {options.seed}; "
-                     f"workers {options.workers}")
+                     f"workers {options.workers}{where}")
     lines.append(f"trials: {len(trials)} ({ok} ok{failures}); screened {result.screened:,} proposals: "
                  f"{result.rejected:,} over the limit, {result.duplicates:,} already tried")
+    rerun = [t["trial"] for t in trials if t.get("retries")]  # records of earlier versions have no retries
+    if rerun:
+        shown = ", ".join(str(i) for i in rerun[:8]) + (", ..." if len(rerun) > 8 else "")
+        lines.append(f"rerun after their worker died: trial{'s' if len(rerun) > 1 else ''} {shown}")
     if result.exhausted:
         lines.append(f"the space has no new member within the limit (after {MAX_ATTEMPTS:,} proposals in a row)")
     return lines

@@ -20,8 +20,6 @@ import math
 import random
 import time
 from collections.abc import Callable
-from concurrent.futures import Future
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -31,7 +29,7 @@ from effdsl.diagnostics import Diagnostic, EffdslError, InternalError
 from effdsl.search import records
 from effdsl.search.cost import Cost, CostModel
 from effdsl.search.data import shape_of
-from effdsl.search.executor import Job, LocalExecutor, Proxy
+from effdsl.search.executor import Executor, Job, Proxy, make_executor
 from effdsl.search.proxy import TrainConfig, ZeroCost, cuda_available
 from effdsl.search.reward import Target, over_limit, reward
 from effdsl.search.space import Picks, Space, require_choices
@@ -56,6 +54,7 @@ class SearchOptions:
     resolution: int | None = None
     workers: int = 1
     executor: str = "local"
+    address: str | None = None  # the Ray cluster of --executor ray (None: a local Ray)
     seed: int = 0
     resume: bool = False
     device: str = "auto"
@@ -66,7 +65,8 @@ class SearchOptions:
         return replace(self.train, epochs=self.epochs)
 
     def identity(self, space: Space, resolution: int) -> dict[str, Any]:
-        """The options that decide the trials (search.json); --trials is not one of them."""
+        """The options that decide the trials (search.json); --trials is not one of them, nor
+        --executor and --address: a search started on one executor resumes on another."""
         found = {
             "space": space.name,
             "space_sha256": hashlib.sha256(space.source.text.encode("utf-8")).hexdigest(),
@@ -76,7 +76,6 @@ class SearchOptions:
             "data": self.data,
             "resolution": resolution,
             "workers": self.workers,
-            "executor": self.executor,
             "seed": self.seed,
             "device": self.device,
         }
@@ -143,19 +142,23 @@ def run_search(options: SearchOptions, events: Events | None = None) -> SearchRe
     space = Space.load(options.space)
     require_choices(space)
     _check_options(options)
+    executor = make_executor(options.executor, options.workers, options.address, options.device)
     shape = shape_of(options.data)
     resolution = options.resolution or space.net.resolution
     inputs = dict(in_ch=shape.in_ch, resolution=resolution, classes=shape.classes)
     space.check_inputs(**inputs)
-    recorded = records.prepare(options.out, options.identity(space, resolution), options.resume)
-    result = SearchResult(options.out, [], None, options.target, resumed=len(recorded), space=space.name,
-                          options=options)
-    events.start(options.trials, min(len(recorded), options.trials))
+    result: SearchResult | None = None
     try:
-        _loop(options, space, CostModel(space, **inputs), inputs, recorded, result, events)
+        with executor:  # Ray starts (or is reached) before anything is written
+            recorded = records.prepare(options.out, options.identity(space, resolution), options.resume)
+            result = SearchResult(options.out, [], None, options.target, resumed=len(recorded), space=space.name,
+                                  options=options)
+            events.start(options.trials, min(len(recorded), options.trials))
+            _loop(options, space, CostModel(space, **inputs), inputs, recorded, result, events, executor)
     except KeyboardInterrupt:
-        result.seconds = time.perf_counter() - started
-        result.files = _finish(result)
+        if result is not None:
+            result.seconds = time.perf_counter() - started
+            result.files = _finish(result)
         raise
     result.seconds = time.perf_counter() - started
     result.files = _finish(result)
@@ -163,38 +166,36 @@ def run_search(options: SearchOptions, events: Events | None = None) -> SearchRe
 
 
 def _loop(options: SearchOptions, space: Space, model: CostModel, inputs: dict[str, int],
-          recorded: list[dict[str, Any]],
-          result: SearchResult, events: Events) -> None:
+          recorded: list[dict[str, Any]], result: SearchResult, events: Events, executor: Executor) -> None:
     """Rounds of proposals until ``options.trials`` trials are recorded (or the space runs out)."""
     strategy = make_strategy(options.strategy, options.population, options.tournament)
     rng = random.Random(options.seed)
     history: list[Finished] = []
     keys: set[str] = set()
-    with LocalExecutor(options.workers) as executor:
-        while len(history) < options.trials and not result.exhausted:
-            size = min(options.workers, options.trials - len(history))
-            proposals = _propose(space, model, strategy, rng, history, keys, size, options.target, result)
-            first = len(history)
-            texts = [space.text(picks, f"{space.name}_t{first + i}", _comment(space, first + i, options), **inputs)
-                     for i, (picks, _, _) in enumerate(proposals)]
-            jobs = {first + i: _job(options, first + i, text, inputs["resolution"])
-                    for i, text in enumerate(texts) if first + i >= len(recorded)}
-            futures = dict(zip(jobs, executor.run(list(jobs.values())), strict=True))
-            for i, ((picks, key, cost), text) in enumerate(zip(proposals, texts, strict=True)):
-                index = first + i
-                if index < len(recorded):
-                    record = _replayed(recorded[index], key, options)
-                else:
-                    outcome = _outcome(executor, futures[index], jobs[index])
-                    record = _record(index, picks, key, cost, text, space, options, outcome)
-                    records.append_trial(options.out, record)
-                history.append(Finished(picks, record["reward"], record))
-                result.trials.append(record)
-                better = result.best is None or (record["reward"] or -math.inf) > result.best["reward"]
-                if record["reward"] is not None and better:
-                    result.best = record
-                    (options.out / records.BEST).write_text(record["spec"], encoding="utf-8")
-                events.trial(record, result.best, index < len(recorded))
+    while len(history) < options.trials and not result.exhausted:
+        size = min(options.workers, options.trials - len(history))
+        proposals = _propose(space, model, strategy, rng, history, keys, size, options.target, result)
+        first = len(history)
+        texts = [space.text(picks, f"{space.name}_t{first + i}", _comment(space, first + i, options), **inputs)
+                 for i, (picks, _, _) in enumerate(proposals)]
+        jobs = {first + i: _job(options, first + i, text, inputs["resolution"])
+                for i, text in enumerate(texts) if first + i >= len(recorded)}
+        futures = dict(zip(jobs, executor.run(list(jobs.values())), strict=True))
+        for i, ((picks, key, cost), text) in enumerate(zip(proposals, texts, strict=True)):
+            index = first + i
+            if index < len(recorded):
+                record = _replayed(recorded[index], key, options)
+            else:
+                outcome = executor.outcome(futures[index], jobs[index])
+                record = _record(index, picks, key, cost, text, space, options, outcome)
+                records.append_trial(options.out, record)
+            history.append(Finished(picks, record["reward"], record))
+            result.trials.append(record)
+            better = result.best is None or (record["reward"] or -math.inf) > result.best["reward"]
+            if record["reward"] is not None and better:
+                result.best = record
+                (options.out / records.BEST).write_text(record["spec"], encoding="utf-8")
+            events.trial(record, result.best, index < len(recorded))
 
 
 def _replayed(record: dict[str, Any], key: str, options: SearchOptions) -> dict[str, Any]:
@@ -229,9 +230,9 @@ def _check_options(options: SearchOptions) -> None:
         problems.append(f"--epochs must be at least 1, got {options.epochs}")
     if options.resolution is not None and options.resolution < 1:
         problems.append(f"--resolution must be at least 1, got {options.resolution}")
-    if options.executor != "local":
-        problems.append(f"--executor '{options.executor}' is not available; 'local' is")
-    if options.device == "cuda" and not cuda_available():  # asked for explicitly: fail now, not in every trial
+    # Asked for explicitly: fail now, not in every trial. Ray's trials may run elsewhere: the
+    # Ray executor asks its cluster for GPUs instead.
+    if options.device == "cuda" and options.executor == "local" and not cuda_available():
         problems.append("--device cuda, but torch sees no CUDA device (--device auto uses one when there is)")
     if problems:
         raise EffdslError([Diagnostic("E607", p) for p in problems])
@@ -278,14 +279,6 @@ def _job(options: SearchOptions, index: int, text: str, resolution: int) -> Job:
                latency_limit=target.value * target.limit if target.kind == "latency" else None)
 
 
-def _outcome(executor: LocalExecutor, future: Future[dict[str, Any]], job: Job) -> dict[str, Any]:
-    """The outcome of a job; if its worker died, the job alone in a fresh worker."""
-    try:
-        return future.result()
-    except BrokenProcessPool:
-        return executor.rerun_alone(job)
-
-
 def _record(index: int, picks: Picks, key: str, cost: Cost, text: str, space: Space, options: SearchOptions,
             outcome: dict[str, Any]) -> dict[str, Any]:
     target = options.target
@@ -307,6 +300,7 @@ def _record(index: int, picks: Picks, key: str, cost: Cost, text: str, space: Sp
         "score": quality,
         "reward": value,
         "seconds": outcome["seconds"],
+        "retries": outcome.get("retries", 0),
         "seed": trial_seed(options.seed, index),
         "key": key,
         "choices": space.words(picks),
