@@ -25,8 +25,12 @@ from effdsl.ir.plan import Preprocessing
 
 _PASS = "table"  # what an InternalError names as the failing stage
 
+# A block's squeeze-excite: its width (0: none), or (width, inner act, gate) when its activation is not
+# the block's or its gate not a sigmoid (MobileNetV3's relu and hardsigmoid)
+Squeeze = int | tuple[int, str | None, str]
 # (stage, kind, repeats, kernel, stride, in_ch, out_ch, mid, squeeze, act, bn, residual)
-BlockTuple = tuple[int, str, int, int, int, int, int, int | None, int, str | None, tuple[float, float] | None, bool]
+BlockTuple = tuple[int, str, int, int, int, int, int, int | None, Squeeze, str | None, tuple[float, float] | None,
+                   bool]
 # (out_ch, kernel, stride, act, bn)
 ConvTuple = tuple[int, int, int, str | None, tuple[float, float] | None]
 
@@ -42,7 +46,7 @@ class BlockRow:
     in_ch: int
     out_ch: int
     mid: int | None
-    squeeze: int
+    squeeze: Squeeze
     act: str | None
     bn: tuple[float, float] | None  # None: folded into the convs (inference)
     residual: bool
@@ -64,6 +68,7 @@ class NetworkTable:
     drop_path: float
     head: ConvRow | None
     head_in: int                # the channels the pooling sees
+    hidden: tuple[int, str | None] | None  # a hidden linear layer after the pooling: (width, act)
     pool: str
     dropout: float
     padding: str                # 'symmetric' or 'same' (only strided convs differ)
@@ -143,14 +148,16 @@ def _block(block_ops: list[Op], same: bool) -> tuple[BlockRow, float]:
     in_ch = convs.get("expand", main).in_ch
     out_ch = convs.get("project", main).out_ch
     mid = kind.mid(convs, in_ch)
-    squeeze = 0
+    squeeze: Squeeze = 0
     if "se" in parts:
         se = parts["se"]
         if [op.kind for op in se] != ["pool", "conv", "act", "conv", "gate", "mul"]:
             raise InternalError(_PASS, f"block {first.block}: unexpected squeeze-excite {[op.kind for op in se]}")
         squeeze = se[1].out_ch
-        if _act(se[2].act) != main.act or se[0].pool != "avg" or se[4].act != "sigmoid":
-            raise InternalError(_PASS, f"block {first.block}: squeeze-excite differs from its block")
+        if se[0].pool != "avg" or se[4].act not in ("sigmoid", "hardsigmoid"):
+            raise InternalError(_PASS, f"block {first.block}: unexpected squeeze-excite pooling or gate")
+        if _act(se[2].act) != main.act or se[4].act != "sigmoid":
+            squeeze = (squeeze, _act(se[2].act), str(se[4].act))
     rate = 0.0
     residual = "residual" in parts
     if residual:
@@ -177,6 +184,7 @@ class _Parts:
     classifier: Op | None = None
     stem: list[Op] = field(default_factory=list)
     head: list[Op] = field(default_factory=list)
+    hidden: list[Op] = field(default_factory=list)
     blocks: dict[int, list[Op]] = field(default_factory=dict)
     same: bool = False  # a strided conv pads as TensorFlow's 'same'
     params: int = 0
@@ -197,6 +205,8 @@ def _parts(graph: CompiledGraph) -> _Parts:
             parts.head.append(op)
         elif op.part == "classifier":
             parts.classifier = op
+        elif op.part == "hidden":
+            parts.hidden.append(op)
         else:
             parts.blocks.setdefault(op.block, []).append(op)
     return parts
@@ -211,6 +221,16 @@ def _pool_and_dropout(head: list[Op]) -> tuple[Op, float]:
     if pool.kind != "pool" or not pool.flatten:
         raise InternalError(_PASS, "expected global pooling (and dropout) before the classifier")
     return pool, dropout
+
+
+def _hidden(ops: list[Op]) -> tuple[int, str | None] | None:
+    """The hidden linear layer (and its activation) after the pooling, as (width, act)."""
+    if not ops:
+        return None
+    kinds = [op.kind for op in ops]
+    if kinds not in (["linear"], ["linear", "act"]) or not ops[0].bias:
+        raise InternalError(_PASS, f"unexpected hidden layer {kinds}")
+    return ops[0].out_ch, _act(ops[-1].act) if len(ops) == 2 else None
 
 
 def _block_rows(blocks: dict[int, list[Op]], same: bool, drop_path: float) -> list[tuple[BlockRow, int]]:
@@ -244,6 +264,7 @@ def read_table(graph: CompiledGraph) -> NetworkTable:
         if conv is not None and conv.same != (same and conv.stride > 1):
             raise InternalError(_PASS, "stem or head padding differs from the network's")
 
+    hidden = _hidden(parts.hidden)
     rows = _block_rows(parts.blocks, same, plan.drop_path)
     stages = [row.stage for row, _ in rows]
     if stages != sorted(stages) or set(stages) != set(range(len(plan.stages))):
@@ -253,7 +274,7 @@ def read_table(graph: CompiledGraph) -> NetworkTable:
         name=plan.name, class_name=class_name(plan.name), member=plan.member, in_ch=image.out_ch,
         resolution=plan.resolution, classes=classifier.out_ch, stem=stem_conv,
         rows=tuple(rows), num_stages=len(plan.stages), drop_path=plan.drop_path,
-        head=head_conv, head_in=pool.in_ch, pool=pool.pool or "avg", dropout=dropout,
+        head=head_conv, head_in=pool.in_ch, hidden=hidden, pool=pool.pool or "avg", dropout=dropout,
         padding="same" if same else "symmetric", params=parts.params, inference=plan.inference,
         preprocessing=plan.preprocessing,
     )

@@ -61,7 +61,7 @@ _TABLE_DOC = '''
 
 # One row per run of identical blocks; a stage's first block (new width, stride) has its own
 # row. mid: the expanded width (mid == in_ch: no expansion); squeeze: the squeeze-excite width
-# (0: none); bn: batch-norm (eps, momentum), None when folded into the conv (which then has a
+# (0: none), or (width, inner act, gate) when it differs from the block's act and a sigmoid; bn: batch-norm (eps, momentum), None when folded into the conv (which then has a
 # bias); residual: add the block input (through stochastic depth).
 '''
 
@@ -69,7 +69,7 @@ _NETWORK = '''
 
 STEM = {stem}  # out_ch, kernel, stride, act, bn
 HEAD = {head}  # out_ch, kernel, stride, act, bn; None: pooling only
-POOL = {pool}
+POOL = {pool}{hidden}
 PADDING = {padding}
 PRETRAINED_CFG = {cfg}
 
@@ -80,7 +80,7 @@ class {class_name}(Network):
     def __init__(self, num_classes: int = {classes}, in_chans: int = {in_ch}, drop_rate: float = {dropout!r},
                  drop_path_rate: float = {drop_path!r}, **kwargs):
         super().__init__(BLOCKS, STEM, HEAD, POOL, num_classes, in_chans, drop_rate, drop_path_rate,
-                         padding=PADDING, pretrained_cfg=PRETRAINED_CFG, **kwargs)
+                         padding=PADDING, pretrained_cfg=PRETRAINED_CFG{hidden_arg}, **kwargs)
 '''
 
 
@@ -126,6 +126,8 @@ def python_source(graph: CompiledGraph) -> str:
     net = read_table(graph)
     rows = [row for row, _ in net.rows]
     acts = {net.stem.act} | {row.act for row in rows} | ({net.head.act} if net.head is not None else set())
+    acts |= {row.squeeze[1] for row in rows if isinstance(row.squeeze, tuple)}
+    acts |= {net.hidden[1]} if net.hidden is not None else set()
     same = net.padding == "same"
     parts = [_HEADER.format(class_name=net.class_name, name=net.name, member=net.member, in_ch=net.in_ch,
                             res=net.resolution, inference=", for inference (batch norm folded)" if net.inference
@@ -144,5 +146,7 @@ def python_source(graph: CompiledGraph) -> str:
         params_doc=f", {net.params:,} parameters", in_ch=net.in_ch, classes=net.classes, dropout=net.dropout,
         drop_path=net.drop_path, stem=_lit(net.stem_tuple()), head=_lit(net.head_tuple()), pool=_lit(net.pool),
         padding=_lit(net.padding), cfg=_dict_source(pretrained_cfg(net)),
+        hidden="" if net.hidden is None else f"\nHIDDEN = {_lit(net.hidden)}  # width, act of the linear layer after pooling",
+        hidden_arg="" if net.hidden is None else ", hidden=HIDDEN",
     ))
     return "".join(parts)

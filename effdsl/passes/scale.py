@@ -14,7 +14,7 @@ from effdsl.diagnostics import Diagnostic, EffdslError, InternalError
 from effdsl.ir.plan import Plan
 from effdsl.language.spec import MAX_BLOCKS, MAX_CHANNELS, MAX_RESOLUTION
 from effdsl.scaling.members import Scale
-from effdsl.scaling.rounding import head_from_last, round_channels, round_repeats
+from effdsl.scaling.rounding import head_from_last, round_channels, round_group_repeats
 
 
 def scale_plan(plan: Plan, scale: Scale) -> Plan:
@@ -31,19 +31,31 @@ def scale_plan(plan: Plan, scale: Scale) -> Plan:
             raise _too_large(scale, f"{_count(channels * w)} channels (from {channels:,}); at most {MAX_CHANNELS:,}")
         return round_channels(channels, w, policy.divisor, policy.min_ch, policy.guard)
 
+    def head_width(channels: int, mult: float) -> int:
+        """The head's or the hidden layer's width: the channel rule with ``mult`` (max(min, width)
+        under 'head_width scaled min')."""
+        if not channels * mult <= MAX_CHANNELS:
+            raise _too_large(scale, f"{_count(channels * mult)} channels (from {channels:,}); at most {MAX_CHANNELS:,}")
+        return round_channels(channels, mult, policy.divisor, policy.min_ch, policy.guard)
+
     stem = plan.stem if "stem" in policy.fixed_width else replace(plan.stem, out_ch=width(plan.stem.out_ch))
     stages = []
     in_ch = stem.out_ch
     for stage in plan.stages:
+        groups = stage.group_repeats
         if stage.index in policy.fixed_depth:
-            repeats = stage.repeats
+            pass
         elif stage.repeats * d <= MAX_BLOCKS:
-            repeats = round_repeats(stage.repeats, d, policy.depth_rounding)
+            groups = round_group_repeats(groups, d, policy.depth_rounding)
         else:  # also inf and nan
             raise _too_large(scale, f"{_count(stage.repeats * d)} blocks in stage {stage.index + 1}; "
                                     f"at most {MAX_BLOCKS:,} in all")
+        parts = tuple(replace(part, repeats=n, expand_from=None if part.expand_from is None else width(part.expand_from))
+                      for part, n in zip(stage.parts, groups[1:], strict=True))
         out_ch = width(stage.out_ch)
-        stages.append(replace(stage, in_ch=in_ch, out_ch=out_ch, repeats=repeats))
+        expand_from = None if stage.expand_from is None else width(stage.expand_from)
+        stages.append(replace(stage, in_ch=in_ch, out_ch=out_ch, repeats=sum(groups), parts=parts,
+                              expand_from=expand_from))
         in_ch = out_ch
     blocks = sum(stage.repeats for stage in stages)
     if blocks > MAX_BLOCKS:
@@ -54,11 +66,17 @@ def scale_plan(plan: Plan, scale: Scale) -> Plan:
         if head.out_ch > MAX_CHANNELS:
             raise _too_large(scale, f"{head.out_ch:,} head channels; at most {MAX_CHANNELS:,}")
     elif head is not None and "head" not in policy.fixed_width:
-        head = replace(head, out_ch=width(head.out_ch))
+        head_mult = w if policy.head_min_width is None else max(policy.head_min_width, w)
+        head = replace(head, out_ch=head_width(head.out_ch, head_mult))
+    hidden = plan.hidden
+    if hidden is not None and "head" not in policy.fixed_width:
+        hidden_mult = w if policy.head_min_width is None else max(policy.head_min_width, w)
+        hidden = (head_width(hidden[0], hidden_mult), hidden[1])
     preprocessing = replace(plan.preprocessing, test_resolution=scale.test_resolution,
                             crop=plan.preprocessing.crop if scale.crop is None else scale.crop)
     return replace(
-        plan, stem=stem, stages=tuple(stages), head=head, resolution=scale.resolution, preprocessing=preprocessing,
+        plan, stem=stem, stages=tuple(stages), head=head, hidden=hidden, resolution=scale.resolution,
+        preprocessing=preprocessing,
         dropout=scale.dropout, drop_path=scale.drop_path, bn=scale.bn.over(plan.bn),
         width_mult=w, depth_mult=d, phi=scale.phi, preset=scale.preset, scaled=True,
         resolution_span=scale.resolution_span,
