@@ -3,9 +3,10 @@ squeeze-excite and the residual, each with its lowering to IR operators and its 
 class (as source text).
 
 A block kind (:class:`BlockKind`) is defined once, in its own module of this package:
-how it lowers to operators, how its parts are told apart, its torch class (the source
-that the torch backend runs and the ``.py`` export writes out). Everything else (shapes, costs, pictures, reports, weight
-import, the numbers each module is built with) derives from the operators.
+how it lowers to operators, how its parts are told apart, and its torch class (the
+source that the torch backend runs and the ``.py`` export writes out). Everything else
+(shapes, costs, pictures, reports, weight import, the numbers each module is built with)
+derives from the operators.
 """
 
 from __future__ import annotations

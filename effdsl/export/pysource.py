@@ -61,7 +61,8 @@ _TABLE_DOC = '''
 
 # One row per run of identical blocks; a stage's first block (new width, stride) has its own
 # row. mid: the expanded width (mid == in_ch: no expansion); squeeze: the squeeze-excite width
-# (0: none), or (width, inner act, gate) when it differs from the block's act and a sigmoid; bn: batch-norm (eps, momentum), None when folded into the conv (which then has a
+# (0: none), or (width, inner act, gate) when its act is not the block's or its gate not a
+# sigmoid; bn: batch-norm (eps, momentum), None when folded into the conv (which then has a
 # bias); residual: add the block input (through stochastic depth).
 '''
 
@@ -115,6 +116,11 @@ def _dict_source(cfg: dict[str, Any]) -> str:
     return "{\n" + "\n".join(items) + "\n}"
 
 
+def _hidden_line(net: NetworkTable) -> str:
+    """``HIDDEN = (1280, "hardswish")``: the hidden linear layer after pooling, when there is one."""
+    return "" if net.hidden is None else f"\nHIDDEN = {_lit(net.hidden)}  # a linear layer after pooling: width, act"
+
+
 def python_source(graph: CompiledGraph) -> str:
     """A standalone, readable PyTorch file defining the network of a compiled graph.
 
@@ -146,7 +152,7 @@ def python_source(graph: CompiledGraph) -> str:
         params_doc=f", {net.params:,} parameters", in_ch=net.in_ch, classes=net.classes, dropout=net.dropout,
         drop_path=net.drop_path, stem=_lit(net.stem_tuple()), head=_lit(net.head_tuple()), pool=_lit(net.pool),
         padding=_lit(net.padding), cfg=_dict_source(pretrained_cfg(net)),
-        hidden="" if net.hidden is None else f"\nHIDDEN = {_lit(net.hidden)}  # width, act of the linear layer after pooling",
+        hidden=_hidden_line(net),
         hidden_arg="" if net.hidden is None else ", hidden=HIDDEN",
     ))
     return "".join(parts)

@@ -127,6 +127,12 @@ def _scaling(s: Scaling) -> list[_Line]:
     if s.fixed_depth:
         lines.append(_Line("fixed depth " + " ".join(str(i + 1) for i in s.fixed_depth),
                            _line_of(s, "fixed_depth"), 4))
+    return lines + _width_rules(s)
+
+
+def _width_rules(s: Scaling) -> list[_Line]:
+    """``head_width last N`` or ``head_width scaled min W``, and ``mid_width scaled``."""
+    lines = []
     if s.head_from_last is not None:
         lines.append(_Line(f"head_width last {_num(s.head_from_last)}", _line_of(s, "head_from_last"), 4))
     elif s.head_min_width is not None:
