@@ -414,7 +414,7 @@ def _sort_statements(
     last_role = "start"
     for stmt in raw.statements:
         key = stmt.keyword.text
-        if key == "linear" and stmt.items:
+        if key == "linear" and _is_hidden(stmt):
             key = "hidden"
         if key not in ("stem", "stage", "head"):  # a block line reports its own (E601)
             stmt = _without_choices(stmt, errors)
@@ -509,6 +509,13 @@ def _order_check(key: str, last: str, stmt: RawStatement, errors: Collector) -> 
         errors.error("E107", f"{_label(key)} must come before {_label(last)}", stmt.keyword.span, hint)
         return last
     return key
+
+
+def _is_hidden(stmt: RawStatement) -> bool:
+    """A ``linear`` line that gives channels or an activation is a hidden layer; a bare one (or
+    one with other words, reported there) is the classifier."""
+    return any(tok.text == "act" or (match := _FIELD.match(tok.text)) is not None and match.group(1) == "c"
+               for tok in stmt.items if not tok.is_number and not tok.is_choice)
 
 
 def _label(key: str) -> str:

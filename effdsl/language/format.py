@@ -245,8 +245,9 @@ def _part_words(part: BlockPart) -> str:
         words.append(f"of c{part.expand_from}")
     if part.kernel is not None:
         words.append(f"k{part.kernel}")
-    if part.repeats != 1 or "repeats" in part.spans:
-        words.append(f"x{part.repeats}")
+    if part.repeats != 1 or "repeats" in part.spans or not any(
+            getattr(part, name) is not None for name in ("expand", "kernel", "se", "skip", "act")):
+        words.append(f"x{part.repeats}")  # a group that changes nothing still says its blocks
     words += _se_words(part.se, part.se_shape)
     if part.skip is not None:
         words.append("skip" if part.skip else "noskip")
