@@ -239,13 +239,10 @@ def test_repeats_follow_the_depth_rounding_mode(net: Network, phi: float) -> Non
     mode = net.scaling.depth_rounding
     for i, (stage, row) in enumerate(zip(net.stages, plan(compiled).stages, strict=True)):
         groups = [stage.repeats, *(part.repeats for part in stage.parts)]  # 'then' groups scale as one stage
-        if i in net.scaling.fixed_depth:
-            expected = groups
-        else:
-            expected = oracle.round_group_repeats(groups, depth_mult, mode)
+        fixed = i in net.scaling.fixed_depth
+        expected = groups if fixed else oracle.round_group_repeats(groups, depth_mult, mode)
         assert list(row.group_repeats) == expected, f"stage {i + 1}: {groups} x {depth_mult} ({mode})"
-        assert row.repeats == (sum(groups) if i in net.scaling.fixed_depth
-                               else oracle.round_repeats(sum(groups), depth_mult, mode))
+        assert row.repeats == (sum(groups) if fixed else oracle.round_repeats(sum(groups), depth_mult, mode))
     assert compiled.summary.num_blocks == sum(row.repeats for row in plan(compiled).stages)
 
 
