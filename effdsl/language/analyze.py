@@ -122,8 +122,10 @@ def _part(then: Tok, items: tuple[Tok, ...], role: Role, block_type: BlockType |
     ok = True
     while reader.more():
         tok = reader.take()
-        if tok.is_choice:
-            errors.error("E103", "a choice in a 'then' group", tok.span,
+        nxt = reader.peek()
+        if tok.is_choice or (nxt is not None and nxt.is_choice and takes_choice(tok, nxt)):
+            where = tok.span if tok.is_choice else Span.cover(tok.span, reader.take().span)
+            errors.error("E103", "a choice in a 'then' group", where,
                          "write the choices on stages of one kind of block, or the group as a stage of its own")
             ok = False
             continue
