@@ -586,7 +586,10 @@ def _head(first: dict[str, RawStatement], raw: RawNetwork, errors: Collector) ->
     if "linear" not in first:
         errors.error("E106", "the network has no 'linear' classifier", raw.end, "end the network with 'linear'")
     elif first["linear"].items:
-        Reader(first["linear"].items, errors, first["linear"].keyword.span).rest_unexpected("'linear'")
+        for tok in first["linear"].items:  # the classifier takes no words; a hidden layer says its channels
+            errors.error("E103", f"unexpected '{tok.text}' after 'linear'", tok.span,
+                         "the classifier is 'linear' alone; a hidden layer before it is 'linear c1280 [act NAME]'"
+                         if tok.is_number else None)
     hidden = _hidden(first["hidden"], errors) if "hidden" in first else None
     if "hidden" in first:
         spans["hidden"] = first["hidden"].span
