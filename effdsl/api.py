@@ -248,7 +248,16 @@ def _space_error(net: Network) -> EffdslError:
 
 
 def _warn_if_collapsed(net: Network, phi: float, graph: CompiledGraph) -> None:
-    """W303 when rounding makes phi the same network as phi = 0 or a neighbouring integer."""
+    """W303 when rounding makes phi the same network as phi = 0 or a neighbouring integer, or
+    when the spec has no scaling coefficients, so that every phi is the baseline."""
+    policy = net.scaling
+    if phi != 0 and policy.alpha == policy.beta == policy.gamma == 1:
+        graph.warn(Diagnostic(
+            "W303", f"phi {phi:g} gives the same network as phi 0: the spec has no scaling coefficients "
+                    "(alpha = beta = gamma = 1)", policy.span_of("alpha") if policy.spans else None,
+            "give alpha, beta and gamma in a scaling block, or choose the member with --width, --depth and "
+            "--resolution (or a preset)", severity="warning"))
+        return
     base = plan_from_spec(net)
     mine = architecture(graph.plan)
     for other in sorted({0.0, float(math.floor(phi)), float(math.ceil(phi))} - {phi}):

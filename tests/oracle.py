@@ -53,6 +53,21 @@ def round_repeats(repeats: int, depth_mult: float, mode: str = "ceil") -> int:
     return max(1, round_mode(repeats * depth_mult, mode))
 
 
+def round_group_repeats(repeats: list[int], depth_mult: float, mode: str = "ceil") -> list[int]:
+    """The scaled block counts of a stage's groups (the stage line, then its 'then' groups): the
+    total scales as one stage; the last group takes its proportional share first (half to even,
+    at least one), and so on back to the first, which takes what is left (timm's
+    ``_scale_stage_depth``)."""
+    left_total, left_scaled = sum(repeats), round_repeats(sum(repeats), depth_mult, mode)
+    shares = [0] * len(repeats)
+    for i in range(len(repeats) - 1, -1, -1):
+        share = max(1, round_mode(Fraction(repeats[i] * left_scaled, left_total), "half_even"))
+        shares[i] = share
+        left_total -= repeats[i]
+        left_scaled -= share
+    return shares
+
+
 def round_resolution(resolution: int, resolution_mult: float, mode: str = "half_up", multiple: int = 1) -> int:
     """The scaled input side: ``mode(r * m / multiple) * multiple``, at least ``multiple``."""
     steps = round_mode(Fraction(resolution * resolution_mult) / multiple, mode)

@@ -26,12 +26,15 @@ from effdsl.language.spec import (
     BatchNorm,
     Block,
     BlockDef,
+    BlockPart,
     Defaults,
     Head,
+    Hidden,
     Network,
     OpLine,
     Preset,
     Scaling,
+    SqueezeExcite,
 )
 
 SPAN = Span(1, 1, 1, 2)
@@ -97,6 +100,24 @@ def _strides(draw, count: int, budget: int, p_two: st.SearchStrategy[bool]) -> l
     return out
 
 
+def se_shapes() -> st.SearchStrategy[SqueezeExcite]:
+    """How a squeeze-excite is shaped, where given (None: the default's, or the language's)."""
+    return st.builds(SqueezeExcite, of=st.sampled_from((None, "in", "mid")),
+                     divisor=st.sampled_from((None, 4, 8)), inner=activations(),
+                     gate=st.sampled_from((None, "sigmoid", "hardsigmoid")))
+
+
+@st.composite
+def parts(draw, expansions: list[float], max_repeats: int) -> BlockPart:
+    """A 'then' group of a stage: what its blocks change."""
+    return BlockPart(
+        span=SPAN, expand=draw(st.none() | st.sampled_from(expansions)),
+        kernel=draw(st.none() | st.sampled_from(KERNELS)), repeats=draw(st.integers(1, max_repeats)),
+        se=(se := draw(st.none() | st.sampled_from(SE_RATIOS))),
+        se_shape=SqueezeExcite() if se is None else draw(se_shapes()), act=draw(activations()),
+        skip=draw(st.sampled_from((None, True, False))))
+
+
 @st.composite
 def networks(draw, *, max_stages: int = 5, max_repeats: int = 4, max_units: int = 8,
              max_resolution: int = 96, max_expand: float = 6.0, presets: bool = True) -> Network:
@@ -136,6 +157,8 @@ def networks(draw, *, max_stages: int = 5, max_repeats: int = 4, max_units: int 
         resolution_multiple=resolution_multiple,
         fixed_width=fixed_width,
         fixed_depth=fixed_depth,
+        head_min_width=draw(st.sampled_from((None, None, 1.0))),
+        mid_scaled=draw(st.booleans()),
     )
 
     # A multiple of the total stride and of the resolution multiple (analyze's rule: the
@@ -147,6 +170,7 @@ def networks(draw, *, max_stages: int = 5, max_repeats: int = 4, max_units: int 
         span=SPAN,
         act=draw(st.sampled_from(tuple(ACTIVATIONS))),
         se=draw(st.sampled_from(SE_RATIOS)),
+        se_shape=draw(se_shapes()),
         bn=draw(batch_norms(full=True)),
         drop_path=draw(rates()),
         dropout=draw(rates()),
@@ -172,10 +196,13 @@ def networks(draw, *, max_stages: int = 5, max_repeats: int = 4, max_units: int 
             expand=1.0 if conv else draw(st.sampled_from(expansions)),
             out_ch=channels(False),
             repeats=draw(st.integers(1, max_repeats)),
-            se=None if conv else draw(st.none() | st.sampled_from(SE_RATIOS)),
+            se=(se := None if conv else draw(st.none() | st.sampled_from(SE_RATIOS))),
+            se_shape=SqueezeExcite() if se is None else draw(se_shapes()),  # the words follow a ratio
+            expand_from=None if conv else draw(st.none() | st.just(divisor * draw(st.integers(1, max_units)))),
             act=draw(activations()),
             skip=draw(st.sampled_from((None, True, False))),
             bn=draw(batch_norms()),
+            parts=() if conv else tuple(draw(st.lists(parts(expansions, max_repeats), max_size=2))),
         ))
 
     head_conv = None
@@ -184,8 +211,11 @@ def networks(draw, *, max_stages: int = 5, max_repeats: int = 4, max_units: int 
             span=SPAN, role="head", block="conv", kernel=draw(st.sampled_from(KERNELS)), stride=head_stride,
             out_ch=channels("head" in fixed_width), act=draw(activations()), bn=draw(batch_norms()),
         )
+    hidden = None
+    if draw(st.integers(0, 3)) == 0:
+        hidden = Hidden(span=SPAN, out_ch=channels("head" in fixed_width), act=draw(activations()))
     head = Head(span=SPAN, conv=head_conv, pool=draw(st.sampled_from(POOLS)),
-                dropout=draw(st.none() | rates()), linear=True)
+                dropout=draw(st.none() | rates()), hidden=hidden, linear=True)
 
     preset_nodes: tuple[Preset, ...] = ()
     if presets:

@@ -216,3 +216,32 @@ def test_weights_round_trip(network, tmp_path):
     with torch.no_grad():
         assert _max_diff(fresh.eval()(x), logits) == 0
         assert _max_diff(via_build.eval()(x), logits) == 0
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v3_small", "mobilenet_v3_large"])
+def test_python_source_of_mobilenet_v3(name, tmp_path):
+    # hard-sigmoid gates with ReLU inside, 'then' groups and the hidden layer after pooling
+    compiled = effdsl.compile_spec(name)
+    module = _randomize(compiled.build())
+    source = python_source(compiled.graph)
+    assert '"relu", "hardsigmoid")' in source and "HIDDEN = (" in source and "hidden=HIDDEN" in source
+    assert max(len(line) for line in source.splitlines()) <= 120  # the squeeze-excite tuples widen the table
+    net = _generated(compiled, module, tmp_path)()
+    assert list(net.state_dict()) == list(module.state_dict())
+    net.load_state_dict(module.state_dict(), strict=True)
+    x = torch.randn(2, 3, 96, 96, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        assert _max_diff(net.eval()(x), module(x)) <= 1e-6
+
+
+@pytest.mark.slow
+def test_onnx_of_mobilenet_v3(tmp_path):
+    compiled = effdsl.compile_spec("mobilenet_v3_small")
+    module = _randomize(compiled.build())
+    x = torch.randn(1, 3, 96, 96, generator=torch.Generator().manual_seed(5))
+    path = tmp_path / "v3.onnx"
+    save_onnx(module, x, path)
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (out,) = session.run(None, {"image": x.numpy()})
+    with torch.no_grad():
+        assert _max_diff(out, module(x)) <= 1e-4

@@ -155,3 +155,15 @@ def test_fmt_cli_check_and_write(tmp_path):
     broken.write_text("network x {\n", encoding="utf-8")
     result = runner.invoke(app, ["fmt", str(broken)])
     assert result.exit_code == 2 and "error[E003]" in result.stderr
+
+
+def test_stage_lines_without_trailing_options_have_no_trailing_space():
+    # only some stage lines carry 'se ...': the others end at their padded repeats column
+    text = ("network t {\n  input 3 x 32\n  classes 10\n  stem conv k3 s2 c16\n"
+            "  stage mbconv e1 k3 s1 c16 x1\n  stage mbconv e6 k3 s2 c24 x12 se 0.25 of mid gate hardsigmoid\n"
+            "  stage mbconv e6 k3 s2 c32 x3 then e4 x2\n  pool avg\n  linear c64 act relu\n  linear\n}\n")
+    formatted = format_spec(parse_spec(text))
+    assert all(line == line.rstrip() for line in formatted.splitlines())
+    assert "  stage mbconv e1 k3 s1 c16 x1\n" in formatted
+    assert "se 0.25 of mid gate hardsigmoid" in formatted and "then e4 x2" in formatted
+    assert format_spec(parse_spec(formatted)) == formatted

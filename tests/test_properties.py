@@ -205,7 +205,7 @@ def test_phi_zero_is_the_spec_itself(net: Network) -> None:
     assert p.resolution == net.resolution
     assert p.stem.out_ch == net.stem.out_ch
     assert [s.out_ch for s in p.stages] == [s.out_ch for s in net.stages]
-    assert [s.repeats for s in p.stages] == [s.repeats for s in net.stages]
+    assert [s.group_repeats for s in p.stages] == [(s.repeats, *(g.repeats for g in s.parts)) for s in net.stages]
     assert (p.head.out_ch if p.head else None) == (net.head.conv.out_ch if net.head.conv else None)
     # Compiling without any choice is the same member.
     assert compile_spec(format_spec(net)).summary == compiled.summary
@@ -238,11 +238,11 @@ def test_repeats_follow_the_depth_rounding_mode(net: Network, phi: float) -> Non
     depth_mult = net.scaling.alpha**phi
     mode = net.scaling.depth_rounding
     for i, (stage, row) in enumerate(zip(net.stages, plan(compiled).stages, strict=True)):
-        if i in net.scaling.fixed_depth:
-            expected = stage.repeats
-        else:
-            expected = oracle.round_repeats(stage.repeats, depth_mult, mode)
-        assert row.repeats == expected, f"stage {i + 1}: {stage.repeats} x {depth_mult} ({mode})"
+        groups = [stage.repeats, *(part.repeats for part in stage.parts)]  # 'then' groups scale as one stage
+        fixed = i in net.scaling.fixed_depth
+        expected = groups if fixed else oracle.round_group_repeats(groups, depth_mult, mode)
+        assert list(row.group_repeats) == expected, f"stage {i + 1}: {groups} x {depth_mult} ({mode})"
+        assert row.repeats == (sum(groups) if fixed else oracle.round_repeats(sum(groups), depth_mult, mode))
     assert compiled.summary.num_blocks == sum(row.repeats for row in plan(compiled).stages)
 
 

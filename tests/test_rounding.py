@@ -22,6 +22,7 @@ from effdsl.scaling.rounding import (
     drop_path_rate,
     expanded_channels,
     round_channels,
+    round_group_repeats,
     round_number,
     round_repeats,
     round_resolution,
@@ -261,3 +262,38 @@ def test_the_guard_compares_in_floating_point_as_torchvision_does():
     width = 1.2 ** -1
     assert make_divisible(32 * width, 8) == 24
     assert round_channels(32, width, 8) == oracle.round_channels(32, width, 8) == 24
+
+
+@given(st.lists(st.integers(1, 6), min_size=1, max_size=4), st.floats(0.1, 4.0))
+def test_group_repeats_are_timms_and_the_oracles(groups, depth):
+    # 'then' groups share their stage's scaled total as timm's _scale_stage_depth does
+    from timm.models._efficientnet_builder import _scale_stage_depth
+
+    ours = round_group_repeats(tuple(groups), depth)
+    timm_blocks = _scale_stage_depth(list(range(len(groups))), groups, depth, "ceil")
+    assert list(ours) == [timm_blocks.count(i) for i in range(len(groups))]
+    assert sum(ours) >= round_repeats(sum(groups), depth)  # more when the groups outnumber it (depth < 1)
+    assert all(n >= 1 for n in ours)
+    assert list(ours) == oracle.round_group_repeats(groups, depth) or _float_tie(groups, depth)
+
+
+def _float_tie(groups, depth):
+    """Whether a share lands within float error of a half, where timm's float product (which
+    effdsl follows) and the oracle's exact fraction may round apart."""
+    total, scaled = sum(groups), round_repeats(sum(groups), depth)
+    for count in reversed(groups):
+        share = count / total * scaled
+        if abs(share - math.floor(share) - 0.5) < 1e-9:
+            return True
+        rounded = max(1, round_number(share, "half_even"))
+        total, scaled = total - count, scaled - rounded
+    return False
+
+
+def test_se_width_of_the_expanded_channels_with_a_divisor():
+    # torchvision MobileNetV3: _make_divisible(expanded // 4, 8)
+    for mid in (16, 64, 72, 88, 96, 120, 144, 184, 200, 240, 288, 480, 576, 672, 960):
+        expected = max(8, int(mid // 4 + 4) // 8 * 8)
+        if expected < 0.9 * (mid // 4):
+            expected += 8
+        assert se_channels(mid, 0.25, 8) == expected

@@ -24,7 +24,7 @@ from effdsl.api import check_spec, format_source, parse_spec
 from effdsl.cli import app
 from effdsl.diagnostics import EffdslError
 from effdsl.language.format import format_spec
-from effdsl.language.spec import ACTIVATIONS, Block, Choice, ChoiceField, ChoiceValue, Network, Relation
+from effdsl.language.spec import ACTIVATIONS, Block, Choice, ChoiceField, ChoiceValue, Network, Relation, SqueezeExcite
 from effdsl.scaling.choices import Decision
 from effdsl.scaling.rounding import round_channels
 from effdsl.search.cost import CostModel, enumerate_costs
@@ -172,6 +172,15 @@ def spaces(draw: st.DrawFn, max_stages: int = 3) -> Network:
     """A generated network with choices added to some of its stages (always a valid space)."""
     net: Network = draw(networks(max_stages=max_stages, max_repeats=3, max_units=6, max_resolution=64,
                                  presets=False))
+    # the search cost model (effdsl/search/cost.py) restates the costs of the blocks a space
+    # chooses among, without the hidden layer, the squeeze-excite's shape, fixed expansion
+    # inputs, 'then' groups or the MobileNet width rules: spaces here keep to what it models
+    net = net.model_copy(update={
+        "head": net.head.model_copy(update={"hidden": None}),
+        "scaling": net.scaling.model_copy(update={"head_min_width": None, "mid_scaled": False}),
+        "defaults": net.defaults.model_copy(update={"se_shape": SqueezeExcite()}),
+        "stages": tuple(stage.model_copy(update={"parts": (), "expand_from": None, "se_shape": SqueezeExcite()})
+                        for stage in net.stages)})
     stages = []
     for stage in net.stages:
         choices: list[Choice] = []

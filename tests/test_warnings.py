@@ -76,3 +76,11 @@ def test_compile_format_json_keeps_stdout_for_the_output():
     assert result.exit_code == 0
     assert json.loads(result.stdout)["resolution"] == 64
     assert [d["code"] for d in json.loads(result.stderr)] == ["W301", "W301", "W301"]
+
+
+def test_phi_without_scaling_coefficients_says_so():
+    # no scaling block: alpha = beta = gamma = 1, so every phi is the baseline; rounding is not the cause
+    warnings = [d for d in effdsl.compile_spec("mobilenet_v2", phi=2).warnings if d.code == "W303"]
+    assert len(warnings) == 1
+    assert "the spec has no scaling coefficients (alpha = beta = gamma = 1)" in warnings[0].message
+    assert "rounding" not in warnings[0].message

@@ -3,10 +3,10 @@ squeeze-excite and the residual, each with its lowering to IR operators and its 
 class (as source text).
 
 A block kind (:class:`BlockKind`) is defined once, in its own module of this package:
-how it lowers to operators, how its parts are told apart, its torch class (the source
-that the torch backend runs and the ``.py`` export writes out), and the names its parts
-have in timm's checkpoints. Everything else (shapes, costs, pictures, reports, weight
-import, the numbers each module is built with) derives from the operators.
+how it lowers to operators, how its parts are told apart, and its torch class (the
+source that the torch backend runs and the ``.py`` export writes out). Everything else
+(shapes, costs, pictures, reports, weight import, the numbers each module is built with)
+derives from the operators.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 from effdsl.diagnostics import Diagnostic
 from effdsl.ir.graph import Op, OpGraph, OpKind
-from effdsl.ir.plan import StagePlan
+from effdsl.ir.plan import Plan, StagePlan
 from effdsl.language.spec import BatchNorm
-from effdsl.scaling.rounding import se_channels
+from effdsl.scaling.rounding import expanded_channels, round_channels, se_channels
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,9 +45,24 @@ class BlockArgs:
     stride: int
     drop_path: float   # this block's stochastic-depth rate
     divisor: int       # the channel divisor of the network
+    mid: int           # the expanded width (in_ch: no expansion)
 
     def where(self, part: str) -> Where:
         return Where(self.stage.index, self.index, part, self.stage.span)
+
+
+def mid_width(plan: Plan, stage: StagePlan, first: bool) -> int:
+    """The expanded width of a block: ``e`` x its input (or x the fixed ``expand_from`` width),
+    rounded with the channel rule; with ``mid_width scaled``, the baseline's expanded width
+    scaled by the member's width (torchvision MobileNetV3's ``adjust_channels``)."""
+    in_ch = stage.in_ch if first else stage.out_ch
+    if stage.expand_from is not None:
+        return expanded_channels(stage.expand_from, stage.expand, plan.divisor)
+    if not plan.policy.mid_scaled or stage.expand == 1:
+        return expanded_channels(in_ch, stage.expand, plan.divisor)
+    base = expanded_channels(stage.base_in if first else stage.base_out, stage.expand, plan.divisor)
+    policy = plan.policy
+    return round_channels(base, plan.width_mult, policy.divisor, policy.min_ch, policy.guard)
 
 
 class Builder:
@@ -77,20 +92,22 @@ class Builder:
         return x
 
     def squeeze_excite(self, x: str, args: BlockArgs, width: int) -> str:
-        """Global pool, 1x1 reduce (to ``se x`` the block input), act, 1x1 expand, sigmoid, scale."""
-        stage, in_ch = args.stage, args.in_ch
-        squeezed = se_channels(in_ch, stage.se)
-        if in_ch * stage.se < 1:
+        """Global pool, 1x1 reduce (to ``se x`` the block input, or x ``width``, the channels it
+        scales, with ``of mid``), the inner act, 1x1 expand, the gate, scale."""
+        stage = args.stage
+        base = width if stage.se_of == "mid" else args.in_ch
+        squeezed = se_channels(base, stage.se, stage.se_divisor)
+        if stage.se_divisor is None and base * stage.se < 1:
             self.graph.warn(Diagnostic(
-                "W302", f"the squeeze-excite width rounds up to 1 channel ({in_ch} x {stage.se:g} = "
-                        f"{in_ch * stage.se:g})", stage.span_of("se"),
+                "W302", f"the squeeze-excite width rounds up to 1 channel ({base} x {stage.se:g} = "
+                        f"{base * stage.se:g})", stage.span_of("se"),
                 "a larger se ratio, or se0 to drop squeeze-excite from this stage", severity="warning"))
         p, where = f"{args.prefix}.se", args.where("se")
         s = self.op("pool", f"{p}.pool", (x,), where, in_ch=width, out_ch=width, pool="avg")
         s = self.op("conv", f"{p}.reduce", (s,), where, in_ch=width, out_ch=squeezed, bias=True)
-        s = self.op("act", f"{p}.act", (s,), where, in_ch=squeezed, out_ch=squeezed, act=stage.act)
+        s = self.op("act", f"{p}.act", (s,), where, in_ch=squeezed, out_ch=squeezed, act=stage.se_inner or stage.act)
         s = self.op("conv", f"{p}.expand", (s,), where, in_ch=squeezed, out_ch=width, bias=True)
-        s = self.op("gate", f"{p}.gate", (s,), where, in_ch=width, out_ch=width, act="sigmoid")
+        s = self.op("gate", f"{p}.gate", (s,), where, in_ch=width, out_ch=width, act=stage.se_gate)
         return self.op("mul", f"{p}.mul", (x, s), where, in_ch=width, out_ch=width)
 
     def residual(self, shortcut: str, x: str, args: BlockArgs) -> str:
@@ -130,8 +147,6 @@ class BlockKind:
     mid: Callable[[Mapping[str, ConvRow], int], int | None]  # the expanded width, from its convs and in_ch
     py_class: str                # source of its torch class (run by the torch backend, written by the .py export)
     py_make: str                 # the expression that makes one block from a row of the table
-    timm_names: Callable[[frozenset[str]], Mapping[str, str]] = lambda parts: {}
-    # timm's module name in a block -> effdsl's part path, given the parts the block has
 
 
 # ------------------------------------------------------------------ shared classes
@@ -165,15 +180,16 @@ class ConvBNAct(nn.Module):
 SQUEEZE_EXCITE_CLASS = '''
 
 class SqueezeExcite(nn.Module):
-    """Global average pool, 1x1 reduce to `squeeze` channels, act, 1x1 expand, sigmoid, scale."""
+    """Global average pool, 1x1 reduce to `squeeze` channels, act, 1x1 expand, gate (sigmoid or
+    hardsigmoid), scale."""
 
-    def __init__(self, channels: int, squeeze: int, act: str | None):
+    def __init__(self, channels: int, squeeze: int, act: str | None, gate: str = "sigmoid"):
         super().__init__()
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.reduce = nn.Conv2d(channels, squeeze, 1)
         self.act = activation(act)
         self.expand = nn.Conv2d(squeeze, channels, 1)
-        self.gate = nn.Sigmoid()
+        self.gate = nn.Hardsigmoid() if gate == "hardsigmoid" else nn.Sigmoid()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s = self.reduce(self.pool(x))
@@ -185,4 +201,12 @@ class SqueezeExcite(nn.Module):
         # Without autograd, scale in place: x is a fresh activation that only this block reads,
         # and a large one; not allocating another saves time (same numbers).
         return x.mul_(s)
+
+
+def squeeze_excite(channels: int, squeeze: int | tuple, act: str | None) -> SqueezeExcite:
+    """A block's squeeze-excite: `squeeze` channels with the block's act and a sigmoid gate, or
+    `squeeze` = (channels, inner act, gate)."""
+    if isinstance(squeeze, tuple):
+        return SqueezeExcite(channels, *squeeze)
+    return SqueezeExcite(channels, squeeze, act)
 '''

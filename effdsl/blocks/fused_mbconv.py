@@ -10,13 +10,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from effdsl.blocks.base import BlockArgs, BlockKind, Builder, ConvRow
-from effdsl.scaling.rounding import expanded_channels
 
 
 def lower(b: Builder, x: str, args: BlockArgs) -> str:
     stage, prefix, in_ch = args.stage, args.prefix, args.in_ch
     shortcut = x
-    mid = expanded_channels(in_ch, stage.expand, args.divisor)
+    mid = args.mid
     width = mid if mid != in_ch else stage.out_ch
     x = b.conv_bn_act(x, f"{prefix}.fused", in_ch, width, stage.kernel, args.stride, stage.act, stage.bn,
                       args.where("fused"))
@@ -37,13 +36,13 @@ class FusedMBConv(nn.Module):
     """EfficientNetV2's block: one kxk conv expands to `mid` (or, when mid == in_ch, goes
     straight to out_ch and is the whole block), squeeze-excite, 1x1 project; residual as in MBConv."""
 
-    def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int, mid: int, squeeze: int,
+    def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int, mid: int, squeeze: int | tuple,
                  act: str | None, bn: tuple[float, float] | None, residual: bool, drop_path: float,
                  padding: str = "symmetric"):
         super().__init__()
         width = mid if mid != in_ch else out_ch
         self.fused = ConvBNAct(in_ch, width, kernel, stride, act, bn, padding=padding)
-        self.se = SqueezeExcite(width, squeeze, act) if squeeze else None
+        self.se = squeeze_excite(width, squeeze, act) if squeeze else None
         self.project = ConvBNAct(mid, out_ch, 1, 1, None, bn) if mid != in_ch else None
         self.residual = residual
         self.drop_path = StochasticDepth(drop_path) if residual and drop_path > 0 else None

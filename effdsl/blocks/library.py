@@ -61,12 +61,16 @@ def conv2d(in_ch: int, out_ch: int, kernel: int, stride: int = 1, groups: int = 
 
 DESCRIBE_FUNCTION = '''
 
-def describe(kernel: int, stride: int, in_ch: int, out_ch: int, mid: int | None, squeeze: int,
+def describe(kernel: int, stride: int, in_ch: int, out_ch: int, mid: int | None, squeeze: int | tuple,
              act: str | None, residual: bool, drop_path: float) -> str:
     """A block's key numbers, for its repr: 'k5 s2 e6 40->80, se 0.25, silu'."""
     expand = f" e{mid / in_ch:.3g}" if mid is not None else ""
     words = [f"k{kernel} s{stride}{expand} {in_ch}->{out_ch}"]
-    words += ([f"se {squeeze / in_ch:.3g}"] if squeeze else []) + [act or "no act"]
+    if isinstance(squeeze, tuple):
+        words.append(f"se {squeeze[0]} ({squeeze[1] or 'no act'}, {squeeze[2]})")
+    elif squeeze:
+        words.append(f"se {squeeze / in_ch:.3g}")
+    words.append(act or "no act")
     if residual:
         words.append(f"residual, drop_path {drop_path:.3g}" if drop_path > 0 else "residual")
     return ", ".join(words)
@@ -146,10 +150,11 @@ class UserBlock(nn.Module):
 HEAD_CLASS = '''
 
 class Head(nn.Module):
-    """The last conv, batch norm and activation (none when conv is None), global pooling, dropout."""
+    """The last conv, batch norm and activation (none when conv is None), global pooling, a hidden
+    linear layer and its activation (hidden = (width, act); None: none), dropout."""
 
     def __init__(self, in_ch: int, conv: tuple | None, pool: str, dropout: float,
-                 padding: str = "symmetric"):
+                 padding: str = "symmetric", hidden: tuple | None = None):
         super().__init__()
         if conv is None:
             self.conv = self.bn = self.act = None
@@ -161,6 +166,11 @@ class Head(nn.Module):
             self.act = activation(act)
             self.num_features = out_ch
         self.pool = nn.AdaptiveAvgPool2d(1) if pool == "avg" else nn.AdaptiveMaxPool2d(1)
+        self.hidden = self.hidden_act = None
+        if hidden is not None:  # a hidden linear layer (width, act) after the pooling
+            self.hidden = nn.Linear(self.num_features, hidden[0])
+            self.hidden_act = activation(hidden[1])
+            self.num_features = hidden[0]
         self.dropout = nn.Dropout(dropout) if dropout > 0 else None
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
@@ -174,8 +184,12 @@ class Head(nn.Module):
         return x
 
     def pooled(self, x: torch.Tensor) -> torch.Tensor:
-        """Global pooling, flattened, and dropout: what the classifier sees."""
+        """Global pooling, flattened, the hidden layer if any, and dropout: what the classifier sees."""
         x = torch.flatten(self.pool(x), 1)
+        if self.hidden is not None:
+            x = self.hidden(x)
+            if self.hidden_act is not None:
+                x = self.hidden_act(x)
         return x if self.dropout is None else self.dropout(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -235,7 +249,8 @@ class Network(nn.Module):
     timm's model interface.
 
     blocks: one row per run of identical blocks (see BLOCKS); stem and head: (out_ch, kernel, stride,
-    act, bn), head None when the head only pools. stages[i][j] is block j of stage i. feature_info
+    act, bn), head None when the head only pools; hidden: (width, act) of a linear layer between
+    the pooling and the classifier, or None. stages[i][j] is block j of stage i. feature_info
     lists one feature map per distinct reduction (the last stage at that reduction); out_indices
     selects among them for feature_maps(). features_only leaves out the head, the classifier and the
     stages after the last selected map.
@@ -247,7 +262,7 @@ class Network(nn.Module):
                  num_classes: int = 1000, in_chans: int = 3, drop_rate: float = 0.0,
                  drop_path_rate: float = 0.0, padding: str = "symmetric",
                  pretrained_cfg: dict | None = None, features_only: bool = False,
-                 out_indices: tuple[int, ...] | None = None):
+                 out_indices: tuple[int, ...] | None = None, hidden: tuple | None = None):
         super().__init__()
         self.num_classes = num_classes
         self.drop_rate = drop_rate
@@ -284,10 +299,12 @@ class Network(nn.Module):
             stages = stages[: max(self.taps) + 1]
         self.stages = nn.ModuleList(nn.Sequential(*blocks) for blocks in stages)
         self.num_features = self.head_hidden_size = head[0] if head is not None else blocks[-1][6]
+        if hidden is not None:
+            self.num_features = self.head_hidden_size = hidden[0]
         if features_only:
             self.head = self.classifier = None
         else:
-            self.head = Head(blocks[-1][6], head, pool, drop_rate, padding)
+            self.head = Head(blocks[-1][6], head, pool, drop_rate, padding, hidden)
             self.classifier = nn.Linear(self.num_features, num_classes) if num_classes else nn.Identity()
         cfg = dict(pretrained_cfg or {}, num_classes=num_classes)
         for key in ("input_size", "test_input_size"):
@@ -405,7 +422,7 @@ def make_block_source(kinds: Sequence[str], user_blocks: Sequence[str] = (), any
         "",
         "",
         "def make_block(kind: str, in_ch: int, out_ch: int, kernel: int, stride: int, mid: int | None,",
-        "               squeeze: int, act: str | None, bn: tuple[float, float] | None, residual: bool,",
+        "               squeeze: int | tuple, act: str | None, bn: tuple[float, float] | None, residual: bool,",
         "               drop_path: float, padding: str) -> nn.Module:",
         '    """The block of one row of the table."""',
     ]

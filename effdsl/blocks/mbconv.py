@@ -10,13 +10,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from effdsl.blocks.base import BlockArgs, BlockKind, Builder, ConvRow
-from effdsl.scaling.rounding import expanded_channels
 
 
 def lower(b: Builder, x: str, args: BlockArgs) -> str:
     stage, prefix, in_ch = args.stage, args.prefix, args.in_ch
     shortcut = x
-    mid = expanded_channels(in_ch, stage.expand, args.divisor)
+    mid = args.mid
     if mid != in_ch:
         x = b.conv_bn_act(x, f"{prefix}.expand", in_ch, mid, 1, 1, stage.act, stage.bn, args.where("expand"))
     x = b.conv_bn_act(x, f"{prefix}.dw", mid, mid, stage.kernel, args.stride, stage.act, stage.bn,
@@ -31,18 +30,6 @@ def _mid(convs: Mapping[str, ConvRow], in_ch: int) -> int:
     return convs["dw"].in_ch
 
 
-_TIMM_INVERTED = {"conv_pw": "expand.conv", "bn1": "expand.bn", "conv_dw": "dw.conv", "bn2": "dw.bn",
-                  "conv_pwl": "project.conv", "bn3": "project.bn",
-                  "se.conv_reduce": "se.reduce", "se.conv_expand": "se.expand"}
-_TIMM_SEPARABLE = {"conv_dw": "dw.conv", "bn1": "dw.bn", "conv_pw": "project.conv", "bn2": "project.bn",
-                   "se.conv_reduce": "se.reduce", "se.conv_expand": "se.expand"}
-
-
-def timm_names(parts: frozenset[str]) -> Mapping[str, str]:
-    """timm's InvertedResidual, or DepthwiseSeparableConv when there is no expansion."""
-    return _TIMM_INVERTED if "expand" in parts else _TIMM_SEPARABLE
-
-
 PY_CLASS = '''
 
 class MBConv(nn.Module):
@@ -50,13 +37,13 @@ class MBConv(nn.Module):
     squeeze-excite (when squeeze > 0), 1x1 project without activation; the residual goes
     through stochastic depth."""
 
-    def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int, mid: int, squeeze: int,
+    def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int, mid: int, squeeze: int | tuple,
                  act: str | None, bn: tuple[float, float] | None, residual: bool, drop_path: float,
                  padding: str = "symmetric"):
         super().__init__()
         self.expand = ConvBNAct(in_ch, mid, 1, 1, act, bn) if mid != in_ch else None
         self.dw = ConvBNAct(mid, mid, kernel, stride, act, bn, groups=mid, padding=padding)
-        self.se = SqueezeExcite(mid, squeeze, act) if squeeze else None
+        self.se = squeeze_excite(mid, squeeze, act) if squeeze else None
         self.project = ConvBNAct(mid, out_ch, 1, 1, None, bn)
         self.residual = residual
         self.drop_path = StochasticDepth(drop_path) if residual and drop_path > 0 else None
@@ -83,5 +70,4 @@ BLOCK = BlockKind(
     parts=frozenset({"expand", "dw", "se", "project", "residual"}), expands=True,
     lower=lower, mid=_mid, py_class=PY_CLASS,
     py_make="MBConv(in_ch, out_ch, kernel, stride, mid, squeeze, act, bn, residual, drop_path, padding)",
-    timm_names=timm_names,
 )

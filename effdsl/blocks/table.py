@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from effdsl.blocks import REGISTRY, class_name, kind_of_parts, user
-from effdsl.blocks.base import BlockArgs, Builder, ConvRow
+from effdsl.blocks.base import BlockArgs, Builder, ConvRow, mid_width
 from effdsl.diagnostics import InternalError
 from effdsl.ir.graph import CompiledGraph, Op, OpGraph
 from effdsl.ir.plan import Plan, Preprocessing
@@ -26,8 +26,12 @@ from effdsl.language.spec import BlockDef
 
 _PASS = "table"  # what an InternalError names as the failing stage
 
+# A block's squeeze-excite: its width (0: none), or (width, inner act, gate) when its activation is not
+# the block's or its gate not a sigmoid (MobileNetV3's relu and hardsigmoid)
+Squeeze = int | tuple[int, str | None, str]
 # (stage, kind, repeats, kernel, stride, in_ch, out_ch, mid, squeeze, act, bn, residual)
-BlockTuple = tuple[int, str, int, int, int, int, int, int | None, int, str | None, tuple[float, float] | None, bool]
+BlockTuple = tuple[int, str, int, int, int, int, int, int | None, Squeeze, str | None, tuple[float, float] | None,
+                   bool]
 # (out_ch, kernel, stride, act, bn)
 ConvTuple = tuple[int, int, int, str | None, tuple[float, float] | None]
 
@@ -43,7 +47,7 @@ class BlockRow:
     in_ch: int
     out_ch: int
     mid: int | None
-    squeeze: int
+    squeeze: Squeeze
     act: str | None
     bn: tuple[float, float] | None  # None: folded into the convs (inference)
     residual: bool
@@ -65,6 +69,7 @@ class NetworkTable:
     drop_path: float
     head: ConvRow | None
     head_in: int                # the channels the pooling sees
+    hidden: tuple[int, str | None] | None  # a hidden linear layer after the pooling: (width, act)
     pool: str
     dropout: float
     padding: str                # 'symmetric' or 'same' (only strided convs differ)
@@ -146,14 +151,16 @@ def _block(block_ops: list[Op], same: bool) -> tuple[BlockRow, float]:
     in_ch = convs.get("expand", main).in_ch
     out_ch = convs.get("project", main).out_ch
     mid = kind.mid(convs, in_ch)
-    squeeze = 0
+    squeeze: Squeeze = 0
     if "se" in parts:
         se = parts["se"]
         if [op.kind for op in se] != ["pool", "conv", "act", "conv", "gate", "mul"]:
             raise InternalError(_PASS, f"block {first.block}: unexpected squeeze-excite {[op.kind for op in se]}")
         squeeze = se[1].out_ch
-        if _act(se[2].act) != main.act or se[0].pool != "avg" or se[4].act != "sigmoid":
-            raise InternalError(_PASS, f"block {first.block}: squeeze-excite differs from its block")
+        if se[0].pool != "avg" or se[4].act not in ("sigmoid", "hardsigmoid"):
+            raise InternalError(_PASS, f"block {first.block}: unexpected squeeze-excite pooling or gate")
+        if _act(se[2].act) != main.act or se[4].act != "sigmoid":
+            squeeze = (squeeze, _act(se[2].act), str(se[4].act))
     rate = 0.0
     residual = "residual" in parts
     if residual:
@@ -180,6 +187,7 @@ class _Parts:
     classifier: Op | None = None
     stem: list[Op] = field(default_factory=list)
     head: list[Op] = field(default_factory=list)
+    hidden: list[Op] = field(default_factory=list)
     blocks: dict[int, list[Op]] = field(default_factory=dict)
     same: bool = False  # a strided conv pads as TensorFlow's 'same'
     params: int = 0
@@ -200,6 +208,8 @@ def _parts(graph: CompiledGraph) -> _Parts:
             parts.head.append(op)
         elif op.part == "classifier":
             parts.classifier = op
+        elif op.part == "hidden":
+            parts.hidden.append(op)
         else:
             parts.blocks.setdefault(op.block, []).append(op)
     return parts
@@ -226,7 +236,8 @@ def _user_block(block_ops: list[Op], plan: Plan, definition: BlockDef) -> tuple[
     parts = _by_part(block_ops)
     rate = parts["residual"][0].rate if [op.kind for op in parts.get("residual", [])] == ["drop_path", "add"] else 0.0
     args = BlockArgs(stage=stage, prefix=".".join(first.name.split(".")[:3]),  # stages.1.0
-                     index=first.block, in_ch=in_ch, stride=stride, drop_path=rate, divisor=plan.divisor)
+                     index=first.block, in_ch=in_ch, stride=stride, drop_path=rate, divisor=plan.divisor,
+                     mid=mid_width(plan, stage, first.block == start))
     scratch = OpGraph(plan)
     builder = Builder(scratch, plan.padding, plan.bn)
     builder.op("input", "x", (), args.where("input"), in_ch=in_ch, out_ch=in_ch)
@@ -240,7 +251,7 @@ def _user_block(block_ops: list[Op], plan: Plan, definition: BlockDef) -> tuple[
     bn = None if plan.inference else (settings.eps, settings.momentum)
     squeeze = parts["se"][1].out_ch if "se" in parts else 0
     row = BlockRow(first.stage, definition.name, stage.kernel, stride, in_ch, stage.out_ch,
-                   user.sizes_of(args)["mid"], squeeze, stage.act, bn, "residual" in parts)
+                   args.mid, squeeze, stage.act, bn, "residual" in parts)
     return row, rate
 
 
@@ -250,6 +261,16 @@ def _signature(op: Op, inference: bool) -> tuple[object, ...] | None:
         return None
     return (op.name, op.kind, op.in_ch, op.out_ch, op.kernel, op.stride, op.groups, op.act, op.eps if op.kind == "ln"
             else 0.0, op.plugin, op.options)
+
+
+def _hidden(ops: list[Op]) -> tuple[int, str | None] | None:
+    """The hidden linear layer (and its activation) after the pooling, as (width, act)."""
+    if not ops:
+        return None
+    kinds = [op.kind for op in ops]
+    if kinds not in (["linear"], ["linear", "act"]) or not ops[0].bias:
+        raise InternalError(_PASS, f"unexpected hidden layer {kinds}")
+    return ops[0].out_ch, _act(ops[-1].act) if len(ops) == 2 else None
 
 
 def _block_rows(blocks: dict[int, list[Op]], same: bool, plan: Plan) -> list[tuple[BlockRow, int]]:
@@ -288,6 +309,7 @@ def read_table(graph: CompiledGraph) -> NetworkTable:
         if conv is not None and conv.same != (same and conv.stride > 1):
             raise InternalError(_PASS, "stem or head padding differs from the network's")
 
+    hidden = _hidden(parts.hidden)
     rows = _block_rows(parts.blocks, same, plan)
     stages = [row.stage for row, _ in rows]
     if stages != sorted(stages) or set(stages) != set(range(len(plan.stages))):
@@ -297,7 +319,7 @@ def read_table(graph: CompiledGraph) -> NetworkTable:
         name=plan.name, class_name=class_name(plan.name), member=plan.member, in_ch=image.out_ch,
         resolution=plan.resolution, classes=classifier.out_ch, stem=stem_conv,
         rows=tuple(rows), num_stages=len(plan.stages), drop_path=plan.drop_path,
-        head=head_conv, head_in=pool.in_ch, pool=pool.pool or "avg", dropout=dropout,
+        head=head_conv, head_in=pool.in_ch, hidden=hidden, pool=pool.pool or "avg", dropout=dropout,
         padding="same" if same else "symmetric", params=parts.params, inference=plan.inference,
         preprocessing=plan.preprocessing, user_blocks=plan.blocks,
     )

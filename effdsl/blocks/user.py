@@ -22,7 +22,6 @@ from effdsl.blocks.base import BlockArgs, Builder
 from effdsl.diagnostics import Diagnostic, EffdslError
 from effdsl.language.plugins import load_plugin
 from effdsl.language.spec import BLOCK_OPS, LN_EPS, BlockDef, OpLine
-from effdsl.scaling.rounding import expanded_channels
 
 Sizes = dict[str, int]
 
@@ -30,7 +29,7 @@ Sizes = dict[str, int]
 def sizes_of(args: BlockArgs) -> Sizes:
     """The words a definition's ops may name, resolved for one block."""
     stage = args.stage
-    return {"in": args.in_ch, "mid": expanded_channels(args.in_ch, stage.expand, args.divisor),
+    return {"in": args.in_ch, "mid": args.mid,
             "out": stage.out_ch, "k": stage.kernel, "s": args.stride}
 
 

@@ -64,7 +64,8 @@ _TABLE_DOC = '''
 
 # One row per run of identical blocks; a stage's first block (new width, stride) has its own
 # row. mid: the expanded width (mid == in_ch: no expansion); squeeze: the squeeze-excite width
-# (0: none); bn: batch-norm (eps, momentum), None when folded into the conv (which then has a
+# (0: none), or (width, inner act, gate) when its act is not the block's or its gate not a
+# sigmoid; bn: batch-norm (eps, momentum), None when folded into the conv (which then has a
 # bias); residual: add the block input (through stochastic depth).
 '''
 
@@ -72,7 +73,7 @@ _NETWORK = '''
 
 STEM = {stem}  # out_ch, kernel, stride, act, bn
 HEAD = {head}  # out_ch, kernel, stride, act, bn; None: pooling only
-POOL = {pool}
+POOL = {pool}{hidden}
 PADDING = {padding}
 PRETRAINED_CFG = {cfg}
 
@@ -83,7 +84,7 @@ class {class_name}(Network):
     def __init__(self, num_classes: int = {classes}, in_chans: int = {in_ch}, drop_rate: float = {dropout!r},
                  drop_path_rate: float = {drop_path!r}, **kwargs):
         super().__init__(BLOCKS, STEM, HEAD, POOL, num_classes, in_chans, drop_rate, drop_path_rate,
-                         padding=PADDING, pretrained_cfg=PRETRAINED_CFG, **kwargs)
+                         padding=PADDING, pretrained_cfg=PRETRAINED_CFG{hidden_arg}, **kwargs)
 '''
 
 
@@ -144,6 +145,11 @@ def _layers_table(definition: BlockDef) -> str:
             f"{layers_name(definition.name)} = (\n{rows})\n")
 
 
+def _hidden_line(net: NetworkTable) -> str:
+    """``HIDDEN = (1280, "hardswish")``: the hidden linear layer after pooling, when there is one."""
+    return "" if net.hidden is None else f"\nHIDDEN = {_lit(net.hidden)}  # a linear layer after pooling: width, act"
+
+
 def python_source(graph: CompiledGraph) -> str:
     """A standalone, readable PyTorch file defining the network of a compiled graph.
 
@@ -159,6 +165,8 @@ def python_source(graph: CompiledGraph) -> str:
              if op.kind == "act" and op.act is not None}
     if any(op.kind == "act" and op.act is None for definition in net.user_blocks for op in definition.ops):
         acts |= {row.act or "none" for row in rows if row.kind in {d.name for d in net.user_blocks}}
+    acts |= {row.squeeze[1] for row in rows if isinstance(row.squeeze, tuple)}
+    acts |= {net.hidden[1]} if net.hidden is not None else set()
     same = net.padding == "same"
     parts = [_HEADER.format(class_name=net.class_name, name=net.name, member=net.member, in_ch=net.in_ch,
                             res=net.resolution, inference=", for inference (batch norm folded)" if net.inference
@@ -181,5 +189,7 @@ def python_source(graph: CompiledGraph) -> str:
         params_doc=f", {net.params:,} parameters", in_ch=net.in_ch, classes=net.classes, dropout=net.dropout,
         drop_path=net.drop_path, stem=_lit(net.stem_tuple()), head=_lit(net.head_tuple()), pool=_lit(net.pool),
         padding=_lit(net.padding), cfg=_dict_source(pretrained_cfg(net)),
+        hidden=_hidden_line(net),
+        hidden_arg="" if net.hidden is None else ", hidden=HIDDEN",
     ))
     return "".join(parts)

@@ -7,7 +7,7 @@ the span of the spec line it came from.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from effdsl.diagnostics import Span
 from effdsl.language.spec import IMAGENET_MEAN, IMAGENET_STD, BatchNorm, BlockDef, Scaling
@@ -26,8 +26,36 @@ class ConvPlan:
 
 
 @dataclass(frozen=True, slots=True)
+class StagePart:
+    """A ``then`` group of a stage: ``repeats`` blocks with their own settings, every one resolved."""
+
+    repeats: int
+    expand: float
+    expand_from: int | None
+    kernel: int
+    act: str
+    se: float
+    se_of: str
+    se_divisor: int | None
+    se_inner: str | None
+    se_gate: str
+    skip: bool
+    spans: dict[str, Span] = field(default_factory=dict, hash=False, compare=False)
+
+
+@dataclass(frozen=True, slots=True)
 class StagePlan:
-    """One row of the stage table."""
+    """One row of the stage table.
+
+    ``repeats`` counts every block of the stage; ``parts`` are its ``then`` groups (the
+    blocks at the end of the stage with their own settings), and the first
+    ``repeats - sum(part.repeats)`` blocks have the stage's. The squeeze-excite is
+    ``se`` of the block input (``se_of`` 'in') or of its expanded width ('mid'), rounded to
+    a multiple of ``se_divisor`` when given; ``se_inner`` is its inner activation (None:
+    the block's), ``se_gate`` its gate. ``expand_from``: the expansion's fixed input width
+    (``e4 of c24``), None for the block's input. ``base_in`` and ``base_out`` are the
+    baseline's channels (what ``mid_width scaled`` scales the expanded widths from).
+    """
 
     index: int
     block: str
@@ -43,10 +71,36 @@ class StagePlan:
     bn: BatchNorm            # the stage's own overrides; the network's fill the gaps
     span: Span
     spans: dict[str, Span] = field(default_factory=dict, hash=False, compare=False)
+    se_of: str = "in"
+    se_divisor: int | None = None
+    se_inner: str | None = None
+    se_gate: str = "sigmoid"
+    expand_from: int | None = None
+    parts: tuple[StagePart, ...] = ()
+    base_in: int = 0
+    base_out: int = 0
 
     def span_of(self, name: str) -> Span:
         """Where option ``name`` was written, or the whole stage line."""
         return self.spans.get(name, self.span)
+
+    @property
+    def group_repeats(self) -> tuple[int, ...]:
+        """The blocks of each group: the stage line's, then each ``then`` group's."""
+        rest = tuple(part.repeats for part in self.parts)
+        return (self.repeats - sum(rest), *rest)
+
+    def groups(self) -> list[StagePlan]:
+        """The stage as runs of blocks with one setting each: the stage line's blocks, then each
+        ``then`` group's, every one a stage row of its own ``repeats`` without parts."""
+        first = replace(self, parts=(), repeats=self.group_repeats[0])
+        out = [first]
+        for part in self.parts:
+            out.append(replace(
+                first, repeats=part.repeats, expand=part.expand, expand_from=part.expand_from, kernel=part.kernel,
+                act=part.act, se=part.se, se_of=part.se_of, se_divisor=part.se_divisor, se_inner=part.se_inner,
+                se_gate=part.se_gate, skip=part.skip, spans={**self.spans, **part.spans}))
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +142,8 @@ class Plan:
     classifier_span: Span | None = None  # the 'linear' line
     inference: bool = False  # the eval-only network of the inference passes (batch norm folded)
     preprocessing: Preprocessing = Preprocessing()
+    hidden: tuple[int, str] | None = None  # a hidden linear layer after pooling: (width, activation)
+    hidden_span: Span | None = None
     blocks: tuple[BlockDef, ...] = ()  # the definitions of the user's block kinds its stages use
 
     def block_def(self, name: str) -> BlockDef | None:

@@ -19,6 +19,7 @@ from effdsl.language.blockdefs import read_block_defs
 from effdsl.language.choices import as_number, base_of, read_bare_choice, read_choice, read_kind_choice, takes_choice
 from effdsl.language.parser import RawNetwork, RawStatement, Tok
 from effdsl.language.settings import (
+    SE_WORDS,
     Values,
     bn_of,
     bn_pairs,
@@ -27,6 +28,8 @@ from effdsl.language.settings import (
     read_preprocess,
     read_preset,
     read_scaling,
+    se_shape_of,
+    se_shape_words,
 )
 from effdsl.language.spec import (
     BLOCK_TYPES,
@@ -36,9 +39,11 @@ from effdsl.language.spec import (
     ROLES,
     Block,
     BlockDef,
+    BlockPart,
     Choice,
     Defaults,
     Head,
+    Hidden,
     Include,
     Network,
     Pool,
@@ -52,7 +57,10 @@ from effdsl.language.values import Reader, check_act, check_value, to_float
 _FIELD = re.compile(r"^(se|k|s|e|c|x)([+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)$")
 _FIELD_NAMES = {"k": "kernel", "s": "stride", "e": "expand", "c": "out_ch", "x": "repeats", "se": "se"}
 _STAGE_WORDS = ("k<kernel>", "s<stride>", "e<expand>", "c<channels>", "x<repeats>", "se<ratio>",
-                "act", "bn", "skip", "noskip")
+                "act", "bn", "skip", "noskip", "then")
+# What a 'then' group of a stage line may change (the stride, width, block type and batch norm are the stage's)
+_PART_FIELDS = frozenset({"expand", "expand_from", "kernel", "repeats", "se", "act", "skip",
+                          "se_of", "se_divisor", "se_inner", "se_gate"})
 
 
 # ---------------------------------------------------------------------------- blocks
@@ -71,9 +79,10 @@ def _block(stmt: RawStatement, errors: Collector, user: Mapping[str, BlockDef | 
     else:
         block_type = _block_type(role, kind, errors, user)
         ok = block_type is not None
+    first, groups = _then_groups(stmt.items)
     values: Values = {}
     spans: dict[str, Span] = {"block": kind.span}
-    reader = Reader(stmt.items, errors, kind.span)
+    reader = Reader(first, errors, kind.span)
     while reader.more():
         tok = reader.take()
         nxt = reader.peek()
@@ -86,11 +95,67 @@ def _block(stmt: RawStatement, errors: Collector, user: Mapping[str, BlockDef | 
     definition = user.get(block_type or "")
     if definition is not None:
         ok = _fits_block_def(definition, values, spans, errors) and ok
-    if not ok or block_type is None:
+    parts = [_part(then, items, role, block_type, errors) for then, items in groups]
+    if groups and choices:
+        errors.error("E103", "a stage with 'then' groups cannot carry choices", choices[0].span,
+                     "write the choices on stages of one kind of block, or the groups as stages of their own")
+        ok = False
+    if not ok or block_type is None or any(part is None for part in parts):
         return None
     bn = bn_of(values)
+    se_shape = se_shape_of(values)
     return Block(span=stmt.span, spans=spans, role=role, block=block_type, bn=bn, choices=tuple(choices),
-                 **clean(values))
+                 se_shape=se_shape, parts=tuple(p for p in parts if p is not None), **clean(values))
+
+
+def _then_groups(items: tuple[Tok, ...]) -> tuple[tuple[Tok, ...], list[tuple[Tok, tuple[Tok, ...]]]]:
+    """A line's words before its first ``then``, and each ``then`` with the words of its group."""
+    cuts = [i for i, tok in enumerate(items) if not tok.is_number and not tok.is_choice and tok.text == "then"]
+    bounds = [*cuts, len(items)]
+    return items[:bounds[0]], [(items[a], items[a + 1:b]) for a, b in zip(bounds, bounds[1:], strict=False)]
+
+
+def _part(then: Tok, items: tuple[Tok, ...], role: Role, block_type: str | None,
+          errors: Collector) -> BlockPart | None:
+    """A ``then`` group: the blocks that follow in the same stage, with what they change."""
+    if role == "stage" and block_type is None:
+        return None  # an unknown block type, reported already
+    if role != "stage" or block_type not in ("mbconv", "fused_mbconv"):
+        line = role if role != "stage" else f"{block_type} stage"
+        errors.error("E103", f"'then' in a {line} line", then.span,
+                     "'then' starts a group of blocks of an mbconv or fused_mbconv stage that differ in "
+                     "expansion, kernel, activation or squeeze-excite")
+        return None
+    if not items:
+        errors.error("E106", "'then' with nothing after it", then.span,
+                     "say what the next blocks change, for example: then e3 x2")
+        return None
+    values: Values = {}
+    spans: dict[str, Span] = {}
+    reader = Reader(items, errors, then.span)
+    ok = True
+    while reader.more():
+        tok = reader.take()
+        nxt = reader.peek()
+        if tok.is_choice or (nxt is not None and nxt.is_choice and takes_choice(tok, nxt)):
+            where = tok.span if tok.is_choice else Span.cover(tok.span, reader.take().span)
+            errors.error("E103", "a choice in a 'then' group", where,
+                         "write the choices on stages of one kind of block, or the group as a stage of its own")
+            ok = False
+            continue
+        ok = _option(reader, tok, role, values, spans, errors) and ok
+    for field in sorted(set(values) - _PART_FIELDS):
+        what = {"stride": "stride: only a stage's first block strides",
+                "out_ch": "channels: the blocks of a stage have one width",
+                "bn_eps": "bn: the blocks of a stage share their batch norm",
+                "bn_momentum": "bn: the blocks of a stage share their batch norm"}.get(field, field)
+        errors.error("E103", f"a 'then' group cannot change the {what}", spans[field],
+                     "start a new stage line for a new stride or width")
+        ok = False
+    if not ok:
+        return None
+    se_shape = se_shape_of(values)
+    return BlockPart(span=Span.cover(then.span, items[-1].span), spans=spans, se_shape=se_shape, **clean(values))
 
 
 def _kind_choice(role: Role, kind: Tok, choices: list[Choice], errors: Collector) -> tuple[str | None, bool]:
@@ -179,10 +244,20 @@ def _option(reader: Reader, tok: Tok, role: Role, values: Values, spans: dict[st
     match = None if tok.is_number else _FIELD.match(tok.text)
     nxt = reader.peek()
     if match:
-        return _glued_field(match, tok, values, spans, errors)
+        ok = _glued_field(match, tok, values, spans, errors)
+        return _after_field(_FIELD_NAMES[match.group(1)], reader, values, spans, errors) and ok
     if tok.text == "se" and nxt is not None and nxt.is_number:  # 'se 0.25', apart
         value, span = reader.number("se")
-        return _number_field("se", value, Tok(tok.text, False, Span.cover(tok.span, span)), values, spans, errors)
+        ok = _number_field("se", value, Tok(tok.text, False, Span.cover(tok.span, span)), values, spans, errors)
+        return _after_field("se", reader, values, spans, errors) and ok
+    if tok.text in SE_WORDS:
+        errors.error("E103", f"'{tok.text}' out of place", tok.span,
+                     f"'{tok.text}' shapes a squeeze-excite and follows its ratio: se 0.25 of mid divisor 8"
+                     if tok.text != "of" else "'of' follows a squeeze-excite ratio (se 0.25 of mid) or an "
+                     "expansion (e4 of c24)")
+        if reader.more():
+            reader.take()
+        return False
     if tok.text == "act":
         return _act(reader, values, spans, errors)
     if tok.text in ("skip", "noskip"):
@@ -198,6 +273,32 @@ def _option(reader: Reader, tok: Tok, role: Role, values: Values, spans: dict[st
         hint = "block options are " + ", ".join(_STAGE_WORDS)
     errors.error("E103", f"unknown option '{tok.text}' for a {role}", tok.span, hint)
     return False
+
+
+def _after_field(field: str, reader: Reader, values: Values, spans: dict[str, Span], errors: Collector) -> bool:
+    """What may follow a field: the words that shape a squeeze-excite after ``se R``, the
+    fixed input width of an expansion after ``eN`` (``e4 of c24``)."""
+    if field == "se":
+        se_shape_words(reader, values, spans)
+        return True
+    nxt = reader.peek()
+    if field != "expand" or nxt is None or nxt.text != "of":
+        return True
+    of = reader.take()
+    width = reader.peek()
+    match = None if width is None or width.is_number else _FIELD.match(width.text)
+    if width is None or match is None or match.group(1) != "c":
+        errors.error("E200", "expected channels after 'of', as in e4 of c24", width.span if width else of.span,
+                     "the expansion's input width: mid = e x this width (scaled with the network)")
+        if width is not None:
+            reader.take()
+        return False
+    reader.take()
+    if _given_twice("expand_from", width, values, spans, errors):
+        return False
+    spans["expand_from"] = Span.cover(of.span, width.span)
+    values["expand_from"] = check_value("out_ch", float(match.group(2)), width.span, errors)
+    return values["expand_from"] is not None
 
 
 def _glued_field(match: re.Match[str], tok: Tok, values: Values, spans: dict[str, Span], errors: Collector) -> bool:
@@ -274,12 +375,12 @@ def _fits_role(role: Role, block_type: str | None, values: Values, spans: dict[s
     """Only a stage repeats, expands, squeezes or skips; a conv stage neither expands nor squeezes (E103)."""
     ok = True
     if role != "stage":
-        for field in ("repeats", "expand", "se", "skip"):
+        for field in ("repeats", "expand", "se", "skip", "expand_from"):
             if field in values:
                 errors.error("E103", f"a {role} takes no {field}", spans[field])
                 ok = False
     elif block_type == "conv":
-        for field in ("expand", "se"):
+        for field in ("expand", "se", "expand_from"):
             if field in values:
                 errors.error("E103", f"a conv stage takes no {field}", spans[field],
                              "expansion and squeeze-excite belong to mbconv and fused_mbconv")
@@ -289,8 +390,10 @@ def _fits_role(role: Role, block_type: str | None, values: Values, spans: dict[s
 
 # ---------------------------------------------------------------------------- network
 
-_SINGLE = ("input", "classes", "scaling", "defaults", "preprocess", "stem", "head", "pool", "dropout", "linear")
-_HEAD_ORDER = ("head", "pool", "dropout", "linear")
+_SINGLE = ("input", "classes", "scaling", "defaults", "preprocess", "stem", "head", "pool", "hidden", "dropout",
+           "linear")
+# 'hidden' is a linear line with a width (linear c1280 act hardswish): a hidden layer before the dropout
+_HEAD_ORDER = ("head", "pool", "hidden", "dropout", "linear")
 
 
 def analyze(raw: RawNetwork, library: tuple[BlockDef, ...] = (),
@@ -360,21 +463,24 @@ def _sort_statements(
     last_role = "start"
     for stmt in raw.statements:
         key = stmt.keyword.text
+        if key == "linear" and _is_hidden(stmt):
+            key = "hidden"
         if key not in ("stem", "stage", "head"):  # a block line reports its own (E601)
             stmt = _without_choices(stmt, errors)
         if key in _SINGLE:
             if key in first:
-                errors.error("E105", f"'{key}' is given twice", stmt.keyword.span,
-                             f"first given at line {first[key].span.line}")
+                errors.error("E105", f"{_label(key)} is given twice", stmt.keyword.span,
+                             f"first given at line {first[key].span.line}"
+                             + ("; a network has one hidden layer" if key == "hidden" else ""))
                 continue
             first[key] = stmt
         if key in ("scaling", "defaults") and stmt.name is not None:
             errors.error("E103", f"'{key}' takes no name, got '{stmt.name.text}'", stmt.name.span)
-        late_stage = key == "stage" and ("head" in first or "pool" in first or "linear" in first)
+        late_stage = key == "stage" and any(k in first for k in ("head", "pool", "hidden", "linear"))
         if key == "stage":
             if late_stage:
-                after = next(k for k in ("head", "pool", "linear") if k in first)
-                errors.error("E107", f"a stage after '{after}' (line {first[after].span.line}); stages come "
+                after = next(k for k in ("head", "pool", "hidden", "linear") if k in first)
+                errors.error("E107", f"a stage after {_label(after)} (line {first[after].span.line}); stages come "
                              "between the stem and the head", stmt.keyword.span,
                              "the order is: stem, stages, head, pool, dropout, linear")
             stages.append(stmt)
@@ -433,7 +539,9 @@ def _check_size(stages: list[RawStatement], nodes: list[Block | None], errors: C
 
 
 def _most_repeats(stage: Block) -> int:
-    """The stage's repeats, or in a search space the most its choice allows."""
+    """The stage's repeats (with its 'then' groups), or in a search space the most its choice allows."""
+    if stage.parts:
+        return stage.repeats + sum(part.repeats for part in stage.parts)
     for choice in stage.choices:
         if choice.field == "repeats":
             offset = base_of(choice) if choice.relation == "offset" else 0
@@ -444,10 +552,24 @@ def _most_repeats(stage: Block) -> int:
 def _order_check(key: str, last: str, stmt: RawStatement, errors: Collector) -> str:
     order = ("start", "stem", "stage") + _HEAD_ORDER
     if order.index(key) < order.index(last):
-        errors.error("E107", f"'{key}' must come before '{last}'", stmt.keyword.span,
-                     "the order is: stem, stages, head, pool, dropout, linear")
+        hint = "the order is: stem, stages, head, pool, dropout, linear"
+        if "hidden" in (key, last):
+            hint = "the order is: stem, stages, head, pool, linear cN (the hidden layer), dropout, linear"
+        errors.error("E107", f"{_label(key)} must come before {_label(last)}", stmt.keyword.span, hint)
         return last
     return key
+
+
+def _is_hidden(stmt: RawStatement) -> bool:
+    """A ``linear`` line that gives channels or an activation is a hidden layer; a bare one (or
+    one with other words, reported there) is the classifier."""
+    return any(tok.text == "act" or (match := _FIELD.match(tok.text)) is not None and match.group(1) == "c"
+               for tok in stmt.items if not tok.is_number and not tok.is_choice)
+
+
+def _label(key: str) -> str:
+    """A statement's name in a message: 'pool', or the hidden layer's 'linear cN'."""
+    return "the hidden layer ('linear cN')" if key == "hidden" else f"'{key}'"
 
 
 def _input(inp: RawStatement | None, cls: RawStatement | None, raw: RawNetwork,
@@ -511,9 +633,43 @@ def _head(first: dict[str, RawStatement], raw: RawNetwork, errors: Collector) ->
     if "linear" not in first:
         errors.error("E106", "the network has no 'linear' classifier", raw.end, "end the network with 'linear'")
     elif first["linear"].items:
-        Reader(first["linear"].items, errors, first["linear"].keyword.span).rest_unexpected("'linear'")
+        for tok in first["linear"].items:  # the classifier takes no words; a hidden layer says its channels
+            errors.error("E103", f"unexpected '{tok.text}' after 'linear'", tok.span,
+                         "the classifier is 'linear' alone; a hidden layer before it is 'linear c1280 [act NAME]'"
+                         if tok.is_number else None)
+    hidden = _hidden(first["hidden"], errors) if "hidden" in first else None
+    if "hidden" in first:
+        spans["hidden"] = first["hidden"].span
     span = first["head"].span if "head" in first else raw.end
-    return Head(span=span, spans=spans, conv=conv, pool=pool, dropout=dropout, linear="linear" in first)
+    return Head(span=span, spans=spans, conv=conv, pool=pool, dropout=dropout, hidden=hidden,
+                linear="linear" in first)
+
+
+def _hidden(stmt: RawStatement, errors: Collector) -> Hidden | None:
+    """``linear c1280 act hardswish``: a hidden linear layer after the pooling (MobileNetV3's)."""
+    values: Values = {}
+    spans: dict[str, Span] = {}
+    reader = Reader(stmt.items, errors, stmt.keyword.span)
+    while reader.more():
+        tok = reader.take()
+        match = None if tok.is_number else _FIELD.match(tok.text)
+        if match is not None and match.group(1) == "c":
+            _glued_field(match, tok, values, spans, errors)
+        elif tok.text == "act":
+            _act(reader, values, spans, errors)
+        else:
+            hint = did_you_mean(tok.text, ("act",)) if not tok.is_number else None
+            if hint is None or hint.startswith("expected"):
+                hint = "a hidden layer takes c<channels> and act NAME: linear c1280 act hardswish"
+            errors.error("E103", f"unexpected '{tok.text}' in a hidden 'linear' layer", tok.span, hint)
+    if "out_ch" not in spans:
+        errors.error("E106", "this hidden 'linear' layer does not give its channels",
+                     Span.cover(stmt.keyword.span, stmt.items[-1].span), "add c1280 (or write 'linear' alone "
+                     "for the classifier)")
+        return None
+    if values.get("out_ch") is None:
+        return None
+    return Hidden(span=stmt.span, spans=spans, out_ch=values["out_ch"], act=values.get("act"))
 
 
 def _check_divisible(net: Network, errors: Collector) -> None:
@@ -528,12 +684,14 @@ def _check_divisible(net: Network, errors: Collector) -> None:
     if net.head.conv is not None and "head" not in net.scaling.fixed_width \
             and net.scaling.head_from_last is None:
         parts.append(net.head.conv)
-    for block in parts:
+    extra = _fixed_widths(net)
+    for index, block in enumerate(parts):
         written = [(block.out_ch, block.span_of("out_ch"))]
         for choice in block.choices:
             if choice.field == "out_ch" and choice.relation == "set":  # each option, where it is written
                 written = [(int(c), s) for c, s in zip(choice.options, choice.option_spans, strict=True)]
-        for out_ch, span in written:  # (multipliers are rounded to the divisor when a member is made)
+        # (multipliers are rounded to the divisor when a member is made)
+        for out_ch, span in written + (extra if index == 0 else []):
             if out_ch % div:
                 lower = max(div, out_ch // div * div)
                 errors.error(
@@ -564,6 +722,19 @@ def _check_divisible(net: Network, errors: Collector) -> None:
             net.span_of("resolution"),
             f"use {lower} or {lower + multiple}, or change 'resolution ... multiple' in scaling",
         )
+
+
+def _fixed_widths(net: Network) -> list[tuple[int, Span]]:
+    """The other widths that scale with the channel rule: the expansions' fixed input widths
+    (``e4 of c24``) and the hidden layer's."""
+    widths = [(block.expand_from, block.span_of("expand_from")) for block in net.stages
+              if block.expand_from is not None]
+    widths += [(part.expand_from, part.span_of("expand_from")) for block in net.stages for part in block.parts
+               if part.expand_from is not None]
+    hidden = net.head.hidden
+    if hidden is not None and "head" not in net.scaling.fixed_width:
+        widths.append((hidden.out_ch, hidden.span_of("out_ch")))
+    return widths
 
 
 def _widths(block: Block) -> list[int]:

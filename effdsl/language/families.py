@@ -53,14 +53,20 @@ FAMILIES: tuple[Family, ...] = (
             ("efficientnet_v2_l", "efficientnet_v2_l", None, "torchvision"),
             ("tf_efficientnetv2_s", "tf_efficientnetv2_s", None, "timm")),
     _family("efficientnet_edgetpu", "Gupta & Tan, Google AI blog 2019",
-            ("efficientnet_es", "efficientnet_es", None, "timm")),
+            ("efficientnet_es", "efficientnet_es", None, "timm"),
+            ("efficientnet_em", "efficientnet_es", "em", "timm"),
+            ("efficientnet_el", "efficientnet_es", "el", "timm")),
     _family("mnasnet", "Tan et al., CVPR 2019",
             *((f"mnasnet{w}", "mnasnet1_0", f"mnasnet{w}", "torchvision") for w in ("0_5", "0_75", "1_0", "1_3")),
             ("mnasnet_100", "mnasnet1_0", "mnasnet1_0", "timm")),
     _family("mobilenet_v2", "Sandler et al., CVPR 2018",
             ("mobilenet_v2", "mobilenet_v2", None, "torchvision"),
+            *((f"mobilenetv2_{w}", "mobilenet_v2", f"mobilenetv2_{w}", "timm") for w in ("035", "050", "075")),
             ("mobilenetv2_100", "mobilenet_v2", "mobilenetv2_100", "timm"),
             ("mobilenetv2_140", "mobilenet_v2", "mobilenetv2_140", "timm")),
+    _family("mobilenet_v3", "Howard et al., ICCV 2019",
+            ("mobilenet_v3_large", "mobilenet_v3_large", None, "torchvision"),
+            ("mobilenet_v3_small", "mobilenet_v3_small", None, "torchvision")),
 )
 
 MODELS: dict[str, Model] = {model.name: model for family in FAMILIES for model in family.models}

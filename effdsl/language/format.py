@@ -20,6 +20,7 @@ from effdsl.language.choices import as_number
 from effdsl.language.spec import (
     BatchNorm,
     Block,
+    BlockPart,
     Choice,
     ChoiceValue,
     Defaults,
@@ -29,6 +30,7 @@ from effdsl.language.spec import (
     Preset,
     Scaling,
     SpecNode,
+    SqueezeExcite,
 )
 
 _COMMENT = re.compile(r"#[^\n]*")
@@ -126,9 +128,34 @@ def _scaling(s: Scaling) -> list[_Line]:
     if s.fixed_depth:
         lines.append(_Line("fixed depth " + " ".join(str(i + 1) for i in s.fixed_depth),
                            _line_of(s, "fixed_depth"), 4))
+    return lines + _width_rules(s)
+
+
+def _width_rules(s: Scaling) -> list[_Line]:
+    """``head_width last N`` or ``head_width scaled min W``, and ``mid_width scaled``."""
+    lines = []
     if s.head_from_last is not None:
         lines.append(_Line(f"head_width last {_num(s.head_from_last)}", _line_of(s, "head_from_last"), 4))
+    elif s.head_min_width is not None:
+        lines.append(_Line(f"head_width scaled min {_num(s.head_min_width)}",
+                           _line_of(s, "head_from_last", "head_min_width"), 4))
+    if s.mid_scaled:
+        lines.append(_Line("mid_width scaled", _line_of(s, "mid_scaled"), 4))
     return lines
+
+
+def _se_shape(shape: SqueezeExcite) -> list[str]:
+    """The words after a squeeze-excite ratio: of mid, divisor 8, inner relu, gate hardsigmoid."""
+    words = []
+    if shape.of is not None:
+        words.append(f"of {shape.of}")
+    if shape.divisor is not None:
+        words.append(f"divisor {shape.divisor}")
+    if shape.inner is not None:
+        words.append(f"inner {shape.inner}")
+    if shape.gate is not None:
+        words.append(f"gate {shape.gate}")
+    return words
 
 
 def _defaults(d: Defaults) -> str | None:
@@ -136,8 +163,9 @@ def _defaults(d: Defaults) -> str | None:
     parts = []
     if _shown(d, "act", base["act"].default):
         parts.append(f"act {d.act}")
-    if _shown(d, "se", base["se"].default):
-        parts.append(f"se {_num(d.se)}")
+    shape = _se_shape(d.se_shape)
+    if _shown(d, "se", base["se"].default) or shape:
+        parts.append(" ".join([f"se {_num(d.se)}", *shape]))
     default_bn = base["bn"].default
     bn = BatchNorm(eps=d.bn.eps if "bn_eps" in d.spans or d.bn.eps != default_bn.eps else None,
                    momentum=d.bn.momentum if "bn_momentum" in d.spans or d.bn.momentum != default_bn.momentum
@@ -201,19 +229,49 @@ def _choice(choice: Choice) -> str:
     return f"{_LETTER[choice.field]}{{{options}}}"
 
 
+def _se_words(se: float | None, shape: SqueezeExcite) -> list[str]:
+    """``se0.25``, or ``se 0.25 of mid ...`` with the words that shape it."""
+    words = _se_shape(shape)
+    if se is None:
+        return []
+    return [" ".join([f"se {_num(se)}", *words])] if words else [f"se{_num(se)}"]
+
+
+def _part_words(part: BlockPart) -> str:
+    """A ``then`` group: ``then e2.3 x2``."""
+    words = ["then"]
+    if part.expand is not None:
+        words.append(f"e{_num(part.expand)}")
+    if part.expand_from is not None:
+        words.append(f"of c{part.expand_from}")
+    if part.kernel is not None:
+        words.append(f"k{part.kernel}")
+    if part.repeats != 1 or "repeats" in part.spans or not any(
+            getattr(part, name) is not None for name in ("expand", "kernel", "se", "skip", "act")):
+        words.append(f"x{part.repeats}")  # a group that changes nothing still says its blocks
+    words += _se_words(part.se, part.se_shape)
+    if part.skip is not None:
+        words.append("skip" if part.skip else "noskip")
+    if part.act is not None:
+        words.append(f"act {part.act}")
+    return " ".join(words)
+
+
 def _block_words(b: Block, no_expand: frozenset[str] = frozenset({"conv"})) -> list[str]:
     """The words of a stem, stage or head line; ``no_expand``: the block kinds that take no expansion."""
     chosen: dict[str, str] = {c.field: _choice(c) for c in b.choices}
     words = [b.role.ljust(5), chosen.get("block", b.block)]
     if b.role == "stage":
-        expands = b.block not in no_expand or "block" in chosen
-        words.append(chosen.get("expand", f"e{_num(b.expand)}") if expands else "")
+        expand = chosen.get("expand", f"e{_num(b.expand)}") if b.block not in no_expand or "block" in chosen else ""
+        if b.expand_from is not None:
+            expand += f" of c{b.expand_from}"
+        words.append(expand)
         words += [chosen.get("kernel", f"k{b.kernel}"), chosen.get("stride", f"s{b.stride}"),
                   chosen.get("out_ch", f"c{b.out_ch}"), chosen.get("repeats", f"x{b.repeats}")]
         if "se" in chosen:
             words.append(chosen["se"])
-        elif b.se is not None:
-            words.append(f"se{_num(b.se)}")
+        else:
+            words += _se_words(b.se, b.se_shape)
         if "skip" in chosen or b.skip is not None:
             words.append(chosen.get("skip", "skip" if b.skip else "noskip"))
     else:
@@ -227,6 +285,7 @@ def _block_words(b: Block, no_expand: frozenset[str] = frozenset({"conv"})) -> l
         words.append(f"act {b.act}")
     if _bn(b.bn):
         words.append(_bn(b.bn))
+    words += [_part_words(part) for part in b.parts]
     return words
 
 
@@ -240,7 +299,7 @@ def _aligned(rows: list[list[str]]) -> list[str]:
             out.append(" ".join(row))
             continue
         head = [word.ljust(width[i]) for i, word in enumerate(row[:7])]
-        out.append(re.sub(r"  +$", "", " ".join(head + row[7:])))
+        out.append(" ".join(head + row[7:]).rstrip())
     return out
 
 
@@ -270,6 +329,9 @@ def _layout(net: Network) -> list[_Line]:
         lines.append(_Line(text, block.span.line if block.spans else None, blank_before=i == 0))
     head = net.head
     lines.append(_Line(f"pool {head.pool}", _line_of(head, "pool")))
+    if head.hidden is not None:
+        act = f" act {head.hidden.act}" if head.hidden.act is not None else ""
+        lines.append(_Line(f"linear c{head.hidden.out_ch}{act}", _line_of(head, "hidden")))
     if head.dropout is not None or "dropout" in head.spans:
         rate = f" {_num(head.dropout)}" if head.dropout is not None else ""
         lines.append(_Line(f"dropout{rate}", _line_of(head, "dropout")))

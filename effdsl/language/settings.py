@@ -16,11 +16,14 @@ from effdsl.language.spec import (
     INTERPOLATIONS,
     PADDINGS,
     ROUNDING_MODES,
+    SE_BASES,
+    SE_GATES,
     BatchNorm,
     Defaults,
     Preprocess,
     Preset,
     Scaling,
+    SqueezeExcite,
 )
 from effdsl.language.values import Reader, check_act, check_value, positive_int
 
@@ -83,6 +86,52 @@ def bn_pairs(reader: Reader, values: Values, spans: dict[str, Span]) -> None:
         spans[key] = span
 
 
+# The words that shape a squeeze-excite, after its ratio: se 0.25 of mid divisor 8 inner relu gate hardsigmoid
+SE_WORDS: tuple[str, ...] = ("of", "divisor", "inner", "gate")
+
+
+def se_shape_words(reader: Reader, values: Values, spans: dict[str, Span]) -> None:
+    """The words after ``se R`` that shape the squeeze-excite, in any order: ``of in|mid``,
+    ``divisor N``, ``inner ACT`` and ``gate sigmoid|hardsigmoid``."""
+    errors = reader.errors
+    while (tok := reader.peek()) is not None and not tok.is_number and tok.text in SE_WORDS:
+        reader.take()
+        key = f"se_{tok.text}"
+        if tok.text == "divisor":
+            number, span = reader.number("the squeeze-excite divisor")
+            value = check_value("divisor", number, span, errors, "squeeze-excite divisor")
+        else:
+            word = reader.word({"of": "'in' or 'mid' after 'of'", "inner": "an activation name after 'inner'",
+                                "gate": "'sigmoid' or 'hardsigmoid' after 'gate'"}[tok.text])
+            if word is None:
+                continue
+            value, span = _se_word(tok.text, word, errors), word.span
+        if key in spans:
+            errors.error("E105", f"se {tok.text} is given twice", tok.span, f"first given at {spans[key]}")
+            continue
+        values[key], spans[key] = value, span
+
+
+def _se_word(what: str, word: Tok, errors: Collector) -> str | None:
+    """The word after ``of``, ``inner`` or ``gate``; None when it is not one (reported)."""
+    if what == "inner":
+        return word.text if check_act(word, errors) else None
+    allowed = SE_BASES if what == "of" else SE_GATES
+    if word.text in allowed:
+        return word.text
+    alias = {"hsigmoid": "hardsigmoid", "hard_sigmoid": "hardsigmoid", "input": "in", "expanded": "mid"}
+    hint = f"did you mean '{alias[word.text]}'?" if word.text in alias else did_you_mean(word.text, allowed)
+    errors.error("E104", f"unknown squeeze-excite {'base' if what == 'of' else 'gate'} '{word.text}'", word.span,
+                 hint)
+    return None
+
+
+def se_shape_of(values: Values) -> SqueezeExcite:
+    """The squeeze-excite shape that ``se_shape_words`` read, taken out of ``values``."""
+    return SqueezeExcite(of=values.pop("se_of", None), divisor=values.pop("se_divisor", None),
+                         inner=values.pop("se_inner", None), gate=values.pop("se_gate", None))
+
+
 def _number_setting(values: Values, spans: dict[str, Span], key: str, field: str | None = None) -> Handler:
     def handler(reader: Reader, setting: RawSetting) -> None:
         value, span = reader.number(f"'{setting.name.text}'")
@@ -123,6 +172,7 @@ class _ScalingReaders:
     def handlers(self) -> dict[str, Handler]:
         return {
             "head_width": self.head_width,
+            "mid_width": self.mid_width,
             "alpha": _number_setting(self.values, self.spans, "alpha", "coefficient"),
             "beta": _number_setting(self.values, self.spans, "beta", "coefficient"),
             "gamma": _number_setting(self.values, self.spans, "gamma", "coefficient"),
@@ -233,6 +283,8 @@ class _ScalingReaders:
             return
         if tok.text == "scaled":
             self.values["head_from_last"], self.spans["head_from_last"] = None, tok.span
+            if reader.more():
+                self._head_min_width(reader)
         elif tok.text == "last":
             value, span = reader.number("head_width last")
             self.values["head_from_last"] = check_value("head_ratio", value, span, self.errors)
@@ -240,6 +292,32 @@ class _ScalingReaders:
         else:
             self.errors.error("E103", f"expected 'scaled' or 'last N' after 'head_width', got '{tok.text}'",
                               tok.span)
+
+
+    def _head_min_width(self, reader: Reader) -> None:
+        """``head_width scaled min 1``: the head scales by max(1, width) (MobileNetV2's rule)."""
+        word = reader.word("'min' after 'head_width scaled'")
+        if word is None:
+            return
+        if word.text != "min":
+            self.errors.error("E103", f"unexpected '{word.text}'; expected 'min W' after 'head_width scaled'",
+                              word.span, did_you_mean(word.text, ("min",)))
+            return
+        value, span = reader.number("head_width scaled min")
+        self.values["head_min_width"] = check_value("width", value, span, self.errors, "head_width min")
+        self.spans["head_min_width"] = Span.cover(word.span, span)
+
+    def mid_width(self, reader: Reader, setting: RawSetting) -> None:
+        """``mid_width scaled``: expanded widths scale with the channel rule, from the baseline's
+        (torchvision's MobileNetV3); ``mid_width input`` (the default): e x the scaled input."""
+        tok = reader.word("'scaled' or 'input' after 'mid_width'")
+        if tok is None:
+            return
+        if tok.text in ("scaled", "input"):
+            self.values["mid_scaled"], self.spans["mid_scaled"] = tok.text == "scaled", tok.span
+        else:
+            self.errors.error("E104", f"unknown mid_width rule '{tok.text}'", tok.span,
+                              did_you_mean(tok.text, ("scaled", "input")))
 
 
 def _stage_index(what: str | int, n: int) -> int:
@@ -291,17 +369,24 @@ def read_defaults(stmt: RawStatement, errors: Collector) -> Defaults:
         else:
             errors.error("E104", f"unknown padding '{tok.text}'", tok.span, did_you_mean(tok.text, PADDINGS))
 
+    def se(reader: Reader, setting: RawSetting) -> None:
+        value, span = reader.number("'se'")
+        values["se"] = check_value("se", value, span, errors, "'se'")
+        spans["se"] = span
+        se_shape_words(reader, values, spans)
+
     handlers = {
         "act": act,
         "padding": padding,
-        "se": _number_setting(values, spans, "se"),
+        "se": se,
         "bn": _bn_handler(values, spans),
         "drop_path": _number_setting(values, spans, "drop_path"),
         "dropout": _number_setting(values, spans, "dropout"),
     }
     _Settings("defaults", handlers, errors).run(stmt.settings or ())
     bn = bn_of(values).over(Defaults.model_fields["bn"].default)
-    return Defaults(span=stmt.span, spans=spans, bn=bn, **clean(values))
+    se_shape = se_shape_of(values).over(Defaults.model_fields["se_shape"].default)
+    return Defaults(span=stmt.span, spans=spans, bn=bn, se_shape=se_shape, **clean(values))
 
 
 def read_preprocess(stmt: RawStatement, in_ch: int | None, errors: Collector) -> Preprocess:

@@ -37,6 +37,7 @@ ACTIVATIONS: dict[str, str] = {
     "hardswish": "Hardswish",
     "gelu": "GELU",
     "sigmoid": "Sigmoid",
+    "hardsigmoid": "Hardsigmoid",
     "none": "Identity",
 }
 POOLS: tuple[Pool, ...] = ("avg", "max")
@@ -45,6 +46,11 @@ INTERPOLATIONS: tuple[str, ...] = ("bicubic", "bilinear", "nearest")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 PADDINGS: tuple[Padding, ...] = ("symmetric", "same")
+SeBase = Literal["in", "mid"]
+# What a squeeze-excite width is a fraction of: the block's input or its expanded width.
+SE_BASES: tuple[SeBase, ...] = ("in", "mid")
+# The functions a squeeze-excite gate may apply (sigmoid, or MobileNetV3's hard sigmoid).
+SE_GATES: tuple[str, ...] = ("sigmoid", "hardsigmoid")
 
 # Upper bounds, far above any real network: a slip such as x1e9 or c1e12 is reported
 # (E215 for a value of the spec, E302 for a scaled member) instead of making the
@@ -99,11 +105,33 @@ class Scaling(SpecNode):
     fixed_width: tuple[Literal["stem", "head"], ...] = ()
     fixed_depth: tuple[int, ...] = ()  # 0-based stage indices whose repeats never scale
     head_from_last: float | None = None  # head channels = this x the last stage's (torchvision); None: scaled
+    head_min_width: float | None = None  # 'head_width scaled min 1': the head scales by max(this, width)
+    mid_scaled: bool = False  # 'mid_width scaled': expanded widths scale with the channel rule (MobileNetV3)
+
+
+class SqueezeExcite(BaseModel):
+    """How a squeeze-excite is shaped, where given: its width is ``ratio`` of the block's input
+    (``of in``) or of its expanded width (``of mid``), rounded to a multiple of ``divisor``
+    when one is given; ``inner`` is the activation between its two 1x1 convs (None: the
+    block's), ``gate`` the function that makes the scale."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    of: SeBase | None = None
+    divisor: int | None = None
+    inner: str | None = None
+    gate: str | None = None
+
+    def over(self, base: SqueezeExcite) -> SqueezeExcite:
+        """These settings where given, ``base``'s elsewhere."""
+        return SqueezeExcite(**{name: getattr(self, name) if getattr(self, name) is not None else getattr(base, name)
+                                for name in SqueezeExcite.model_fields})
 
 
 class Defaults(SpecNode):
     act: str = "silu"
     se: float = 0.0
+    se_shape: SqueezeExcite = SqueezeExcite()
     bn: BatchNorm = BatchNorm(eps=1e-5, momentum=0.1)
     drop_path: float = 0.0
     dropout: float = 0.0
@@ -156,10 +184,26 @@ class Choice(SpecNode):
     option_spans: tuple[Span, ...] = ()
 
 
+class BlockPart(SpecNode):
+    """What one ``then`` group of a stage line changes for its blocks (None: as the stage line says)."""
+
+    expand: float | None = None
+    expand_from: int | None = None
+    kernel: int | None = None
+    repeats: int = 1
+    se: float | None = None
+    se_shape: SqueezeExcite = SqueezeExcite()
+    act: str | None = None
+    skip: bool | None = None
+
+
 class Block(SpecNode):
     """A stem, a stage (``repeats`` blocks) or the head's conv.
 
     A stage of a search space lists its decisions in ``choices`` (one per field at most).
+    ``parts`` are the stage line's ``then`` groups: blocks of the same stage (one stride,
+    one width, scaled in depth together) that differ in expansion, kernel, activation or
+    squeeze-excite; ``repeats`` counts the blocks before the first ``then``.
     """
 
     role: Role
@@ -170,10 +214,20 @@ class Block(SpecNode):
     out_ch: int
     repeats: int = 1
     se: float | None = None
+    se_shape: SqueezeExcite = SqueezeExcite()
+    expand_from: int | None = None  # 'e4 of c24': the expansion's input width, fixed (timm's fc24)
     act: str | None = None
     skip: bool | None = None
     bn: BatchNorm = BatchNorm()
     choices: tuple[Choice, ...] = ()
+    parts: tuple[BlockPart, ...] = ()
+
+
+class Hidden(SpecNode):
+    """A hidden linear layer after pooling (``linear c1280 act hardswish``): its width and activation."""
+
+    out_ch: int
+    act: str | None = None  # None: no activation
 
 
 # ---------------------------------------------------------------- user-defined blocks
@@ -245,6 +299,7 @@ class Head(SpecNode):
     conv: Block | None = None
     pool: Pool = "avg"
     dropout: float | None = None  # None: the preset's, else the defaults'
+    hidden: Hidden | None = None  # a hidden linear layer between the pooling and the dropout
     linear: bool = True
 
 

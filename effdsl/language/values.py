@@ -24,7 +24,8 @@ from effdsl.language.spec import (
     MAX_RESOLUTION,
 )
 
-_ACT_ALIASES = {"swish": "silu", "hswish": "hardswish", "hard_swish": "hardswish", "identity": "none"}
+_ACT_ALIASES = {"swish": "silu", "hswish": "hardswish", "hard_swish": "hardswish", "hsigmoid": "hardsigmoid",
+                "hard_sigmoid": "hardsigmoid", "identity": "none"}
 
 
 class Reader:

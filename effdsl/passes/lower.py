@@ -9,11 +9,38 @@ see :mod:`effdsl.blocks`), head.
 from __future__ import annotations
 
 from effdsl.blocks import BlockArgs, Builder, lower_of
-from effdsl.blocks.base import Where
+from effdsl.blocks.base import Where, mid_width
 from effdsl.ir.graph import OpGraph
-from effdsl.ir.plan import ConvPlan, Plan, Preprocessing, StagePlan
-from effdsl.language.spec import Block, Network
+from effdsl.ir.plan import ConvPlan, Plan, Preprocessing, StagePart, StagePlan
+from effdsl.language.spec import Block, Defaults, Network
 from effdsl.scaling.rounding import drop_path_rate
+
+
+def _stage_plan(index: int, stage: Block, in_ch: int, defaults: Defaults, takes_se: bool) -> StagePlan:
+    """One stage line (and its ``then`` groups) with every default resolved; ``takes_se``: the
+    block kind has a squeeze-excite for the default ``se`` to size."""
+    se = stage.se if stage.se is not None else (defaults.se if takes_se else 0.0)
+    skip = stage.skip if stage.skip is not None else stage.block != "conv"
+    shape = stage.se_shape.over(defaults.se_shape)
+    act = stage.act or defaults.act
+    parts = []
+    for part in stage.parts:
+        part_shape = part.se_shape.over(shape)
+        parts.append(StagePart(
+            repeats=part.repeats, expand=part.expand if part.expand is not None else stage.expand,
+            expand_from=part.expand_from if part.expand_from is not None else stage.expand_from,
+            kernel=part.kernel if part.kernel is not None else stage.kernel, act=part.act or act,
+            se=part.se if part.se is not None else se, se_of=part_shape.of or "in", se_divisor=part_shape.divisor,
+            se_inner=part_shape.inner, se_gate=part_shape.gate or "sigmoid",
+            skip=part.skip if part.skip is not None else skip, spans=dict(part.spans)))
+    return StagePlan(
+        index=index, block=stage.block, kernel=stage.kernel, stride=stage.stride,
+        expand=stage.expand, in_ch=in_ch, out_ch=stage.out_ch,
+        repeats=stage.repeats + sum(part.repeats for part in parts),
+        se=se, act=act, skip=skip, bn=stage.bn, span=stage.span, spans=dict(stage.spans),
+        se_of=shape.of or "in", se_divisor=shape.divisor, se_inner=shape.inner, se_gate=shape.gate or "sigmoid",
+        expand_from=stage.expand_from, parts=tuple(parts), base_in=in_ch, base_out=stage.out_ch,
+    )
 
 
 def plan_from_spec(net: Network) -> Plan:
@@ -24,16 +51,10 @@ def plan_from_spec(net: Network) -> Plan:
     for index, stage in enumerate(net.stages):
         definition = net.block_def(stage.block)
         takes_se = stage.block != "conv" if definition is None else definition.has("se")
-        se = stage.se if stage.se is not None else (defaults.se if takes_se else 0.0)
-        skip = stage.skip if stage.skip is not None else stage.block != "conv"
-        stages.append(StagePlan(
-            index=index, block=stage.block, kernel=stage.kernel, stride=stage.stride,
-            expand=stage.expand, in_ch=in_ch, out_ch=stage.out_ch, repeats=stage.repeats,
-            se=se, act=stage.act or defaults.act, skip=skip, bn=stage.bn, span=stage.span,
-            spans=dict(stage.spans),
-        ))
+        stages.append(_stage_plan(index, stage, in_ch, defaults, takes_se))
         in_ch = stage.out_ch
     head_conv = net.head.conv
+    hidden = net.head.hidden
     return Plan(
         name=net.name,
         in_ch=net.in_ch,
@@ -53,6 +74,8 @@ def plan_from_spec(net: Network) -> Plan:
         classifier_span=net.head.spans.get("linear"),
         preprocessing=Preprocessing() if net.preprocess is None else Preprocessing(
             net.preprocess.mean, net.preprocess.std, net.preprocess.interpolation, net.preprocess.crop),
+        hidden=None if hidden is None else (hidden.out_ch, hidden.act or "none"),
+        hidden_span=None if hidden is None else hidden.span,
         blocks=tuple(b for b in net.blocks if any(stage.block == b.name for stage in net.stages)),
     )
 
@@ -74,13 +97,18 @@ def expand(plan: Plan) -> OpGraph:
     index = 0
     for stage in plan.stages:
         lower_block = lower_of(plan, stage.block)
-        for repeat in range(stage.repeats):
-            args = BlockArgs(stage=stage, prefix=f"stages.{stage.index}.{repeat}", index=index,
-                             in_ch=stage.in_ch if repeat == 0 else stage.out_ch,
-                             stride=stage.stride if repeat == 0 else 1,
-                             drop_path=drop_path_rate(plan.drop_path, index, total), divisor=plan.divisor)
-            x = lower_block(b, x, args)
-            index += 1
+        repeat = 0
+        for group in stage.groups():
+            for _ in range(group.repeats):
+                first = repeat == 0
+                args = BlockArgs(stage=group, prefix=f"stages.{stage.index}.{repeat}", index=index,
+                                 in_ch=stage.in_ch if first else stage.out_ch,
+                                 stride=stage.stride if first else 1,
+                                 drop_path=drop_path_rate(plan.drop_path, index, total), divisor=plan.divisor,
+                                 mid=mid_width(plan, group, first))
+                x = lower_block(b, x, args)
+                index += 1
+                repeat += 1
     last_ch = plan.stages[-1].out_ch
     where = Where(len(plan.stages), -1, "head", plan.head.span if plan.head else None)
     if plan.head is not None:
@@ -88,6 +116,13 @@ def expand(plan: Plan) -> OpGraph:
         x = b.conv_bn_act(x, "head", last_ch, head.out_ch, head.kernel, head.stride, head.act, head.bn, where)
         last_ch = head.out_ch
     x = b.op("pool", "head.pool", (x,), where, in_ch=last_ch, out_ch=last_ch, pool=plan.pool, flatten=True)
+    if plan.hidden is not None:
+        width, act = plan.hidden
+        hidden = Where(len(plan.stages), -1, "hidden", plan.hidden_span or where.span)
+        x = b.op("linear", "head.hidden", (x,), hidden, in_ch=last_ch, out_ch=width, bias=True)
+        if act != "none":
+            x = b.op("act", "head.hidden_act", (x,), hidden, in_ch=width, out_ch=width, act=act)
+        last_ch = width
     x = b.op("dropout", "head.dropout", (x,), where, in_ch=last_ch, out_ch=last_ch, rate=plan.dropout)
     classifier = Where(len(plan.stages), -1, "classifier", plan.classifier_span or where.span)
     b.op("linear", "classifier", (x,), classifier, in_ch=last_ch, out_ch=plan.classes, bias=True)

@@ -8,13 +8,14 @@ baseline plan; the scaled plan is then expanded into operators once.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 
 from effdsl.diagnostics import Diagnostic, EffdslError, InternalError
-from effdsl.ir.plan import Plan
-from effdsl.language.spec import MAX_BLOCKS, MAX_CHANNELS, MAX_RESOLUTION
+from effdsl.ir.plan import Plan, StagePlan
+from effdsl.language.spec import MAX_BLOCKS, MAX_CHANNELS, MAX_RESOLUTION, Scaling
 from effdsl.scaling.members import Scale
-from effdsl.scaling.rounding import head_from_last, round_channels, round_repeats
+from effdsl.scaling.rounding import head_from_last, round_channels, round_group_repeats
 
 
 def scale_plan(plan: Plan, scale: Scale) -> Plan:
@@ -26,43 +27,63 @@ def scale_plan(plan: Plan, scale: Scale) -> Plan:
     if not scale.resolution <= MAX_RESOLUTION:
         raise _too_large(scale, f"a resolution of {scale.resolution:,} pixels; at most {MAX_RESOLUTION:,}")
 
-    def width(channels: int) -> int:
-        if not channels * w <= MAX_CHANNELS:  # also inf and nan: checked before rounding
-            raise _too_large(scale, f"{_count(channels * w)} channels (from {channels:,}); at most {MAX_CHANNELS:,}")
-        return round_channels(channels, w, policy.divisor, policy.min_ch, policy.guard)
+    def width(channels: int, mult: float = w) -> int:
+        if not channels * mult <= MAX_CHANNELS:  # also inf and nan: checked before rounding
+            raise _too_large(scale, f"{_count(channels * mult)} channels (from {channels:,}); at most {MAX_CHANNELS:,}")
+        return round_channels(channels, mult, policy.divisor, policy.min_ch, policy.guard)
 
     stem = plan.stem if "stem" in policy.fixed_width else replace(plan.stem, out_ch=width(plan.stem.out_ch))
     stages = []
     in_ch = stem.out_ch
     for stage in plan.stages:
-        if stage.index in policy.fixed_depth:
-            repeats = stage.repeats
-        elif stage.repeats * d <= MAX_BLOCKS:
-            repeats = round_repeats(stage.repeats, d, policy.depth_rounding)
-        else:  # also inf and nan
-            raise _too_large(scale, f"{_count(stage.repeats * d)} blocks in stage {stage.index + 1}; "
-                                    f"at most {MAX_BLOCKS:,} in all")
-        out_ch = width(stage.out_ch)
-        stages.append(replace(stage, in_ch=in_ch, out_ch=out_ch, repeats=repeats))
-        in_ch = out_ch
+        stages.append(_scale_stage(stage, in_ch, policy, scale, width))
+        in_ch = stages[-1].out_ch
     blocks = sum(stage.repeats for stage in stages)
     if blocks > MAX_BLOCKS:
         raise _too_large(scale, f"{blocks:,} blocks; at most {MAX_BLOCKS:,}")
+    # the head and the hidden layer: the channel rule with max(min, width) under 'head_width scaled min'
+    head_mult = w if policy.head_min_width is None else max(policy.head_min_width, w)
     head = plan.head
     if head is not None and policy.head_from_last is not None:
         head = replace(head, out_ch=head_from_last(stages[-1].out_ch, policy.head_from_last))
         if head.out_ch > MAX_CHANNELS:
             raise _too_large(scale, f"{head.out_ch:,} head channels; at most {MAX_CHANNELS:,}")
     elif head is not None and "head" not in policy.fixed_width:
-        head = replace(head, out_ch=width(head.out_ch))
+        head = replace(head, out_ch=width(head.out_ch, head_mult))
+    hidden = plan.hidden
+    if hidden is not None and "head" not in policy.fixed_width:
+        hidden = (width(hidden[0], head_mult), hidden[1])
     preprocessing = replace(plan.preprocessing, test_resolution=scale.test_resolution,
                             crop=plan.preprocessing.crop if scale.crop is None else scale.crop)
     return replace(
-        plan, stem=stem, stages=tuple(stages), head=head, resolution=scale.resolution, preprocessing=preprocessing,
+        plan, stem=stem, stages=tuple(stages), head=head, hidden=hidden, resolution=scale.resolution,
+        preprocessing=preprocessing,
         dropout=scale.dropout, drop_path=scale.drop_path, bn=scale.bn.over(plan.bn),
         width_mult=w, depth_mult=d, phi=scale.phi, preset=scale.preset, scaled=True,
         resolution_span=scale.resolution_span,
     )
+
+
+def _scale_stage(stage: StagePlan, in_ch: int, policy: Scaling, scale: Scale,
+                 width: Callable[[int], int]) -> StagePlan:
+    """One stage: its width, its fixed expansion inputs, and its depth, shared among its groups."""
+    groups = stage.group_repeats
+    d = scale.depth_mult
+    if stage.index in policy.fixed_depth:
+        pass
+    elif stage.repeats * d <= MAX_BLOCKS:
+        groups = round_group_repeats(groups, d, policy.depth_rounding)
+    else:  # also inf and nan
+        raise _too_large(scale, f"{_count(stage.repeats * d)} blocks in stage {stage.index + 1}; "
+                                f"at most {MAX_BLOCKS:,} in all")
+
+    def fixed_input(channels: int | None) -> int | None:
+        return None if channels is None else width(channels)
+
+    parts = tuple(replace(part, repeats=n, expand_from=fixed_input(part.expand_from))
+                  for part, n in zip(stage.parts, groups[1:], strict=True))
+    return replace(stage, in_ch=in_ch, out_ch=width(stage.out_ch), repeats=sum(groups), parts=parts,
+                   expand_from=fixed_input(stage.expand_from))
 
 
 Architecture = tuple[int, tuple[tuple[int, int], ...], int | None, int]

@@ -77,12 +77,18 @@ def compound_multipliers(phi: float, alpha: float, beta: float, gamma: float) ->
     return alpha**phi, beta**phi, gamma**phi
 
 
-def se_channels(in_ch: int, se_ratio: float) -> int:
-    """Squeeze-excite width: ``max(1, int(in_ch * se_ratio))``, based on the block INPUT.
+def se_channels(in_ch: int, se_ratio: float, divisor: int | None = None) -> int:
+    """Squeeze-excite width: ``max(1, int(in_ch * se_ratio))``, where ``in_ch`` is what the
+    ratio is of (the block INPUT in EfficientNet, the expanded width in MobileNetV3).
 
     TF ``MBConvBlock`` (``num_reduced_filters``); torchvision's ``in // 4`` agrees for 0.25.
+    With a ``divisor``, the channel rule at width 1 rounds it (torchvision MobileNetV3:
+    ``_make_divisible(expanded_channels // 4, 8)``).
     """
-    return max(1, int(in_ch * se_ratio))
+    squeezed = int(in_ch * se_ratio)
+    if divisor is None:
+        return max(1, squeezed)
+    return round_channels(squeezed, 1.0, divisor)
 
 
 def expanded_channels(in_ch: int, expand: float, divisor: int) -> int:
@@ -94,6 +100,25 @@ def expanded_channels(in_ch: int, expand: float, divisor: int) -> int:
     if expand == 1:
         return in_ch
     return round_channels(in_ch, expand, divisor)
+
+
+def round_group_repeats(repeats: tuple[int, ...], depth_mult: float, mode: str = "ceil") -> tuple[int, ...]:
+    """Scale the block counts of a stage's groups (a stage line and its ``then`` groups) together.
+
+    timm ``_scale_stage_depth``: the stage's total scales as one (``round_repeats``), and is
+    shared out in proportion from the last group to the first, each group keeping at least
+    one block, each share rounded half to even (Python's ``round``, written out here), so
+    the first group is the least likely to grow. One group: ``round_repeats``.
+    """
+    total = sum(repeats)
+    remaining = round_repeats(total, depth_mult, mode)
+    scaled: list[int] = []
+    for count in reversed(repeats):
+        share = max(1, round_number(count / total * remaining, "half_even"))
+        scaled.append(share)
+        total -= count
+        remaining -= share
+    return tuple(reversed(scaled))
 
 
 def drop_path_rate(rate: float, block_index: int, num_blocks: int) -> float:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from effdsl.blocks import REGISTRY
 from effdsl.ir.graph import CompiledGraph, Op
 from effdsl.ir.graph import Node as IRNode
-from effdsl.ir.plan import Plan
+from effdsl.ir.plan import Plan, StagePlan
 from effdsl.language.plugins import load_plugin
 
 LEVELS = ("stage", "block", "op")
@@ -299,8 +299,8 @@ def _head_box(g: _Group) -> tuple[str, Label, Facts]:
 
 
 def _block_box(g: _Group) -> tuple[str, Label, Facts]:
-    stage = g.plan.stages[g.first.stage]
     repeat = int(g.node_id.split(".")[2])
+    stage = _group_of(g.plan.stages[g.first.stage], repeat)
     tag = _block_tag(g.plan, stage.block, stage.kernel, stage.stride if repeat == 0 else 1, stage.expand)
     residual = g.residuals > 0
     label = ((g.node_id, tag), (f"{g.first.in_ch}→{g.last.out_ch} ch · {g.shapes}", "+ residual" if residual else ""),
@@ -310,6 +310,15 @@ def _block_box(g: _Group) -> tuple[str, Label, Facts]:
     return "block", label, facts
 
 
+def _group_of(stage: StagePlan, repeat: int) -> StagePlan:
+    """The settings of block ``repeat`` of a stage: its line's, or its ``then`` group's."""
+    for group in stage.groups():
+        if repeat < group.repeats:
+            return group
+        repeat -= group.repeats
+    return stage
+
+
 def _stage_box(g: _Group) -> tuple[str, Label, Facts]:
     stage = g.plan.stages[g.first.stage]
     blocks = sorted({n.op.block for n in g.nodes})
@@ -317,7 +326,11 @@ def _stage_box(g: _Group) -> tuple[str, Label, Facts]:
     tag = _block_tag(g.plan, stage.block, stage.kernel, stage.stride, stage.expand)
     label = ((f"stage{stage.index + 1}", f"{tag} ×{stage.repeats}"),
              (f"{stage.in_ch}→{stage.out_ch} ch · {g.shapes}", f"{skips} residual" if skips else ""), (g.cost, g.where))
-    facts = [("blocks", f"{stage.repeats} × {tag}" + (f", se {stage.se:g}" if stage.se else "") + f", {stage.act}"),
+    groups = [f"{group.repeats} × " + _block_tag(g.plan, group.block, group.kernel, stage.stride if i == 0 else 1,
+                                                  group.expand)
+              + (f", se {group.se:g}" if group.se else "") + f", {group.act}"
+              for i, group in enumerate(stage.groups())]
+    facts = [("blocks", "; then ".join(groups)),
              ("block indices", f"{blocks[0]}..{blocks[-1]}"), ("residual", f"{skips} of {stage.repeats} blocks")]
     return "stage", label, facts
 

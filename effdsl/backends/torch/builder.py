@@ -47,7 +47,10 @@ def network_args(table: NetworkTable) -> tuple[NetworkArgs, dict[str, Any]]:
     """The arguments of ``Network`` for a table (as the ``.py`` export writes them)."""
     args = (table.block_tuples(), table.stem_tuple(), table.head_tuple(), table.pool, table.classes, table.in_ch,
             table.dropout, table.drop_path)
-    return args, {"padding": table.padding, "pretrained_cfg": pretrained_cfg(table)}
+    kwargs: dict[str, Any] = {"padding": table.padding, "pretrained_cfg": pretrained_cfg(table)}
+    if table.hidden is not None:
+        kwargs["hidden"] = table.hidden
+    return args, kwargs
 
 
 def build_module(graph: CompiledGraph, device: torch.device | str = "cpu", features_only: bool = False,
