@@ -347,6 +347,8 @@ def user_block_networks(draw, plugin: bool = False) -> Network:
                 "expand": draw(st.sampled_from(EXPANSIONS[:4])) if definition.uses("mid") else 1.0,
                 "se": draw(st.none() | st.sampled_from(SE_RATIOS)) if definition.has("se") else None,
                 "skip": draw(st.sampled_from((None, True, False))) if definition.has("residual") else None,
+                "se_shape": SqueezeExcite(), "expand_from": None,
+                "parts": (),  # 'then' groups are for mbconv and fused_mbconv stages
             })
         stages.append(stage)
     return net.model_copy(update={"stages": tuple(stages), "blocks": (definition,)})

@@ -192,8 +192,24 @@ def test_bigger_phi_never_shrinks_anything(net: Network, pair: tuple[float, floa
     assert a.keys() == b.keys()
     shrunk = {k: (a[k], b[k]) for k in a if b[k] < a[k]}
     assert not shrunk, f"phi {phi1} -> {phi2} shrinks {shrunk}"
-    assert big.summary.params >= small.summary.params
-    assert big.summary.macs >= small.summary.macs
+    if not _lost_an_expansion(small, big):
+        assert big.summary.params >= small.summary.params
+        assert big.summary.macs >= small.summary.macs
+
+
+def _lost_an_expansion(small: Compiled, big: Compiled) -> bool:
+    """A block of ``big`` lacks the 1x1 expansion its twin in ``small`` has: as in torchvision,
+    there is none when the expanded width equals the input, which a fixed expansion input
+    (``e2 of c8``) can reach as the width grows; every other width still grows."""
+    def expanding(compiled: Compiled) -> set[str]:
+        return {op.name.rsplit(".", 2)[0] for op in compiled.graph.ops() if op.part == "expand"}
+
+    lost = expanding(small) - expanding(big)
+    if not lost:
+        return False
+    stages = {name.split(".")[1] for name in lost}
+    assert all(plan(big).stages[int(i)].expand_from is not None for i in stages), lost
+    return True
 
 
 # ---------------------------------------------------------------------------- 6. phi = 0 is the baseline

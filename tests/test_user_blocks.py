@@ -156,6 +156,19 @@ def test_user_block_scales_with_the_spec_rules() -> None:
     assert compiled.summary.params == sum(p.numel() for p in model.parameters())
 
 
+def test_then_groups_are_refused_in_a_stage_of_a_defined_block() -> None:
+    """'then' groups vary the settings of mbconv and fused_mbconv blocks; a stage of a defined
+    block is refused at the 'then', not built with the stage line's settings."""
+    text = CONVNEXT_NET.replace("stage convnext   e4 k7 s1 c64 x2", "stage convnext   e4 k7 s1 c64 x1 then e2")
+    with pytest.raises(EffdslError) as err:
+        parse_spec(text)
+    (diag,) = err.value.diagnostics
+    assert diag.code == "E103"
+    assert "'then' in a convnext stage line" in diag.message
+    line = text.splitlines()[diag.span.line - 1]
+    assert line[diag.span.column - 1:].startswith("then")
+
+
 def test_weights_of_another_layout_load_by_structure() -> None:
     """A checkpoint whose names are not effdsl's (another library's layout, same structure)
     loads through the structural pairing and gives the same logits."""
