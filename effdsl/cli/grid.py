@@ -124,7 +124,6 @@ def _grid_progress() -> Iterator[GridEvents]:
     )
 
     from effdsl.search.grid import GridEvents  # noqa: F811 (at run time too: it is built here)
-    from effdsl.search.grid_report import best_line
 
     progress = Progress(TextColumn("candidates"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.fields[best]}"),

@@ -42,6 +42,7 @@ from effdsl.search import records
 from effdsl.search.data import shape_of
 from effdsl.search.executor import Job, LocalExecutor, Proxy
 from effdsl.search.executors import check_executor, make_executor
+from effdsl.search.grid_report import quality, write_reports
 from effdsl.search.proxy import TrainConfig, ZeroCost, cuda_available
 from effdsl.search.run import require_packages
 
@@ -149,6 +150,13 @@ class GridEvents:
 
 def check_options(options: GridOptions) -> list[Coefficients]:
     """The grid's points, after checking every option (E607) and the grid's size (E610, E611)."""
+    _check_settings(options)
+    check_executor(options.executor, options.workers, options.address)
+    return _points(options)
+
+
+def _check_settings(options: GridOptions) -> None:
+    """E607 for every setting out of range, together."""
     problems = []
     if not (0 < options.phi <= MAX_PHI and math.isfinite(options.phi)):
         problems.append(f"--phi must be greater than 0 and at most {MAX_PHI:g}, got {options.phi:g}")
@@ -167,7 +175,10 @@ def check_options(options: GridOptions) -> list[Coefficients]:
         problems.append("--device cuda, but torch sees no CUDA device (--device auto uses one when there is)")
     if problems:
         raise EffdslError([Diagnostic("E607", p) for p in problems])
-    check_executor(options.executor, options.workers, options.address)
+
+
+def _points(options: GridOptions) -> list[Coefficients]:
+    """The grid points within the tolerance; E610 for too many, E611 for none."""
     values = len(axis(options.step, options.max_coeff))
     if values**3 > MAX_GRID_POINTS:
         raise EffdslError(Diagnostic(
@@ -258,8 +269,8 @@ def prepare(folder: Path, identity: dict[str, Any], resume: bool) -> list[dict[s
 def run_grid(options: GridOptions, events: GridEvents | None = None) -> GridResult:
     """Run (or resume) a grid; write grid.jsonl and the reports in ``options.out``.
 
-    Interrupted (KeyboardInterrupt), it writes the reports of the candidates recorded so
-    far before passing the interrupt on.
+    Interrupted (Ctrl-C), it writes the reports of the candidates recorded so far before
+    passing the interruption on.
     """
     events = events or GridEvents()
     started = time.perf_counter()
@@ -284,9 +295,12 @@ def run_grid(options: GridOptions, events: GridEvents | None = None) -> GridResu
     events.start(len(candidates), len(first), min(len(recorded), len(candidates)))
     try:
         _loop(options, candidates, first, recorded, result, events)
-    except KeyboardInterrupt:
-        result.seconds = time.perf_counter() - started
-        result.files = _finish(result)
+    except BaseException as stop:
+        # Ctrl-C (KeyboardInterrupt, or the CLI's own interruption, also a BaseException):
+        # the reports of what is recorded, then the interruption goes on
+        if not isinstance(stop, Exception):
+            result.seconds = time.perf_counter() - started
+            result.files = _finish(result)
         raise
     result.seconds = time.perf_counter() - started
     result.files = _finish(result)
@@ -322,12 +336,6 @@ def _loop(options: GridOptions, candidates: list[Candidate], first: dict[str, in
             if record["status"] == "ok" and _better(record, result.best):
                 result.best = record
             events.candidate(record, result.best, c.index < len(recorded))
-
-
-def quality(record: dict[str, Any]) -> float | None:
-    """What the grid ranks by: the held-out accuracy, or the zero-cost score."""
-    value = record["accuracy"] if record["accuracy"] is not None else record["score"]
-    return None if value is None else float(value)
 
 
 def _better(record: dict[str, Any], best: dict[str, Any] | None) -> bool:
@@ -402,6 +410,4 @@ def best_coefficients(result: GridResult) -> dict[str, str] | None:
 
 
 def _finish(result: GridResult) -> list[Path]:
-    from effdsl.search.grid_report import write_reports
-
     return [*write_reports(result), result.folder / GRID]

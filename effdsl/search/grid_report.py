@@ -31,10 +31,12 @@ COLUMNS = ["rank", "candidate", "alpha", "beta", "gamma", "product", "quality", 
 _STOPS = ((255, 255, 204), (161, 218, 180), (65, 182, 196), (44, 127, 184), (37, 52, 148))
 
 
-def _quality(record: dict[str, Any]) -> float | None:
-    from effdsl.search.grid import quality
+def quality(record: dict[str, Any]) -> float | None:
+    """What the grid ranks by: the held-out accuracy, or the zero-cost score."""
+    value = record["accuracy"] if record["accuracy"] is not None else record["score"]
+    return None if value is None else float(value)
 
-    return quality(record)
+
 
 
 def quality_name(result: GridResult) -> str:
@@ -54,8 +56,8 @@ def _coeff(value: float) -> str:
 
 def ranking(result: GridResult) -> list[dict[str, Any]]:
     """The candidates with a quality, best first (ties: fewer MACs, then grid order)."""
-    done = [r for r in result.records if r["status"] == "ok" and _quality(r) is not None]
-    return sorted(done, key=lambda r: (-(_quality(r) or 0.0), r["macs"], r["candidate"]))
+    done = [r for r in result.records if r["status"] == "ok" and quality(r) is not None]
+    return sorted(done, key=lambda r: (-(quality(r) or 0.0), r["macs"], r["candidate"]))
 
 
 def summary_lines(result: GridResult) -> list[str]:
@@ -84,13 +86,13 @@ def best_line(result: GridResult) -> str | None:
         return None
     return (f"best: candidate {best['candidate']}, alpha {_coeff(best['alpha'])} beta {_coeff(best['beta'])} "
             f"gamma {_coeff(best['gamma'])} (product {best['product']:.4g}), {quality_name(result)} "
-            f"{_shown(result, _quality(best))}, {human(best['macs'])} MACs, {human(best['params'])} params, "
+            f"{_shown(result, quality(best))}, {human(best['macs'])} MACs, {human(best['params'])} params, "
             f"{best['resolution']} px")
 
 
 def _row(result: GridResult, rank: int, r: dict[str, Any]) -> list[str]:
     return [str(rank), str(r["candidate"]), _coeff(r["alpha"]), _coeff(r["beta"]), _coeff(r["gamma"]),
-            f"{r['product']:.4g}", _shown(result, _quality(r)), human(r["macs"]), human(r["params"]),
+            f"{r['product']:.4g}", _shown(result, quality(r)), human(r["macs"]), human(r["params"]),
             str(r["resolution"]), f"{r['seconds']:.1f}", "" if r["same_as"] is None else str(r["same_as"])]
 
 
@@ -142,10 +144,10 @@ def heatmap_svg(result: GridResult) -> str:
     cells = _cells(result)
     betas = sorted({r["beta"] for r in result.records})
     gammas = sorted({r["gamma"] for r in result.records})
-    values = [q for r in cells.values() if (q := _quality(r)) is not None]
+    values = [q for r in cells.values() if (q := quality(r)) is not None]
     low, high = (min(values), max(values)) if values else (0.0, 1.0)
     size, left, top = 44, 64, 36
-    width, height = left + size * len(gammas) + 20, top + size * len(betas) + 56
+    width, height = max(left + size * len(gammas) + 20, 480), top + size * len(betas) + 56
     best = result.best
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
              f'viewBox="0 0 {width} {height}" font-family="sans-serif" font-size="10" id="heatmap">',
@@ -160,9 +162,9 @@ def heatmap_svg(result: GridResult) -> str:
             if record is None:
                 parts.append(f'<rect x="{x}" y="{y}" width="{size}" height="{size}" fill="#f2f2f2" stroke="#fff"/>')
                 continue
-            q = _quality(record)
+            q = quality(record)
             fraction = 0.5 if high == low or q is None else (q - low) / (high - low)
-            dark = fraction > 0.6
+            ink = "#fff" if fraction > 0.6 else "#000"  # on the dark end of the scale
             outline = ' stroke="#d62728" stroke-width="3"' if best is not None and record is best else \
                 ' stroke="#fff"'
             tip = (f"alpha {_coeff(record['alpha'])} beta {_coeff(beta)} gamma {_coeff(gamma)}: "
@@ -170,9 +172,9 @@ def heatmap_svg(result: GridResult) -> str:
             parts.append(f'<g class="cell" data-candidate="{record["candidate"]}">'
                          f'<title>{esc(tip)}</title>'
                          f'<rect x="{x}" y="{y}" width="{size}" height="{size}" fill="{_colour(fraction)}"{outline}/>'
-                         f'<text x="{x + size / 2}" y="{y + 17}" text-anchor="middle" fill="{"#fff" if dark else "#000"}"'
+                         f'<text x="{x + size / 2}" y="{y + 17}" text-anchor="middle" fill="{ink}"'
                          f'>a{_coeff(record["alpha"])}</text>'
-                         f'<text x="{x + size / 2}" y="{y + 31}" text-anchor="middle" fill="{"#fff" if dark else "#000"}"'
+                         f'<text x="{x + size / 2}" y="{y + 31}" text-anchor="middle" fill="{ink}"'
                          f'>{esc(_shown(result, q))}</text></g>')
     bottom = top + size * len(betas)
     for col, gamma in enumerate(gammas):
