@@ -268,3 +268,28 @@ def test_ctrl_c_keeps_the_finished_candidates_and_resume_finishes(tmp_path: Path
     result = CliRunner().invoke(app, [*args, "--resume"])
     assert result.exit_code == 0, result.output
     assert (out / "grid.jsonl").read_bytes().startswith(kept) and len(_lines(out)) == 12
+
+
+def test_a_grid_where_nothing_finishes_writes_no_spec(tmp_path: Path) -> None:
+    """Every training diverges (a learning rate of 1e12): recorded, reported, and --write declines."""
+    from effdsl.search.proxy import TrainConfig
+
+    options = gridmod.GridOptions(spec=str(TINY), out=tmp_path / "nan", step=Fraction(1, 10),
+                                  tolerance=Fraction(3, 100), device="cpu", train=TrainConfig(lr=1e12))
+    result = gridmod.run_grid(options)
+    assert [r["status"] for r in result.records] == ["nan"] * 12 and all(r["error"] for r in result.records)
+    assert result.best is None and gridmod.best_coefficients(result) is None
+    report = (tmp_path / "nan" / "report.md").read_text(encoding="utf-8")
+    assert "## Best" not in report and "- candidate 0: nan (the training loss became" in report
+    assert json.loads((tmp_path / "nan" / "grid.json").read_text(encoding="utf-8"))["train"]["lr"] == 1e12
+
+
+def test_a_candidate_beyond_the_compilers_limits_is_recorded_not_built() -> None:
+    from effdsl.scaling.grid import Coefficients
+
+    net = effdsl.parse_spec(TINY.read_text(encoding="utf-8").replace("input 1 x 32", "input 1 x 9000"))
+    small = gridmod.compile_candidate(net, 0, Coefficients(Fraction(2), Fraction(1), Fraction(1)), 4.0, 1, 10)
+    assert small.error is None and small.resolution == 9000
+    large = gridmod.compile_candidate(net, 1, Coefficients(Fraction(1), Fraction(1), Fraction(7, 5)), 4.0, 1, 10)
+    assert large.error is not None and large.error.startswith("E302: phi 4 scales the network to a resolution of")
+    assert large.macs is None and large.key == "error:1"
