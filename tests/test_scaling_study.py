@@ -66,7 +66,8 @@ def _row(method: str, level: float, accuracies: list[float], macs: int) -> dict:
 
 def _fake(compound: list[float], width: list[float]) -> dict:
     rows = [_row("baseline", 0, [0.80, 0.81, 0.82], 1000), _row("compound", 1.0, compound, 2000),
-            _row("compound (paper)", 1.0, [0.88, 0.89, 0.90], 2050), _row("width only", 1.0, width, 2100), _row("depth only", 1.0, [0.70, 0.71, 0.72], 1950),
+            _row("compound (paper)", 1.0, [0.88, 0.89, 0.90], 2050), _row("width only", 1.0, width, 2100),
+            _row("depth only", 1.0, [0.70, 0.71, 0.72], 1950),
             _row("resolution only", 1.0, [0.60, 0.62, 0.64], 1900)]
     grid = {"best": {"alpha": 1.2, "beta": 1.1, "gamma": 1.15, "accuracy": 0.9}, "candidates": 21, "networks": 15,
             "seconds": 60.0}
