@@ -166,7 +166,7 @@ def test_blocks_are_classified(page: Path):
             assert block.expected_codes(), f"{block.where}: an eff-error block starts with '# expect: E...'"
 
 
-SLOW_PAGES = {"exports.md", "sweep.md"}  # ONNX and torch.export runs; sweeps with plots
+SLOW_PAGES = {"exports.md", "sweep.md", "grid.md"}  # ONNX and torch.export runs; sweeps with plots; a grid
 
 
 @pytest.mark.parametrize("page", [pytest.param(p, marks=pytest.mark.slow) if p.name in SLOW_PAGES else p

@@ -242,8 +242,8 @@ def prepare(folder: Path, identity: dict[str, Any], resume: bool) -> list[dict[s
     done = records.read_trials(folder, GRID, "candidate") if folder.exists() else []
     if not resume or not settings.exists():
         if done or settings.exists() or (folder / records.TRIALS).exists():
-            held = f"a grid ({len(done)} candidate{'s' if len(done) != 1 else ''} recorded)" if settings.exists() \
-                else "a search"
+            held = f"a grid ({len(done)} candidate{'s' if len(done) != 1 else ''} recorded)" \
+                if settings.exists() or done else "a search"
             if resume and done:
                 raise EffdslError(Diagnostic("E609", f"'{folder}' has candidates but no {SETTINGS}; "
                                                      "it cannot be resumed"))
