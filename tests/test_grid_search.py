@@ -293,3 +293,16 @@ def test_a_candidate_beyond_the_compilers_limits_is_recorded_not_built() -> None
     large = gridmod.compile_candidate(net, 1, Coefficients(Fraction(1), Fraction(1), Fraction(7, 5)), 4.0, 1, 10)
     assert large.error is not None and large.error.startswith("E302: phi 4 scales the network to a resolution of")
     assert large.macs is None and large.key == "error:1"
+
+
+def test_resume_refuses_a_record_that_is_not_this_grids(zero_cost_grid, tmp_path: Path) -> None:
+    whole, _, _ = zero_cost_grid
+    out = tmp_path / "tampered"
+    out.mkdir()
+    (out / "grid.json").write_text((whole / "grid.json").read_text(encoding="utf-8"), encoding="utf-8")
+    lines = _lines(whole)[:3]
+    lines[2]["gamma"] = 1.5  # another grid point than the grid has there
+    (out / "grid.jsonl").write_text("".join(json.dumps(t) + "\n" for t in lines), encoding="utf-8")
+    result = _grid(out, *ZERO_COST, "--resume")
+    assert result.exit_code == 2 and "error[E609]: candidate 2 in" in result.stderr
+    assert len(_lines(out)) == 3  # nothing was run or added

@@ -310,6 +310,8 @@ def run_grid(options: GridOptions, events: GridEvents | None = None) -> GridResu
 def _loop(options: GridOptions, candidates: list[Candidate], first: dict[str, int], recorded: list[dict[str, Any]],
           result: GridResult, events: GridEvents) -> None:
     """Start every network not recorded yet, then record the candidates in grid order."""
+    for c in candidates[:len(recorded)]:  # before anything runs: the record must be this grid's (E609)
+        _replayed(recorded[c.index], c, options)
     jobs = {c.index: _job(options, c) for c in candidates
             if c.error is None and first[c.key] == c.index and c.index >= len(recorded)}
     with make_executor(options.executor, options.workers, options.address) as executor:
