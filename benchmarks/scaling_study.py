@@ -1,7 +1,7 @@
 """Compound scaling against one-dimension scaling at matched MACs, on digits; written to
 docs/scaling-study.md and docs/img/scaling-study.svg (raw numbers: benchmarks/scaling_study.json).
 
-    python benchmarks/scaling_study.py              # everything (about 15 minutes on 2 cores)
+    python benchmarks/scaling_study.py              # everything (about 7 minutes on 2 cores)
     python benchmarks/scaling_study.py --no-write   # print only
     python benchmarks/scaling_study.py --render     # the page and plot again from the raw numbers
 
@@ -340,7 +340,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--epochs", type=int, default=3, help="training epochs of every network of the study")
     parser.add_argument("--grid-epochs", type=int, default=2, help="training epochs of each grid candidate")
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--levels", type=float, nargs="+", default=[1.0, 2.0], help="compound's phi values")
     parser.add_argument("--workers", type=int, default=min(2, available_cores()))
     parser.add_argument("--no-write", action="store_true", help="print only")
