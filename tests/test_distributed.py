@@ -131,6 +131,24 @@ def test_ray_records_the_same_trials_as_local(ray_session: None, space: Path, lo
     assert "workers 2 on ray" in result.stderr
 
 
+@pytest.mark.slow
+def test_a_grid_on_ray_records_what_a_local_grid_records(ray_session: None, two_cores: None, tmp_path: Path) -> None:
+    """effdsl grid takes the same executors: the same candidates, outcomes and best spec."""
+    spec = ROOT / "tests" / "specs" / "tiny_digits.eff"
+    args = ("--proxy", "zero-cost", "--step", "0.1", "--tolerance", "0.03", "--seed", "3", "--workers", "2",
+            "--device", "cpu")
+    outs = {}
+    for kind in ("local", "ray"):
+        outs[kind] = tmp_path / kind
+        _ok(CliRunner().invoke(app, ["grid", str(spec), "--out", str(outs[kind]), *args, "--executor", kind,
+                                     "--write", str(tmp_path / f"{kind}.eff")]))
+    grids = {kind: _SECONDS.sub(b'"seconds": -', (out / "grid.jsonl").read_bytes()) for kind, out in outs.items()}
+    assert grids["ray"] == grids["local"]
+    lines = [json.loads(line) for line in (outs["ray"] / "grid.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert len(lines) >= 5 and all(line["status"] == "ok" for line in lines)
+    assert (tmp_path / "ray.eff").read_bytes() == (tmp_path / "local.eff").read_bytes()
+
+
 # ---------------------------------------------------------------------------- worker deaths
 
 

@@ -185,7 +185,7 @@ def test_blocks_are_classified(page: Path):
             assert block.expected_codes(), f"{block.where}: an eff-error block starts with '# expect: E...'"
 
 
-SLOW_PAGES = {"exports.md", "sweep.md", "distributed.md"}  # ONNX and torch.export; sweeps with plots; Ray
+SLOW_PAGES = {"exports.md", "sweep.md", "distributed.md", "grid.md"}  # ONNX, torch.export; plots; Ray; a grid
 NEEDS = {"distributed.md": ("ray", "Ray is not installed (pip install 'effdsl[ray]')")}
 
 

@@ -259,6 +259,7 @@ def test_resume_after_a_kill(small_space: Path, tmp_path: Path, how: signal.Sign
     if how == signal.SIGINT:
         assert process.returncode == 130, stderr
         assert "continue with --resume" in stderr and "Traceback" not in stderr
+        assert (out / records.REPORT_MD).is_file() and (out / records.BEST).is_file()  # what was recorded, reported
     done = records.read_trials(out)  # cuts a partial last line, if the kill left one
     n = len(done)
     assert 3 <= n < 30

@@ -2,6 +2,7 @@
 
 - :mod:`effdsl.cli.commands`: the commands (compile, check, fmt, sweep, diff, viz, list);
 - :mod:`effdsl.cli.search`: ``space`` and ``search``;
+- :mod:`effdsl.cli.grid`: ``grid`` (the compound-scaling coefficients by grid search);
 - :mod:`effdsl.cli.reporting`: how a command ends: diagnostics on stderr (or as JSON)
   and the exit status, in one place for every command;
 - :mod:`effdsl.cli.files`: the one function through which a command writes a file;
@@ -35,7 +36,7 @@ def main() -> None:
 
 
 def _app() -> typer.Typer:
-    from effdsl.cli import search  # noqa: F401  (adds 'space' and 'search' to the app)
+    from effdsl.cli import grid, search  # noqa: F401  (adds 'space', 'search' and 'grid' to the app)
     from effdsl.cli.commands import app
 
     return app

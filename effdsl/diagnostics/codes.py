@@ -120,6 +120,8 @@ CODES: dict[str, Code] = _codes(
     ("E607", "search option out of range"),
     ("E608", "no such data"),
     ("E609", "output folder cannot hold the search"),
+    ("E610", "compound-scaling grid too large"),
+    ("E611", "no grid point within the tolerance"),
     ("E620", "trials cannot run on Ray"),
     # warnings
     ("W301", "feature map smaller than the kernel"),

@@ -29,9 +29,12 @@ FIELDS = ("trial", "status", "params", "macs", "latency_ms", "accuracy", "score"
 NOT_DECIDING = ("executor",)
 
 
-def read_trials(folder: Path) -> list[dict[str, Any]]:
-    """The complete lines of ``trials.jsonl`` (a partial last line, from a kill, is cut off)."""
-    path = folder / TRIALS
+def read_trials(folder: Path, name: str = TRIALS, index: str = "trial") -> list[dict[str, Any]]:
+    """The complete lines of ``trials.jsonl`` (a partial last line, from a kill, is cut off).
+
+    ``name`` and ``index``: another file of numbered lines (``grid.jsonl``, numbered by
+    ``candidate``)."""
+    path = folder / name
     if not path.exists():
         return []
     data = path.read_bytes()
@@ -42,7 +45,7 @@ def read_trials(folder: Path) -> list[dict[str, Any]]:
             record = json.loads(line)
         except ValueError:
             break
-        if not isinstance(record, dict) or record.get("trial") != len(records):
+        if not isinstance(record, dict) or record.get(index) != len(records):
             break
         records.append(record)
         good += len(line) + 1
@@ -52,10 +55,10 @@ def read_trials(folder: Path) -> list[dict[str, Any]]:
     return records
 
 
-def append_trial(folder: Path, record: dict[str, Any]) -> None:
+def append_trial(folder: Path, record: dict[str, Any], name: str = TRIALS) -> None:
     """Add one line and make it durable before going on."""
     line = (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
-    with (folder / TRIALS).open("ab") as handle:
+    with (folder / name).open("ab") as handle:
         handle.write(line)
         handle.flush()
         os.fsync(handle.fileno())

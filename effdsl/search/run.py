@@ -155,8 +155,10 @@ def run_search(options: SearchOptions, events: Events | None = None) -> SearchRe
                                   options=options)
             events.start(options.trials, min(len(recorded), options.trials))
             _loop(options, space, CostModel(space, **inputs), inputs, recorded, result, events, executor)
-    except KeyboardInterrupt:
-        if result is not None:
+    except BaseException as stop:
+        # Ctrl-C (KeyboardInterrupt, or the CLI's own interruption, also a BaseException):
+        # best.eff and the reports of the trials recorded, then the interruption goes on
+        if result is not None and not isinstance(stop, Exception):
             result.seconds = time.perf_counter() - started
             result.files = _finish(result)
         raise

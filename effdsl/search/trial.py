@@ -41,6 +41,7 @@ class Job:
     device: str = "auto"
     latency: bool = False         # measure the batch-1 latency
     latency_limit: float | None = None  # ms: above it the trial stops before training
+    phi: float | None = None      # the member of ``text``'s family to build (compound scaling); None: the baseline
 
 
 def run_job(job: Job) -> dict[str, Any]:
@@ -91,7 +92,7 @@ def _run(job: Job, outcome: dict[str, Any]) -> None:
     torch.manual_seed(job.seed)
     # The proxy trains without dropout and stochastic depth: they regularize long
     # trainings and only slow down a short one. Neither changes the cost.
-    compiled = compile_spec(job.text, drop_rate=0.0, drop_path_rate=0.0)
+    compiled = compile_spec(job.text, phi=job.phi, drop_rate=0.0, drop_path_rate=0.0)
     model = compiled.build()
     device = proxy.pick_device(job.device)
     if job.latency:
