@@ -185,7 +185,7 @@ class CostModel:
                 decision = self.space.decisions[i]
                 update[decision.field] = decision.values[pick]
             if update.get("block", stage.block) == "conv":  # as scaling.choices.member
-                update.update(expand=1.0, se=None)
+                update.update(expand=1.0, expand_from=None, se=None)
             stage = stage.model_copy(update=update)
             definition = net.block_def(stage.block)
             takes_se = stage.block != "conv" if definition is None else definition.has("se")
