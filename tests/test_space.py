@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import random
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,7 @@ from effdsl.language.spec import (
 )
 from effdsl.scaling.choices import Decision
 from effdsl.scaling.rounding import round_channels
-from effdsl.search.cost import CostModel, enumerate_costs
+from effdsl.search.cost import CostModel, enumerate_costs, lowered_cost
 from effdsl.search.space import Space
 
 from conftest import ROOT, check_golden
@@ -424,3 +425,40 @@ network from_conv {
         compiled = effdsl.compile_spec(space.text(picks))
         assert tuple(model.cost(picks)) == (compiled.summary.params, compiled.summary.macs)
     assert model.cost((1,)).params > model.cost((0,)).params
+
+
+def test_a_conv_option_drops_a_fixed_expansion_input() -> None:
+    """'e4 of c16' belongs to the expansion: the conv member has neither, and its text reads back."""
+    space = Space.load("""\
+network fixed_input {
+  input 3 x 32
+  classes 10
+  stem conv k3 s2 c16
+  stage {mbconv,conv} e4 of c16 k3 s2 c24 x2 se 0.25 of mid divisor 8
+  pool avg
+  linear
+}
+""")
+    model = CostModel(space)
+    for picks in ((0,), (1,)):
+        text = space.text(picks)
+        assert ("of c16" in text) == (picks == (0,))
+        compiled = effdsl.compile_spec(text)
+        assert tuple(model.cost(picks)) == (compiled.summary.params, compiled.summary.macs)
+
+
+@settings(max_examples=25)
+@given(spaces(), st.randoms(use_true_random=False))
+def test_built_in_stages_restated_equal_their_lowered_operators(net: Network, rng: random.Random) -> None:
+    """The two ways the model costs a stage agree: the restated formulas of the built-in blocks
+    and the compiler's lowering with the cost passes' rules (what user-defined blocks take)."""
+    space = Space.load(format_spec(net))
+    model = CostModel(space)
+    picks = space.sample(rng)
+    state = model.start
+    for index, mine in enumerate(model.by_stage):
+        combo = tuple(picks[i] for i in mine)
+        row = replace(model.row(index, combo), in_ch=state[0], base_in=state[1])
+        step, after = model.step(index, combo, state)
+        assert lowered_cost(model.plan, row, state[2]) == (step, after[2])
+        state = after
