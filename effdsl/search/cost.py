@@ -211,7 +211,7 @@ class CostModel:
         """A stage of built-in blocks: its groups in order, the first block with the stage's
         input and stride, the others alike (each group's costed once)."""
         cost, res, first = ZERO, in_res, True
-        for group in row.groups():
+        for group in row.groups() if row.parts else (row,):  # one group: the row itself, not a copy
             n = group.repeats
             if n and first:
                 one, res = block_cost(self.plan, group, True, res)
