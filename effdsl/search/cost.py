@@ -1,4 +1,4 @@
-"""Parameters and MACs of a space's members, analytically: no graph, no weights.
+"""Parameters and MACs of a space's members without compiling them: no network, no weights.
 
 Screening thousands of candidates a second needs more speed than compiling each one
 (about 15 ms), so :class:`CostModel` adds up the cost of each part from the formulas of
@@ -14,8 +14,8 @@ widths (``head_width last``, ``head_width scaled min``).
 
 A stage of a block kind the spec defines (``block NAME { ops }``, plug-in ops
 included) is not restated: its blocks are lowered into operators with the compiler's
-own lowering and counted with the shape and cost passes' rules (exact, and about a
-millisecond a stage). Either way, the cost of a stage depends only on its own picks,
+own lowering and counted with the shape and cost passes' rules (exact; about half a
+millisecond for a stage of two blocks). Either way, the cost of a stage depends only on its own picks,
 its input channels and its input resolution, so stages are memoized on those (a
 member is a few dictionary lookups), and the cheapest and the dearest member of a
 space are found exactly by dynamic programming over the stages
@@ -174,7 +174,8 @@ class CostModel:
 
     def row(self, index: int, combo: Picks) -> StagePlan:
         """Stage ``index`` of the member that takes ``combo`` (the picks of the stage's own
-        decisions) as the compiler's stage table has it, its input left at 0."""
+        decisions) as the compiler's stage table has it, its input left at 0: made by the
+        lowering's and the scale pass's own functions, so that it cannot drift from them."""
         key = (index, combo)
         found = self._rows.get(key)
         if found is None:
@@ -262,7 +263,8 @@ class CostModel:
         """The members with the fewest and the most MACs and parameters, exactly.
 
         Dynamic programming over the stages: the state after a stage is its output
-        channels and resolution, which is all the following stages depend on. Keys:
+        channels (and the baseline's there) and resolution, which is all the following
+        stages depend on. Keys:
         ``min_macs``, ``max_macs``, ``min_params``, ``max_params``.
         """
         objectives: dict[str, tuple[int, Better]] = {
