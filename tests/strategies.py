@@ -342,10 +342,12 @@ def user_block_networks(draw, plugin: bool = False) -> Network:
     stages = []
     for stage in net.stages:
         if draw(st.booleans()):
+            se = draw(st.none() | st.sampled_from(SE_RATIOS)) if definition.has("se") else None
             stage = stage.model_copy(update={
                 "block": definition.name,
                 "expand": draw(st.sampled_from(EXPANSIONS[:4])) if definition.uses("mid") else 1.0,
-                "se": draw(st.none() | st.sampled_from(SE_RATIOS)) if definition.has("se") else None,
+                "se": se, "se_shape": stage.se_shape if se is not None else SqueezeExcite(),
+                "expand_from": None, "parts": (),  # the expansion's words and 'then' belong to built-in blocks
                 "skip": draw(st.sampled_from((None, True, False))) if definition.has("residual") else None,
                 "se_shape": SqueezeExcite(), "expand_from": None,
                 "parts": (),  # 'then' groups are for mbconv and fused_mbconv stages

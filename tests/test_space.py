@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import random
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,14 +25,24 @@ from effdsl.api import check_spec, format_source, parse_spec
 from effdsl.cli import app
 from effdsl.diagnostics import EffdslError
 from effdsl.language.format import format_spec
-from effdsl.language.spec import ACTIVATIONS, Block, Choice, ChoiceField, ChoiceValue, Network, Relation, SqueezeExcite
+from effdsl.language.spec import (
+    ACTIVATIONS,
+    Block,
+    BlockDef,
+    Choice,
+    ChoiceField,
+    ChoiceValue,
+    Network,
+    Relation,
+    SqueezeExcite,
+)
 from effdsl.scaling.choices import Decision
 from effdsl.scaling.rounding import round_channels
-from effdsl.search.cost import CostModel, enumerate_costs
+from effdsl.search.cost import CostModel, enumerate_costs, lowered_cost
 from effdsl.search.space import Space
 
 from conftest import ROOT, check_golden
-from strategies import EXPANSIONS, KERNELS, SE_RATIOS, SPAN, networks
+from strategies import EXPANSIONS, KERNELS, SE_RATIOS, SPAN, block_defs, networks
 
 GOLDEN = ROOT / "tests" / "golden"
 
@@ -168,25 +179,27 @@ _FIELDS: tuple[ChoiceField, ...] = ("kernel", "expand", "se", "out_ch", "repeats
 
 
 @st.composite
-def spaces(draw: st.DrawFn, max_stages: int = 3) -> Network:
-    """A generated network with choices added to some of its stages (always a valid space)."""
+def spaces(draw: st.DrawFn, max_stages: int = 3, plugin: bool = False) -> Network:
+    """A generated network with choices added to some of its stages (always a valid space).
+
+    The networks take every feature the language has ('then' groups, the squeeze-excite's
+    shape, fixed expansion inputs, the hidden layer, 'mid_width scaled', 'head_width scaled
+    min'), and about half of them a block kind they define (``plugin``: some of its convs
+    the example plug-in op), which some stages use."""
     net: Network = draw(networks(max_stages=max_stages, max_repeats=3, max_units=6, max_resolution=64,
                                  presets=False))
-    # the search cost model (effdsl/search/cost.py) restates the costs of the blocks a space
-    # chooses among, without the hidden layer, the squeeze-excite's shape, fixed expansion
-    # inputs, 'then' groups or the MobileNet width rules: spaces here keep to what it models
-    net = net.model_copy(update={
-        "head": net.head.model_copy(update={"hidden": None}),
-        "scaling": net.scaling.model_copy(update={"head_min_width": None, "mid_scaled": False}),
-        "defaults": net.defaults.model_copy(update={"se_shape": SqueezeExcite()}),
-        "stages": tuple(stage.model_copy(update={"parts": (), "expand_from": None, "se_shape": SqueezeExcite()})
-                        for stage in net.stages)})
+    definition = draw(block_defs(plugin)) if plugin or draw(st.booleans()) else None
     stages = []
     for stage in net.stages:
+        if definition is not None and draw(st.booleans()):
+            stage = _user_stage(draw, stage, definition)
+        if stage.parts:  # a stage with 'then' groups carries no choices (E103)
+            stages.append(stage)
+            continue
         choices: list[Choice] = []
         values: dict[str, Any] = {}
         for field in sorted(draw(st.sets(st.sampled_from(_FIELDS), max_size=4))):
-            choice = _field_choice(draw, field, stage, net)
+            choice = _field_choice(draw, field, stage, net, definition)
             if choice is None:
                 continue
             choices.append(choice)
@@ -197,7 +210,18 @@ def spaces(draw: st.DrawFn, max_stages: int = 3) -> Network:
                 values.setdefault("expand", 1.0)
             values["block"] = next(c.options[0] for c in choices if c.field == "block")
         stages.append(stage.model_copy(update={**values, "choices": tuple(choices)}))
-    return net.model_copy(update={"stages": tuple(stages)})
+    blocks = () if definition is None else (definition,)
+    return net.model_copy(update={"stages": tuple(stages), "blocks": blocks})
+
+
+def _user_stage(draw: st.DrawFn, stage: Block, definition: BlockDef) -> Block:
+    """``stage`` as a stage of the user's block kind: the settings its ops use, no 'then' groups."""
+    se = draw(st.none() | st.sampled_from(SE_RATIOS)) if definition.has("se") else None
+    return stage.model_copy(update={
+        "block": definition.name, "parts": (), "expand_from": None,
+        "expand": draw(st.sampled_from(EXPANSIONS[:4])) if definition.uses("mid") else 1.0,
+        "se": se, "se_shape": stage.se_shape if se is not None else SqueezeExcite(),
+        "skip": draw(st.sampled_from((None, True, False))) if definition.has("residual") else None})
 
 
 def _choice(field: ChoiceField, options: Sequence[ChoiceValue], relation: Relation = "set",
@@ -206,7 +230,8 @@ def _choice(field: ChoiceField, options: Sequence[ChoiceValue], relation: Relati
                   option_spans=tuple(SPAN for _ in options))
 
 
-def _field_choice(draw: st.DrawFn, field: ChoiceField, stage: Block, net: Network) -> Choice | None:
+def _field_choice(draw: st.DrawFn, field: ChoiceField, stage: Block, net: Network,
+                  definition: BlockDef | None) -> Choice | None:
     """A choice of ``field`` for ``stage``: channel multipliers, repeat offsets or a set; None if it takes none."""
     if field == "out_ch" and draw(st.booleans()):
         s = net.scaling
@@ -219,24 +244,29 @@ def _field_choice(draw: st.DrawFn, field: ChoiceField, stage: Block, net: Networ
     if field == "repeats" and draw(st.booleans()):
         offsets = draw(st.lists(st.integers(1 - stage.repeats, 2), min_size=2, max_size=3, unique=True))
         return _choice("repeats", offsets, "offset", stage.repeats)
-    options = _set_options(draw, field, stage, net)
+    user = definition if definition is not None and stage.block == definition.name else None
+    options = _set_options(draw, field, stage, net, user)
     return None if options is None else _choice(field, options)
 
 
-def _set_options(draw: st.DrawFn, field: ChoiceField, stage: Block, net: Network) -> Sequence[ChoiceValue] | None:
-    """The options of a set choice of ``field``; None where the stage takes none (a conv's expand or se)."""
+def _set_options(draw: st.DrawFn, field: ChoiceField, stage: Block, net: Network,
+                 user: BlockDef | None) -> Sequence[ChoiceValue] | None:
+    """The options of a set choice of ``field``; None where the stage takes none (a conv's expand or
+    se, an expansion with a fixed input, a ratio with shape words, a user's block's missing ops)."""
     conv = stage.block == "conv"
+    expands = not conv and stage.expand_from is None and (user is None or user.uses("mid"))
+    excites = not conv and stage.se_shape == SqueezeExcite() and (user is None or user.has("se"))
     if field == "kernel":
         return draw(st.lists(st.sampled_from(KERNELS), min_size=2, max_size=3, unique=True))
-    if field == "expand" and not conv:
+    if field == "expand" and expands:
         return draw(st.lists(st.sampled_from(EXPANSIONS), min_size=2, max_size=3, unique=True))
-    if field == "se" and not conv:
+    if field == "se" and excites:
         return draw(st.lists(st.sampled_from(SE_RATIOS), min_size=2, max_size=3, unique=True))
     if field == "act":
         return draw(st.lists(st.sampled_from(tuple(ACTIVATIONS)), min_size=2, max_size=3, unique=True))
-    if field == "skip":
+    if field == "skip" and (user is None or user.has("residual")):
         return draw(st.permutations((True, False)))
-    if field == "block":
+    if field == "block" and user is None:
         return draw(st.lists(st.sampled_from(("mbconv", "fused_mbconv", "conv")), min_size=2, max_size=3,
                              unique=True))
     if field == "out_ch":
@@ -261,6 +291,24 @@ def test_generated_spaces_format_and_read_back(net: Network) -> None:
 @settings(max_examples=30)
 @given(spaces(), st.randoms(use_true_random=False))
 def test_sampled_members_lie_in_the_space_and_cost_what_they_compile_to(net: Network, rng: random.Random) -> None:
+    _check_sampled_members(net, rng)
+
+
+@settings(max_examples=15)
+@given(spaces(plugin=True), st.randoms(use_true_random=False))
+def test_members_with_plugin_ops_cost_what_they_compile_to(example_ops_module: None, net: Network,
+                                                             rng: random.Random) -> None:
+    _check_sampled_members(net, rng)
+
+
+@pytest.fixture(scope="module")
+def example_ops_module(example_ops: None) -> None:
+    """The example plug-in, for Hypothesis tests (which take no function-scoped fixtures)."""
+
+
+def _check_sampled_members(net: Network, rng: random.Random) -> None:
+    """Three sampled members: their values are the decisions' picks, and the cost model gives
+    what compiling them gives."""
     space = Space.load(format_spec(net))
     model = CostModel(space)
     for _ in range(3):
@@ -377,3 +425,40 @@ network from_conv {
         compiled = effdsl.compile_spec(space.text(picks))
         assert tuple(model.cost(picks)) == (compiled.summary.params, compiled.summary.macs)
     assert model.cost((1,)).params > model.cost((0,)).params
+
+
+def test_a_conv_option_drops_a_fixed_expansion_input() -> None:
+    """'e4 of c16' belongs to the expansion: the conv member has neither, and its text reads back."""
+    space = Space.load("""\
+network fixed_input {
+  input 3 x 32
+  classes 10
+  stem conv k3 s2 c16
+  stage {mbconv,conv} e4 of c16 k3 s2 c24 x2 se 0.25 of mid divisor 8
+  pool avg
+  linear
+}
+""")
+    model = CostModel(space)
+    for picks in ((0,), (1,)):
+        text = space.text(picks)
+        assert ("of c16" in text) == (picks == (0,))
+        compiled = effdsl.compile_spec(text)
+        assert tuple(model.cost(picks)) == (compiled.summary.params, compiled.summary.macs)
+
+
+@settings(max_examples=25)
+@given(spaces(), st.randoms(use_true_random=False))
+def test_built_in_stages_restated_equal_their_lowered_operators(net: Network, rng: random.Random) -> None:
+    """The two ways the model costs a stage agree: the restated formulas of the built-in blocks
+    and the compiler's lowering with the cost passes' rules (what user-defined blocks take)."""
+    space = Space.load(format_spec(net))
+    model = CostModel(space)
+    picks = space.sample(rng)
+    state = model.start
+    for index, mine in enumerate(model.by_stage):
+        combo = tuple(picks[i] for i in mine)
+        row = replace(model.row(index, combo), in_ch=state[0], base_in=state[1])
+        step, after = model.step(index, combo, state)
+        assert lowered_cost(model.plan, row, state[2]) == (step, after[2])
+        state = after

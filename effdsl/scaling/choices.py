@@ -101,8 +101,8 @@ def size(found: Sequence[Decision]) -> int:
 def member(net: Network, found: Sequence[Decision], picks: Sequence[int], name: str | None = None) -> Network:
     """The plain network that takes option ``picks[i]`` of decision ``found[i]``.
 
-    A stage that becomes a ``conv`` drops its expansion and squeeze-excite (they belong
-    to the inverted-residual blocks); with ``head_width last N`` the head follows the
+    A stage that becomes a ``conv`` drops its expansion (with its fixed input width) and
+    squeeze-excite (they belong to the inverted-residual blocks); with ``head_width last N`` the head follows the
     member's last stage.
     """
     if len(picks) != len(found):
@@ -117,7 +117,7 @@ def member(net: Network, found: Sequence[Decision], picks: Sequence[int], name: 
             continue
         update["choices"] = ()
         if update.get("block", stage.block) == "conv":
-            update.update(expand=1.0, se=None)
+            update.update(expand=1.0, expand_from=None, se=None)
         stages[index] = stage.model_copy(update=update)
     head = net.head
     if head.conv is not None and net.scaling.head_from_last is not None:
