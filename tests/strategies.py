@@ -349,8 +349,6 @@ def user_block_networks(draw, plugin: bool = False) -> Network:
                 "se": se, "se_shape": stage.se_shape if se is not None else SqueezeExcite(),
                 "expand_from": None, "parts": (),  # the expansion's words and 'then' belong to built-in blocks
                 "skip": draw(st.sampled_from((None, True, False))) if definition.has("residual") else None,
-                "se_shape": SqueezeExcite(), "expand_from": None,
-                "parts": (),  # 'then' groups are for mbconv and fused_mbconv stages
             })
         stages.append(stage)
     return net.model_copy(update={"stages": tuple(stages), "blocks": (definition,)})

@@ -279,6 +279,18 @@ def test_include_reads_blocks_relative_to_the_including_file(tmp_path: Path, mon
     assert format_spec(net).startswith('include "lib/blocks.eff"\n\nnetwork tiny {')
 
 
+@pytest.mark.parametrize("name", ["\x00", "a\x01b.eff", "a\tb.eff"], ids=["nul", "soh", "tab"])
+def test_include_of_a_name_with_a_control_character_is_refused(name: str) -> None:
+    """A NUL (which the operating system cannot take) or another control character in the
+    file name is E124 at the include, before any file is looked at."""
+    text = f'include "{name}"\n' + NET_BODY
+    with pytest.raises(EffdslError) as err:
+        parse_spec(text)
+    (diag,) = err.value.diagnostics
+    assert diag.code == "E124" and "control character" in diag.message
+    assert diag.span.line == 1 and text.splitlines()[0][diag.span.column - 1:].startswith(f'"{name}"')
+
+
 def test_include_cycle_is_named(tmp_path: Path) -> None:
     _write(tmp_path, "a.eff", 'include "b.eff"\n' + CONVNEXT_BLOCK)
     _write(tmp_path, "b.eff", 'include "a.eff"\n')

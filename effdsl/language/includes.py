@@ -85,6 +85,9 @@ def _error(code: str, message: str, include: RawInclude, help: str | None = None
 def _resolve(include: RawInclude, folder: Path, including: str, chain: list[str], state: _State) -> Path:
     if not include.path.strip():
         raise _error("E124", "an include needs a file name", include, 'include "blocks.eff"')
+    if any(ord(c) < 32 or ord(c) == 127 for c in include.path):
+        raise _error("E124", f"the file name {include.path!r} has a control character", include,
+                     "write the file's name as it is on disk")
     if len(chain) >= MAX_INCLUDE_DEPTH:
         raise _error("E124", f"includes nest more than {MAX_INCLUDE_DEPTH} levels deep", include,
                      "include the files from fewer levels")

@@ -16,7 +16,7 @@ from effdsl.language.spec import Block, Defaults, Network
 from effdsl.scaling.rounding import drop_path_rate
 
 
-def _stage_plan(index: int, stage: Block, in_ch: int, defaults: Defaults, takes_se: bool) -> StagePlan:
+def stage_plan(index: int, stage: Block, in_ch: int, defaults: Defaults, takes_se: bool) -> StagePlan:
     """One stage line (and its ``then`` groups) with every default resolved; ``takes_se``: the
     block kind has a squeeze-excite for the default ``se`` to size."""
     se = stage.se if stage.se is not None else (defaults.se if takes_se else 0.0)
@@ -51,7 +51,7 @@ def plan_from_spec(net: Network) -> Plan:
     for index, stage in enumerate(net.stages):
         definition = net.block_def(stage.block)
         takes_se = stage.block != "conv" if definition is None else definition.has("se")
-        stages.append(_stage_plan(index, stage, in_ch, defaults, takes_se))
+        stages.append(stage_plan(index, stage, in_ch, defaults, takes_se))
         in_ch = stage.out_ch
     head_conv = net.head.conv
     hidden = net.head.hidden

@@ -36,7 +36,7 @@ def scale_plan(plan: Plan, scale: Scale) -> Plan:
     stages = []
     in_ch = stem.out_ch
     for stage in plan.stages:
-        stages.append(_scale_stage(stage, in_ch, policy, scale, width))
+        stages.append(scale_stage(stage, in_ch, policy, scale, width))
         in_ch = stages[-1].out_ch
     blocks = sum(stage.repeats for stage in stages)
     if blocks > MAX_BLOCKS:
@@ -64,7 +64,7 @@ def scale_plan(plan: Plan, scale: Scale) -> Plan:
     )
 
 
-def _scale_stage(stage: StagePlan, in_ch: int, policy: Scaling, scale: Scale,
+def scale_stage(stage: StagePlan, in_ch: int, policy: Scaling, scale: Scale,
                  width: Callable[[int], int]) -> StagePlan:
     """One stage: its width, its fixed expansion inputs, and its depth, shared among its groups."""
     groups = stage.group_repeats

@@ -35,8 +35,8 @@ from effdsl.ir.costs import bn_params, conv_macs, conv_params, linear_macs, line
 from effdsl.ir.graph import OpGraph, Shape, Shapes
 from effdsl.ir.plan import Plan, StagePlan
 from effdsl.passes.cost import op_cost
-from effdsl.passes.lower import _stage_plan, plan_from_spec
-from effdsl.passes.scale import _scale_stage
+from effdsl.passes.lower import plan_from_spec, stage_plan
+from effdsl.passes.scale import scale_stage
 from effdsl.passes.shapes import out_shape
 from effdsl.scaling.members import Scale
 from effdsl.scaling.rounding import conv_out_size, head_from_last, round_channels, se_channels
@@ -190,8 +190,8 @@ class CostModel:
             stage = stage.model_copy(update=update)
             definition = net.block_def(stage.block)
             takes_se = stage.block != "conv" if definition is None else definition.has("se")
-            row = _stage_plan(index, stage, 0, net.defaults, takes_se)
-            found = self._rows[key] = _scale_stage(row, 0, net.scaling, self.scale, self._width)
+            row = stage_plan(index, stage, 0, net.defaults, takes_se)
+            found = self._rows[key] = scale_stage(row, 0, net.scaling, self.scale, self._width)
         return found
 
     def step(self, index: int, combo: Picks, state: State) -> tuple[Cost, State]:
