@@ -3,7 +3,9 @@ layers their torch class is built from.
 
 A definition (:class:`~effdsl.language.spec.BlockDef`) lowers through the same
 :class:`~effdsl.blocks.base.Builder` as the built-in kinds: each op of the definition is
-one IR operator named ``<block path>.<op name>`` (``stages.1.0.conv1``), except
+one IR operator named ``<block path>.<op name>`` (``stages.1.0.conv1``; an op of a group
+``<block path>.<group>.<op name>``, in the part named by the group, and left out with its
+group when the group's condition does not hold for the block), except
 ``se`` (the shared squeeze-excite, ``<block path>.se.*``) and ``residual`` (stochastic
 depth and the sum, when the shapes allow it). Its widths are resolved per block: ``in``
 (the block input), ``mid`` (``e x in`` rounded to the network's channel divisor, as
@@ -43,6 +45,8 @@ def lower(definition: BlockDef, b: Builder, x: str, args: BlockArgs) -> str:
     sizes = sizes_of(args)
     shortcut, width = x, args.in_ch
     for op in definition.ops:
+        if op.when is not None and not _holds(op.when, sizes):
+            continue  # its group is left out of this block
         if op.kind == "se":
             x = b.squeeze_excite(x, args, width) if stage.se > 0 else x
         elif op.kind == "residual":
@@ -58,9 +62,15 @@ def lower(definition: BlockDef, b: Builder, x: str, args: BlockArgs) -> str:
     return x
 
 
+def _holds(when: tuple[str, str, str], sizes: Sizes) -> bool:
+    """Whether a group's condition (``mid != in``) holds for this block."""
+    left, cmp, right = when
+    return (sizes[left] == sizes[right]) == (cmp == "==")
+
+
 def _simple(op: OpLine, b: Builder, x: str, args: BlockArgs, sizes: Sizes, width: int) -> tuple[str, int]:
     """A conv, dwconv, bn, ln or act op; the width after it."""
-    where, name, stage = args.where(op.name), f"{args.prefix}.{op.name}", args.stage
+    where, name, stage = args.where(op.group or op.name), f"{args.prefix}.{op.name}", args.stage
     if op.kind == "conv" or op.kind == "dwconv":
         depthwise = op.kind == "dwconv"
         out = width if depthwise or op.to is None else int(_value(op.to, sizes))
@@ -74,7 +84,10 @@ def _simple(op: OpLine, b: Builder, x: str, args: BlockArgs, sizes: Sizes, width
                     momentum=settings.momentum), width
     if op.kind == "ln":
         return b.op("ln", name, (x,), where, in_ch=width, out_ch=width, eps=op.eps or LN_EPS), width
-    return b.op("act", name, (x,), where, in_ch=width, out_ch=width, act=op.act or stage.act), width
+    act = op.act or stage.act
+    if op.group is not None and act == "none":
+        return x, width  # in a group (as in the built-in blocks), no activation adds no operator
+    return b.op("act", name, (x,), where, in_ch=width, out_ch=width, act=act), width
 
 
 def _plugin(op: OpLine, b: Builder, x: str, args: BlockArgs, sizes: Sizes, width: int) -> tuple[str, int]:
@@ -85,7 +98,7 @@ def _plugin(op: OpLine, b: Builder, x: str, args: BlockArgs, sizes: Sizes, width
                                      args.stage.span, "install the package that provides it"))
     options = tuple((key, _value(value, sizes)) for key, value in op.options)
     out = int(dict(options).get("to", width))
-    x = b.op("plugin", f"{args.prefix}.{op.name}", (x,), args.where(op.name), in_ch=width, out_ch=out,
+    x = b.op("plugin", f"{args.prefix}.{op.name}", (x,), args.where(op.group or op.name), in_ch=width, out_ch=out,
              plugin=op.kind, options=options, stride=int(dict(options).get("stride", 1)))
     return x, out
 
@@ -111,6 +124,8 @@ def layers_of(definition: BlockDef) -> tuple[LayerRow, ...]:
             settings["eps"] = op.eps or LN_EPS
         elif op.kind == "act" and op.act is not None:
             settings["act"] = op.act
+        if op.when is not None:
+            settings["when"] = op.when
         kind = op.kind
         if op.kind not in ("conv", "dwconv", "bn", "ln", "act", "se", "residual"):
             plugin = load_plugin(op.kind, definition.span)
