@@ -289,7 +289,7 @@ class BlockDef(SpecNode):
     def uses(self, value: str) -> bool:
         """Whether an op names ``value`` (``"mid"``, ``"k"``, ``"s"``) as a width, kernel, stride or option."""
         return any(value in (op.kernel, op.stride, op.to) or any(v == value for _, v in op.options)
-                   for op in self.ops)
+                   or (op.when is not None and value in op.when) for op in self.ops)
 
     def has(self, kind: str) -> bool:
         return any(op.kind == kind for op in self.ops)
