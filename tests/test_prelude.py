@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from effdsl.api import compile_spec, parse_spec
+from effdsl.api import Compiled, compile_spec, parse_spec
 from effdsl.blocks import table
 from effdsl.diagnostics import EffdslError, InternalError
 from effdsl.language.format import format_spec
@@ -58,7 +58,7 @@ STAGES = {
 }
 
 
-def _signature(compiled) -> list[tuple[object, ...]]:  # type: ignore[no-untyped-def]
+def _signature(compiled: Compiled) -> list[tuple[object, ...]]:
     return [(op.name, op.kind, op.part, op.in_ch, op.out_ch, op.kernel, op.stride, op.groups, op.act)
             for op in compiled.graph.ops()]
 
