@@ -1,4 +1,8 @@
-"""A plain conv block: kxk conv, batch norm and activation, residual when asked (``skip``)."""
+"""A plain conv block: kxk conv, batch norm and activation, residual when asked (``skip``).
+
+Its operators are defined in the prelude (``grammars/prelude.eff``, ``block conv``) and
+nowhere else; this module holds its torch class and how a table row is read back.
+"""
 
 from __future__ import annotations
 

@@ -3,6 +3,9 @@
 A kxk conv to ``mid = e x in`` (or, when ``e = 1``, straight to the output width: then
 it is the whole block), squeeze-excite, 1x1 projection when expanded, residual as in
 MBConv (Tan and Le 2021).
+
+Its operators are defined in the prelude (``grammars/prelude.eff``, ``block fused_mbconv``)
+and nowhere else; this module holds its torch class and how a table row is read back.
 """
 
 from __future__ import annotations

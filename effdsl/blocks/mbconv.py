@@ -3,6 +3,10 @@
 1x1 expansion to ``mid = e x in`` (skipped when ``e = 1``), depthwise kxk, squeeze-excite
 on the expanded features, 1x1 projection without activation, residual when the shapes
 allow it (Sandler et al. 2018; Tan and Le 2019).
+
+Its operators are defined in the prelude (``grammars/prelude.eff``, ``block mbconv``) and
+nowhere else; this module holds its torch class (parameter names = operator names) and how
+a table row is read back (:mod:`effdsl.blocks.table` checks each block against the prelude).
 """
 
 from __future__ import annotations
