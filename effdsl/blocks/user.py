@@ -20,10 +20,12 @@ out as it is, so a user's block has meaningful, stable parameter names
 
 from __future__ import annotations
 
-from effdsl.blocks.base import BlockArgs, Builder
+import functools
+
+from effdsl.blocks.base import BlockArgs, Builder, Where
 from effdsl.diagnostics import Diagnostic, EffdslError
 from effdsl.language.plugins import load_plugin
-from effdsl.language.spec import BLOCK_OPS, LN_EPS, BlockDef, OpLine
+from effdsl.language.spec import BLOCK_OPS, LN_EPS, BatchNorm, BlockDef, OpLine
 
 Sizes = dict[str, int]
 
@@ -44,6 +46,7 @@ def lower(definition: BlockDef, b: Builder, x: str, args: BlockArgs) -> str:
     stage = args.stage
     sizes = sizes_of(args)
     shortcut, width = x, args.in_ch
+    places: dict[str, Where] = {}  # the position of each part, made once per block
     for op in definition.ops:
         if op.when is not None and not _holds(op.when, sizes):
             continue  # its group is left out of this block
@@ -52,7 +55,9 @@ def lower(definition: BlockDef, b: Builder, x: str, args: BlockArgs) -> str:
         elif op.kind == "residual":
             x = b.residual(shortcut, x, args) if width == stage.out_ch else x  # else: reported below
         elif op.kind in BLOCK_OPS:
-            x, width = _simple(op, b, x, args, sizes, width)
+            part = op.group or op.name
+            where = places.get(part) or places.setdefault(part, args.where(part))
+            x, width = _simple(op, b, x, args, sizes, width, where)
         else:
             x, width = _plugin(op, b, x, args, sizes, width)
     if width != stage.out_ch:
@@ -62,15 +67,22 @@ def lower(definition: BlockDef, b: Builder, x: str, args: BlockArgs) -> str:
     return x
 
 
+@functools.lru_cache(maxsize=64)
+def _bn_settings(stage: BatchNorm, network: BatchNorm) -> BatchNorm:
+    """A stage's batch-norm settings over the network's (one pydantic model per pair, not per op)."""
+    return stage.over(network)
+
+
 def _holds(when: tuple[str, str, str], sizes: Sizes) -> bool:
     """Whether a group's condition (``mid != in``) holds for this block."""
     left, cmp, right = when
     return (sizes[left] == sizes[right]) == (cmp == "==")
 
 
-def _simple(op: OpLine, b: Builder, x: str, args: BlockArgs, sizes: Sizes, width: int) -> tuple[str, int]:
+def _simple(op: OpLine, b: Builder, x: str, args: BlockArgs, sizes: Sizes, width: int,
+            where: Where) -> tuple[str, int]:
     """A conv, dwconv, bn, ln or act op; the width after it."""
-    where, name, stage = args.where(op.group or op.name), f"{args.prefix}.{op.name}", args.stage
+    name, stage = f"{args.prefix}.{op.name}", args.stage
     if op.kind == "conv" or op.kind == "dwconv":
         depthwise = op.kind == "dwconv"
         out = width if depthwise or op.to is None else int(_value(op.to, sizes))
@@ -79,7 +91,7 @@ def _simple(op: OpLine, b: Builder, x: str, args: BlockArgs, sizes: Sizes, width
                  groups=width if depthwise else 1, bias=op.bias, padding=b.padding)
         return x, out
     if op.kind == "bn":
-        settings = stage.bn.over(b.bn)
+        settings = _bn_settings(stage.bn, b.bn)
         return b.op("bn", name, (x,), where, in_ch=width, out_ch=width, eps=settings.eps,
                     momentum=settings.momentum), width
     if op.kind == "ln":
