@@ -158,6 +158,8 @@ def _codes(text: str) -> list[tuple[str, str]]:
     ("  expand if mid == mid: conv to mid; bn\n", "E125", "compares mid with itself"),
     ("  expand: conv to mid\n  more: bn\n", "E125", "a batch norm must follow"),
     ("  conv to mid\n  conv: bn\n", "E125", "'conv' cannot name a group"),
+    ("  conv to mid\n  dwconv\n  conv1: dwconv\n", "E125", "'conv1' cannot name a group"),
+    ("  forward: conv to mid; bn\n", "E125", "'forward' cannot name a group"),
 ])
 def test_misused_groups_are_diagnosed(line: str, code: str, words: str) -> None:
     text = f"block mine {{\n{line}  conv to out\n  bn\n}}\n\n" + _net("mine", "  stage BLOCK e4 k3 s1 c16")

@@ -43,6 +43,12 @@ from effdsl.language.values import check_act
 _KERNEL_WORDS = ("k",)
 _STRIDE_WORDS = ("s",)
 _PLUGIN_WORDS = (*WIDTHS, "k", "s")
+# Names a group cannot take: the block's own parts and operators (se, residual: drop_path and
+# add), and what the generic torch class of a defined block already has as an attribute.
+_RESERVED_GROUPS = frozenset({
+    "se", "residual", "drop_path", "add", "input", "order", "forward", "training", "to", "type", "cpu", "cuda",
+    "float", "half", "double", "train", "eval", "apply", "modules", "children", "buffers", "parameters",
+    "compile", "state_dict"})
 # Words of other libraries for what an op here does.
 _INSTEAD = {
     "add": "'residual' adds the block input (through stochastic depth), as the block's last op",
@@ -144,12 +150,14 @@ def _groups(raw: RawBlockDef, errors: Collector) -> bool:
         lines = labels.setdefault(group.name.text, [])
         if group not in lines:
             lines.append(group)
-    own = {op.kind.text for op in raw.ops if op.group is None}
+    kinds = Counter(op.kind.text for op in raw.ops if op.group is None)
+    own = {f"{kind}{i}" for kind, n in kinds.items() if n > 1 for i in range(1, n + 1)} | set(kinds)
     for name, groups in labels.items():
         first = groups[0]
-        if "." in name or name in own or name in ("se", "residual", "input"):
+        if not name.isidentifier() or name.startswith("_") or name in own or name in _RESERVED_GROUPS:
             errors.error("E125", f"'{name}' cannot name a group", first.name.span,
-                         "a group's name is a word of its own, not an op of the block outside it, se or residual")
+                         "a group's name is a word of its own (letters, digits, '_'), not the name of an op of "
+                         "the block outside a group, se, residual, drop_path or add")
             ok = False
         for group in groups:
             ok = _condition(group, errors) and ok
