@@ -322,15 +322,30 @@ def block_defs(draw, plugin: bool = False) -> BlockDef:
     optional layer norm and squeeze-excite, a conv to ``out``, an optional residual; with
     ``plugin``, some convs are the example plug-in's ``grouped_pw``."""
     ops = _ops(draw, plugin)
-    counts: dict[str, int] = {}
-    for kind, _ in ops:
-        counts[kind] = counts.get(kind, 0) + 1
-    seen: dict[str, int] = {}
+    # Sometimes the leading expansion (an op to mid and its bn and act) is a group, as in the
+    # prelude's mbconv: 'expand: ...', or 'expand if mid != in: ...' (left out for e1).
+    grouped = 0
+    if ops[0][1].get("to") == "mid" and draw(st.booleans()):
+        grouped = 1 + next((i for i, (kind, _) in enumerate(ops[1:]) if kind not in ("bn", "act")), len(ops) - 1)
+    when = draw(st.sampled_from((None, ("mid", "!=", "in")))) if grouped else None
+
+    def word(index: int, kind: str) -> str:
+        return "conv" if index < grouped and kind == "dwconv" else kind
+
+    counts: dict[tuple[bool, str], int] = {}
+    for index, (kind, _) in enumerate(ops):
+        key = (index < grouped, word(index, kind))
+        counts[key] = counts.get(key, 0) + 1
+    seen: dict[tuple[bool, str], int] = {}
     lines = []
-    for kind, fields in ops:
-        seen[kind] = seen.get(kind, 0) + 1
-        name = kind if counts[kind] == 1 else f"{kind}{seen[kind]}"
-        lines.append(OpLine(span=SPAN, kind=kind, name=name, **fields))
+    for index, (kind, fields) in enumerate(ops):
+        key = (index < grouped, word(index, kind))
+        seen[key] = seen.get(key, 0) + 1
+        name = key[1] if counts[key] == 1 else f"{key[1]}{seen[key]}"
+        if index < grouped:
+            lines.append(OpLine(span=SPAN, kind=kind, name=f"expand.{name}", group="expand", when=when, **fields))
+        else:
+            lines.append(OpLine(span=SPAN, kind=kind, name=name, **fields))
     return BlockDef(span=SPAN, name=draw(st.sampled_from(USER_BLOCK_NAMES)), ops=tuple(lines))
 
 

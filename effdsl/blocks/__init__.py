@@ -3,10 +3,11 @@ exports, the pictures and weight import read them from; the torch class library
 (:mod:`effdsl.blocks.library`) and the table of blocks that both the torch backend and the
 ``.py`` export build networks from (:mod:`effdsl.blocks.table`).
 
-Adding a block kind: a module here defining a :class:`~effdsl.blocks.base.BlockKind`
-(its lowering to IR operators, its parts, the source of its torch class and how a table
-row makes one, its checkpoint names), its entry in :data:`REGISTRY`, the name in the
-language's table (:data:`effdsl.language.spec.BLOCK_TYPES`), tests and docs.
+Adding a built-in block kind: its definition in the prelude (``grammars/prelude.eff``, the
+single source of its IR operators), a module here defining a
+:class:`~effdsl.blocks.base.BlockKind` (its parts, the source of its torch class and how a
+table row makes one), its entry in :data:`REGISTRY`, the name in the language's table
+(:data:`effdsl.language.spec.BLOCK_TYPES`), tests and docs.
 
 May import diagnostics, language, scaling and ir.
 """

@@ -2,9 +2,10 @@
 squeeze-excite and the residual, each with its lowering to IR operators and its torch
 class (as source text).
 
-A block kind (:class:`BlockKind`) is defined once, in its own module of this package:
-how it lowers to operators, how its parts are told apart, and its torch class (the
-source that the torch backend runs and the ``.py`` export writes out). Everything else
+A block kind (:class:`BlockKind`) has its operators defined once, in the prelude
+(``grammars/prelude.eff``, lowered by :func:`effdsl.blocks.user.lower` through
+:class:`Builder`), and its own module of this package: how its parts are told apart, and
+its torch class (the source that the torch backend runs and the ``.py`` export writes out). Everything else
 (shapes, costs, pictures, reports, weight import, the numbers each module is built with)
 derives from the operators.
 """
@@ -143,7 +144,7 @@ class BlockKind:
     main_part: str               # the part every block of this kind has, and no other kind has
     parts: frozenset[str]        # every part its operators may belong to
     expands: bool                # takes an expansion ratio (e6)
-    lower: Callable[[Builder, str, BlockArgs], str]
+    lower: Callable[[Builder, str, BlockArgs], str]  # its prelude definition, interpreted
     mid: Callable[[Mapping[str, ConvRow], int], int | None]  # the expanded width, from its convs and in_ch
     py_class: str                # source of its torch class (run by the torch backend, written by the .py export)
     py_make: str                 # the expression that makes one block from a row of the table

@@ -1,18 +1,21 @@
-"""A plain conv block: kxk conv, batch norm and activation, residual when asked (``skip``)."""
+"""A plain conv block: kxk conv, batch norm and activation, residual when asked (``skip``).
+
+Its operators are defined in the prelude (``grammars/prelude.eff``, ``block conv``) and
+nowhere else; this module holds its torch class and how a table row is read back.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
+from effdsl.blocks import user
 from effdsl.blocks.base import BlockArgs, BlockKind, Builder, ConvRow
+from effdsl.language.prelude import prelude_block
 
 
 def lower(b: Builder, x: str, args: BlockArgs) -> str:
-    stage = args.stage
-    shortcut = x
-    x = b.conv_bn_act(x, f"{args.prefix}.conv", args.in_ch, stage.out_ch, stage.kernel, args.stride, stage.act,
-                      stage.bn, args.where("conv"))
-    return b.residual(shortcut, x, args)
+    """The operators of one block: its prelude definition (``grammars/prelude.eff``) interpreted."""
+    return user.lower(prelude_block("conv"), b, x, args)
 
 
 def _mid(convs: Mapping[str, ConvRow], in_ch: int) -> None:

@@ -3,27 +3,23 @@
 A kxk conv to ``mid = e x in`` (or, when ``e = 1``, straight to the output width: then
 it is the whole block), squeeze-excite, 1x1 projection when expanded, residual as in
 MBConv (Tan and Le 2021).
+
+Its operators are defined in the prelude (``grammars/prelude.eff``, ``block fused_mbconv``)
+and nowhere else; this module holds its torch class and how a table row is read back.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
+from effdsl.blocks import user
 from effdsl.blocks.base import BlockArgs, BlockKind, Builder, ConvRow
+from effdsl.language.prelude import prelude_block
 
 
 def lower(b: Builder, x: str, args: BlockArgs) -> str:
-    stage, prefix, in_ch = args.stage, args.prefix, args.in_ch
-    shortcut = x
-    mid = args.mid
-    width = mid if mid != in_ch else stage.out_ch
-    x = b.conv_bn_act(x, f"{prefix}.fused", in_ch, width, stage.kernel, args.stride, stage.act, stage.bn,
-                      args.where("fused"))
-    if stage.se > 0:
-        x = b.squeeze_excite(x, args, width)
-    if mid != in_ch:
-        x = b.conv_bn_act(x, f"{prefix}.project", mid, stage.out_ch, 1, 1, None, stage.bn, args.where("project"))
-    return b.residual(shortcut, x, args)
+    """The operators of one block: its prelude definition (``grammars/prelude.eff``) interpreted."""
+    return user.lower(prelude_block("fused_mbconv"), b, x, args)
 
 
 def _mid(convs: Mapping[str, ConvRow], in_ch: int) -> int:

@@ -97,6 +97,8 @@ class UserBlock(nn.Module):
     expanded width), "out" (its output), "k" (the stage's kernel), "s" (the block's stride).
     Kinds: conv, dwconv, bn, ln (layer norm over channels), act, se (squeeze-excite, when squeeze
     > 0), residual (the block input added, through stochastic depth), or a plug-in op's class.
+    A layer named group.op belongs to a group (a submodule of that name); settings["when"], a
+    group's condition (width, "==" or "!=", width), leaves it out when it does not hold.
     With bn None the batch norms are folded into the convs before them (which then have a bias).
     """
 
@@ -108,6 +110,9 @@ class UserBlock(nn.Module):
         width = in_ch
         self.order: list[str] = []
         for index, (name, kind, settings) in enumerate(layers):
+            when = settings.get("when")  # a group's condition: (width, "==" or "!=", width)
+            if when is not None and (sizes[when[0]] == sizes[when[2]]) != (when[1] == "=="):
+                continue
             size = {key: sizes.get(value, value) for key, value in settings.items() if isinstance(value, (str, int))}
             folded = bn is None and index + 1 < len(layers) and layers[index + 1][1] == "bn"
             if kind in ("conv", "dwconv"):
@@ -121,6 +126,8 @@ class UserBlock(nn.Module):
                 module = LayerNorm2d(width, eps=settings["eps"])
             elif kind == "act":
                 module = ACTIVATIONS[settings.get("act", act) or "none"]()
+                if "." in name and (settings.get("act", act) or "none") == "none":
+                    module = None  # in a group, no activation is no layer
             elif kind == "se":
                 module = SqueezeExcite(width, squeeze, act) if squeeze else None
             elif kind == "residual":
@@ -131,15 +138,21 @@ class UserBlock(nn.Module):
                 module = globals()[kind](width, out, **options)
                 width = out
             if module is not None:
-                self.add_module(name, module)
-                self.order.append(name)
+                parent = self
+                if "." in name:  # an op of a group: group.op
+                    group, name = name.split(".")
+                    if group not in self._modules:
+                        self.add_module(group, nn.Module())
+                    parent = self._modules[group]
+                parent.add_module(name, module)
+                self.order.append(name if parent is self else f"{group}.{name}")
         self.residual = residual
         self.drop_path = StochasticDepth(drop_path) if residual and drop_path > 0 else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = x
         for name in self.order:
-            out = self._modules[name](out)
+            out = self.get_submodule(name)(out)
         if self.residual:
             if self.drop_path is not None:
                 out = self.drop_path(out)

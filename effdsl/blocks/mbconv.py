@@ -3,27 +3,24 @@
 1x1 expansion to ``mid = e x in`` (skipped when ``e = 1``), depthwise kxk, squeeze-excite
 on the expanded features, 1x1 projection without activation, residual when the shapes
 allow it (Sandler et al. 2018; Tan and Le 2019).
+
+Its operators are defined in the prelude (``grammars/prelude.eff``, ``block mbconv``) and
+nowhere else; this module holds its torch class (parameter names = operator names) and how
+a table row is read back (:mod:`effdsl.blocks.table` checks each block against the prelude).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
+from effdsl.blocks import user
 from effdsl.blocks.base import BlockArgs, BlockKind, Builder, ConvRow
+from effdsl.language.prelude import prelude_block
 
 
 def lower(b: Builder, x: str, args: BlockArgs) -> str:
-    stage, prefix, in_ch = args.stage, args.prefix, args.in_ch
-    shortcut = x
-    mid = args.mid
-    if mid != in_ch:
-        x = b.conv_bn_act(x, f"{prefix}.expand", in_ch, mid, 1, 1, stage.act, stage.bn, args.where("expand"))
-    x = b.conv_bn_act(x, f"{prefix}.dw", mid, mid, stage.kernel, args.stride, stage.act, stage.bn,
-                      args.where("dw"), depthwise=True)
-    if stage.se > 0:
-        x = b.squeeze_excite(x, args, mid)
-    x = b.conv_bn_act(x, f"{prefix}.project", mid, stage.out_ch, 1, 1, None, stage.bn, args.where("project"))
-    return b.residual(shortcut, x, args)
+    """The operators of one block: its prelude definition (``grammars/prelude.eff``) interpreted."""
+    return user.lower(prelude_block("mbconv"), b, x, args)
 
 
 def _mid(convs: Mapping[str, ConvRow], in_ch: int) -> int:

@@ -6,7 +6,9 @@ The built PyTorch module (:mod:`effdsl.backends.torch.builder`) and the ``.py`` 
 (:mod:`effdsl.export.pysource`) both construct their network from this table, with the
 same class (:mod:`effdsl.blocks.library`), so they agree on names and structure by
 construction; the numbers come from the IR. Every row is checked against the operators
-it was read from: a graph the table cannot express is a bug (an internal error).
+it was read from, and every block's operators against its definition lowered again (the
+user's, or for a built-in kind the prelude's, ``grammars/prelude.eff``): a graph the table
+cannot express is a bug (an internal error).
 
 Folded batch norm (the inference IR): a conv with a bias and no batch norm after it reads
 as a row whose ``bn`` is ``None``.
@@ -22,6 +24,7 @@ from effdsl.blocks.base import BlockArgs, Builder, ConvRow, mid_width
 from effdsl.diagnostics import InternalError
 from effdsl.ir.graph import CompiledGraph, Op, OpGraph
 from effdsl.ir.plan import Plan, Preprocessing
+from effdsl.language.prelude import prelude_block
 from effdsl.language.spec import BlockDef
 
 _PASS = "table"  # what an InternalError names as the failing stage
@@ -226,31 +229,52 @@ def _pool_and_dropout(head: list[Op]) -> tuple[Op, float]:
     return pool, dropout
 
 
-def _user_block(block_ops: list[Op], plan: Plan, definition: BlockDef) -> tuple[BlockRow, float]:
-    """A row of a user's block, from its stage; checked by lowering the row again and comparing
-    the operators (batch norm and stochastic depth aside in the inference IR)."""
+def _block_args(block_ops: list[Op], plan: Plan, rate: float) -> BlockArgs:
+    """The arguments a block was lowered with, from its stage (or the stage's ``then`` group it is in)."""
     first = block_ops[0]
     stage = plan.stages[first.stage]
     start = sum(s.repeats for s in plan.stages[: first.stage])
-    in_ch, stride = first.in_ch, stage.stride if first.block == start else 1
-    parts = _by_part(block_ops)
-    rate = parts["residual"][0].rate if [op.kind for op in parts.get("residual", [])] == ["drop_path", "add"] else 0.0
-    args = BlockArgs(stage=stage, prefix=".".join(first.name.split(".")[:3]),  # stages.1.0
-                     index=first.block, in_ch=in_ch, stride=stride, drop_path=rate, divisor=plan.divisor,
-                     mid=mid_width(plan, stage, first.block == start))
+    repeat, setting = first.block - start, stage
+    if stage.parts:
+        seen = 0
+        for group in stage.groups():
+            setting = group
+            if repeat < seen + group.repeats:
+                break
+            seen += group.repeats
+    return BlockArgs(stage=setting, prefix=".".join(first.name.split(".")[:3]),  # stages.1.0
+                     index=first.block, in_ch=first.in_ch, stride=stage.stride if repeat == 0 else 1,
+                     drop_path=rate, divisor=plan.divisor, mid=mid_width(plan, setting, repeat == 0))
+
+
+def _check_lowered(block_ops: list[Op], plan: Plan, definition: BlockDef, args: BlockArgs) -> None:
+    """The block's operators are its definition's (a user's, or the prelude's for a built-in
+    kind) lowered again (batch norm and stochastic depth aside in the inference IR)."""
     scratch = OpGraph(plan)
     builder = Builder(scratch, plan.padding, plan.bn)
-    builder.op("input", "x", (), args.where("input"), in_ch=in_ch, out_ch=in_ch)
+    builder.op("input", "x", (), args.where("input"), in_ch=args.in_ch, out_ch=args.in_ch)
     user.lower(definition, builder, "x", args)
     expected = [_signature(op, plan.inference) for op in list(scratch.ops())[1:]]
     found = [_signature(op, plan.inference) for op in block_ops]
     if [s for s in expected if s is not None] != [s for s in found if s is not None]:
-        raise InternalError(_PASS, f"block {first.block}: its operators differ from block '{definition.name}'")
+        raise InternalError(_PASS, f"block {block_ops[0].block}: its operators differ from block "
+                                   f"'{definition.name}'")
+
+
+def _user_block(block_ops: list[Op], plan: Plan, definition: BlockDef) -> tuple[BlockRow, float]:
+    """A row of a user's block, from its stage; checked by lowering the row again and comparing
+    the operators (batch norm and stochastic depth aside in the inference IR)."""
+    first = block_ops[0]
+    parts = _by_part(block_ops)
+    rate = parts["residual"][0].rate if [op.kind for op in parts.get("residual", [])] == ["drop_path", "add"] else 0.0
+    args = _block_args(block_ops, plan, rate)
+    _check_lowered(block_ops, plan, definition, args)
+    stage = args.stage
     settings = stage.bn.over(plan.bn)
     assert settings.eps is not None and settings.momentum is not None  # the defaults always set both
     bn = None if plan.inference else (settings.eps, settings.momentum)
     squeeze = parts["se"][1].out_ch if "se" in parts else 0
-    row = BlockRow(first.stage, definition.name, stage.kernel, stride, in_ch, stage.out_ch,
+    row = BlockRow(first.stage, definition.name, stage.kernel, args.stride, args.in_ch, stage.out_ch,
                    args.mid, squeeze, stage.act, bn, "residual" in parts)
     return row, rate
 
@@ -286,6 +310,8 @@ def _block_rows(blocks: dict[int, list[Op]], same: bool, plan: Plan) -> list[tup
             row, rate = _user_block(blocks[index], plan, definition)
         else:
             row, rate = _block(blocks[index], same)
+            # the prelude is the single source of a built-in block's operators
+            _check_lowered(blocks[index], plan, prelude_block(row.kind), _block_args(blocks[index], plan, rate))
         if row.residual and rate != drop_path * index / num_blocks:
             raise InternalError(_PASS, f"block {index}: drop-path rate {rate} is not rate * i / N")
         if rows and rows[-1][0] == row:

@@ -3,7 +3,9 @@ layers their torch class is built from.
 
 A definition (:class:`~effdsl.language.spec.BlockDef`) lowers through the same
 :class:`~effdsl.blocks.base.Builder` as the built-in kinds: each op of the definition is
-one IR operator named ``<block path>.<op name>`` (``stages.1.0.conv1``), except
+one IR operator named ``<block path>.<op name>`` (``stages.1.0.conv1``; an op of a group
+``<block path>.<group>.<op name>``, in the part named by the group, and left out with its
+group when the group's condition does not hold for the block), except
 ``se`` (the shared squeeze-excite, ``<block path>.se.*``) and ``residual`` (stochastic
 depth and the sum, when the shapes allow it). Its widths are resolved per block: ``in``
 (the block input), ``mid`` (``e x in`` rounded to the network's channel divisor, as
@@ -18,10 +20,12 @@ out as it is, so a user's block has meaningful, stable parameter names
 
 from __future__ import annotations
 
-from effdsl.blocks.base import BlockArgs, Builder
+import functools
+
+from effdsl.blocks.base import BlockArgs, Builder, Where
 from effdsl.diagnostics import Diagnostic, EffdslError
 from effdsl.language.plugins import load_plugin
-from effdsl.language.spec import BLOCK_OPS, LN_EPS, BlockDef, OpLine
+from effdsl.language.spec import BLOCK_OPS, LN_EPS, BatchNorm, BlockDef, OpLine
 
 Sizes = dict[str, int]
 
@@ -42,13 +46,18 @@ def lower(definition: BlockDef, b: Builder, x: str, args: BlockArgs) -> str:
     stage = args.stage
     sizes = sizes_of(args)
     shortcut, width = x, args.in_ch
+    places: dict[str, Where] = {}  # the position of each part, made once per block
     for op in definition.ops:
+        if op.when is not None and not _holds(op.when, sizes):
+            continue  # its group is left out of this block
         if op.kind == "se":
             x = b.squeeze_excite(x, args, width) if stage.se > 0 else x
         elif op.kind == "residual":
             x = b.residual(shortcut, x, args) if width == stage.out_ch else x  # else: reported below
         elif op.kind in BLOCK_OPS:
-            x, width = _simple(op, b, x, args, sizes, width)
+            part = op.group or op.name
+            where = places.get(part) or places.setdefault(part, args.where(part))
+            x, width = _simple(op, b, x, args, sizes, width, where)
         else:
             x, width = _plugin(op, b, x, args, sizes, width)
     if width != stage.out_ch:
@@ -58,9 +67,22 @@ def lower(definition: BlockDef, b: Builder, x: str, args: BlockArgs) -> str:
     return x
 
 
-def _simple(op: OpLine, b: Builder, x: str, args: BlockArgs, sizes: Sizes, width: int) -> tuple[str, int]:
+@functools.lru_cache(maxsize=64)
+def _bn_settings(stage: BatchNorm, network: BatchNorm) -> BatchNorm:
+    """A stage's batch-norm settings over the network's (one pydantic model per pair, not per op)."""
+    return stage.over(network)
+
+
+def _holds(when: tuple[str, str, str], sizes: Sizes) -> bool:
+    """Whether a group's condition (``mid != in``) holds for this block."""
+    left, cmp, right = when
+    return (sizes[left] == sizes[right]) == (cmp == "==")
+
+
+def _simple(op: OpLine, b: Builder, x: str, args: BlockArgs, sizes: Sizes, width: int,
+            where: Where) -> tuple[str, int]:
     """A conv, dwconv, bn, ln or act op; the width after it."""
-    where, name, stage = args.where(op.name), f"{args.prefix}.{op.name}", args.stage
+    name, stage = f"{args.prefix}.{op.name}", args.stage
     if op.kind == "conv" or op.kind == "dwconv":
         depthwise = op.kind == "dwconv"
         out = width if depthwise or op.to is None else int(_value(op.to, sizes))
@@ -69,12 +91,15 @@ def _simple(op: OpLine, b: Builder, x: str, args: BlockArgs, sizes: Sizes, width
                  groups=width if depthwise else 1, bias=op.bias, padding=b.padding)
         return x, out
     if op.kind == "bn":
-        settings = stage.bn.over(b.bn)
+        settings = _bn_settings(stage.bn, b.bn)
         return b.op("bn", name, (x,), where, in_ch=width, out_ch=width, eps=settings.eps,
                     momentum=settings.momentum), width
     if op.kind == "ln":
         return b.op("ln", name, (x,), where, in_ch=width, out_ch=width, eps=op.eps or LN_EPS), width
-    return b.op("act", name, (x,), where, in_ch=width, out_ch=width, act=op.act or stage.act), width
+    act = op.act or stage.act
+    if op.group is not None and act == "none":
+        return x, width  # in a group (as in the built-in blocks), no activation adds no operator
+    return b.op("act", name, (x,), where, in_ch=width, out_ch=width, act=act), width
 
 
 def _plugin(op: OpLine, b: Builder, x: str, args: BlockArgs, sizes: Sizes, width: int) -> tuple[str, int]:
@@ -85,7 +110,7 @@ def _plugin(op: OpLine, b: Builder, x: str, args: BlockArgs, sizes: Sizes, width
                                      args.stage.span, "install the package that provides it"))
     options = tuple((key, _value(value, sizes)) for key, value in op.options)
     out = int(dict(options).get("to", width))
-    x = b.op("plugin", f"{args.prefix}.{op.name}", (x,), args.where(op.name), in_ch=width, out_ch=out,
+    x = b.op("plugin", f"{args.prefix}.{op.name}", (x,), args.where(op.group or op.name), in_ch=width, out_ch=out,
              plugin=op.kind, options=options, stride=int(dict(options).get("stride", 1)))
     return x, out
 
@@ -111,6 +136,8 @@ def layers_of(definition: BlockDef) -> tuple[LayerRow, ...]:
             settings["eps"] = op.eps or LN_EPS
         elif op.kind == "act" and op.act is not None:
             settings["act"] = op.act
+        if op.when is not None:
+            settings["when"] = op.when
         kind = op.kind
         if op.kind not in ("conv", "dwconv", "bn", "ln", "act", "se", "residual"):
             plugin = load_plugin(op.kind, definition.span)

@@ -25,7 +25,7 @@ from collections import Counter
 from collections.abc import Iterable
 
 from effdsl.diagnostics import Collector, Span, did_you_mean
-from effdsl.language.parser import RawBlockDef, RawOp, Tok
+from effdsl.language.parser import RawBlockDef, RawGroup, RawOp, Tok
 from effdsl.language.plugins import load_plugin, plugin_names
 from effdsl.language.spec import (
     BLOCK_OPS,
@@ -43,6 +43,12 @@ from effdsl.language.values import check_act
 _KERNEL_WORDS = ("k",)
 _STRIDE_WORDS = ("s",)
 _PLUGIN_WORDS = (*WIDTHS, "k", "s")
+# Names a group cannot take: the block's own parts and operators (se, residual: drop_path and
+# add), and what the generic torch class of a defined block already has as an attribute.
+_RESERVED_GROUPS = frozenset({
+    "se", "residual", "drop_path", "add", "input", "order", "forward", "training", "to", "type", "cpu", "cuda",
+    "float", "half", "double", "train", "eval", "apply", "modules", "children", "buffers", "parameters",
+    "compile", "state_dict"})
 # Words of other libraries for what an op here does.
 _INSTEAD = {
     "add": "'residual' adds the block input (through stochastic depth), as the block's last op",
@@ -55,14 +61,15 @@ _INSTEAD = {
 
 
 def read_block_defs(raws: Iterable[RawBlockDef], errors: Collector, taken: Iterable[str] = (),
-                    origin: str | None = None) -> list[BlockDef]:
+                    origin: str | None = None, builtin: bool = False) -> list[BlockDef]:
     """The block definitions of one file; a name that is a built-in block type or is defined
-    twice (here or in ``taken``, the names defined already) is E121."""
+    twice (here or in ``taken``, the names defined already) is E121. ``builtin``: the
+    prelude's definitions, which are the built-in block types."""
     seen: dict[str, Span | None] = dict.fromkeys(taken)
     out = []
     for raw in raws:
         name = raw.name
-        if name.text in BLOCK_TYPES:
+        if name.text in BLOCK_TYPES and not builtin:
             errors.error("E121", f"'{name.text}' is a built-in block type; a block definition needs another name",
                          name.span, f"call it, for example, my_{name.text}")
             continue
@@ -88,23 +95,103 @@ def _block_def(raw: RawBlockDef, errors: Collector, origin: str | None) -> Block
         errors.error("E215", f"block '{raw.name.text}' has {len(raw.ops)} ops; at most {MAX_BLOCK_OPS}",
                      raw.ops[MAX_BLOCK_OPS].span)
         return None
-    counts = Counter(op.kind.text for op in raw.ops)
-    numbered: Counter[str] = Counter()
+    if not _groups(raw, errors):
+        return None
+    # An op's name: its word, numbered when the word comes more than once among the ops of
+    # its group (or among the ops of no group); a group's ops are named <group>.<name>, and
+    # its dwconv is its conv (expand.conv, dw.conv: the names of conv + bn + act modules).
+    counts = Counter(_name_key(op) for op in raw.ops)
+    numbered: Counter[tuple[RawGroup | None, str]] = Counter()
     ops: list[OpLine] = []
     ok = True
     for raw_op in raw.ops:
-        kind = raw_op.kind.text
-        numbered[kind] += 1
-        name = kind if counts[kind] == 1 else f"{kind}{numbered[kind]}"
-        op = _op(raw_op, name, errors)
+        key = _name_key(raw_op)
+        numbered[key] += 1
+        name = key[1] if counts[key] == 1 else f"{key[1]}{numbered[key]}"
+        label = _label(raw_op)
+        op = _op(raw_op, name if label is None else f"{label}.{name}", errors)
         ok = ok and op is not None
         if op is not None:
+            group = raw_op.group
+            if group is not None:
+                when = None if group.cond is None else (group.cond[0].text, group.cond[1].text, group.cond[2].text)
+                op = op.model_copy(update={"group": group.name.text, "when": when})
             ops.append(op)
     if not ok:
         return None
     if not _placement(raw, ops, errors):
         return None
     return BlockDef(span=raw.span, spans={"name": raw.name.span}, name=raw.name.text, ops=tuple(ops), origin=origin)
+
+
+def _name_key(op: RawOp) -> tuple[RawGroup | None, str]:
+    word = op.kind.text
+    return op.group, "conv" if op.group is not None and word == "dwconv" else word
+
+
+def _label(op: RawOp) -> str | None:
+    return None if op.group is None else op.group.name.text
+
+
+def _groups(raw: RawBlockDef, errors: Collector) -> bool:
+    """The group labels of a definition (E125, E104): a name not taken by an op of no group;
+    a condition comparing two different widths; se and residual in no group; a name used by
+    two lines only as the two sides of one condition (``if mid != in`` / ``if mid == in``)."""
+    ok = True
+    labels: dict[str, list[RawGroup]] = {}
+    for op in raw.ops:
+        group = op.group
+        if group is None:
+            continue
+        if op.kind.text in ("se", "residual"):
+            errors.error("E125", f"'{op.kind.text}' stands on its own, not in a group", op.kind.span,
+                         f"write it on a line of its own: its operators are the block's '{op.kind.text}' part")
+            ok = False
+        lines = labels.setdefault(group.name.text, [])
+        if group not in lines:
+            lines.append(group)
+    kinds = Counter(op.kind.text for op in raw.ops if op.group is None)
+    own = {f"{kind}{i}" for kind, n in kinds.items() if n > 1 for i in range(1, n + 1)} | set(kinds)
+    for name, groups in labels.items():
+        first = groups[0]
+        if not name.isidentifier() or name.startswith("_") or name in own or name in _RESERVED_GROUPS:
+            errors.error("E125", f"'{name}' cannot name a group", first.name.span,
+                         "a group's name is a word of its own (letters, digits, '_'), not the name of an op of "
+                         "the block outside a group, se, residual, drop_path or add")
+            ok = False
+        for group in groups:
+            ok = _condition(group, errors) and ok
+        if len(groups) > 2 or (len(groups) == 2 and not _complementary(groups[0], groups[1])):
+            errors.error("E125", f"group '{name}' is written twice", groups[1].name.span,
+                         f"first written at line {first.span.line}; one name takes two lines only as the two sides "
+                         "of one condition: if mid != in / if mid == in")
+            ok = False
+    return ok
+
+
+def _condition(group: RawGroup, errors: Collector) -> bool:
+    if group.cond is None:
+        return True
+    left, _, right = group.cond
+    ok = True
+    for word in (left, right):
+        if word.text not in WIDTHS:
+            errors.error("E104", f"unknown width '{word.text}' in the condition of group '{group.name.text}'",
+                         word.span, did_you_mean(word.text, WIDTHS) or "in, mid or out")
+            ok = False
+    if ok and left.text == right.text:
+        errors.error("E125", f"the condition of group '{group.name.text}' compares {left.text} with itself",
+                     group.span, "compare two widths: if mid != in")
+        ok = False
+    return ok
+
+
+def _complementary(a: RawGroup, b: RawGroup) -> bool:
+    """Whether two conditions are each other's negation (exactly one of the two groups is there)."""
+    if a.cond is None or b.cond is None:
+        return False
+    widths_a, widths_b = {a.cond[0].text, a.cond[2].text}, {b.cond[0].text, b.cond[2].text}
+    return widths_a == widths_b and a.cond[1].text != b.cond[1].text
 
 
 def _op(raw: RawOp, name: str, errors: Collector) -> OpLine | None:
@@ -247,10 +334,12 @@ def _width(value: OptionValue, span: Span, errors: Collector) -> bool:
 
 
 def _placement(raw: RawBlockDef, ops: list[OpLine], errors: Collector) -> bool:
-    """Where each op may stand (E125): a batch norm right after a conv without bias, the
-    residual last, at most one squeeze-excite and one strided op."""
+    """Where each op may stand (E125): a batch norm right after a conv without bias (of its
+    own group), the residual last, at most one squeeze-excite and one strided op."""
     ok = True
     for before, op in zip([None, *ops], ops, strict=False):
+        if before is not None and before.group != op.group:
+            before = None  # a group's first op follows nothing: the group before it may be left out
         if op.kind == "bn" and (before is None or before.kind not in ("conv", "dwconv") or before.bias):
             errors.error("E125", "a batch norm must follow a conv or dwconv without bias", op.span,
                          "batch norm is folded into the conv before it for inference")
@@ -266,6 +355,9 @@ def _placement(raw: RawBlockDef, ops: list[OpLine], errors: Collector) -> bool:
                      "it adds the block input to the block's output")
         ok = False
     strided = [op for op in ops if op.stride == "s" or ("stride", "s") in op.options]
+    alternatives = [op for op in strided if op.group is not None and op.when is not None]
+    if len(alternatives) == 2 and alternatives[0].group == alternatives[1].group:
+        strided.remove(alternatives[1])  # the two sides of one condition: only one is there
     if len(strided) > 1:
         errors.error("E125", "only one op of a block takes the stage's stride", strided[1].spans.get("stride",
                      strided[1].span), f"the first is at line {strided[0].span.line}")

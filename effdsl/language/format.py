@@ -356,6 +356,24 @@ def _op_text(op: OpLine) -> str:
     return " ".join(words)
 
 
+def _op_lines(ops: tuple[OpLine, ...]) -> list[tuple[str, int | None]]:
+    """A definition's ops, one a line, except a group's: its label and its ops on one line
+    (``expand if mid != in: conv to mid; bn; act``)."""
+    lines: list[tuple[str, int | None]] = []
+    previous: tuple[str | None, tuple[str, str, str] | None] = (None, None)
+    for op in ops:
+        line = op.span.line if op.spans else None
+        if op.group is not None and (op.group, op.when) == previous:
+            lines[-1] = (f"{lines[-1][0]}; {_op_text(op)}", lines[-1][1])
+        elif op.group is not None:
+            cond = "" if op.when is None else " if " + " ".join(op.when)
+            lines.append((f"{op.group}{cond}: {_op_text(op)}", line))
+        else:
+            lines.append((_op_text(op), line))
+        previous = (op.group, op.when)
+    return lines
+
+
 def _preamble(net: Network) -> list[tuple[str, int | None, int]]:
     """The includes and the file's own block definitions: (text, source line, indent) per line."""
     out: list[tuple[str, int | None, int]] = []
@@ -365,7 +383,7 @@ def _preamble(net: Network) -> list[tuple[str, int | None, int]]:
         if out:
             out.append(("", None, 0))
         out.append((f"block {block.name} {{", block.span.line if block.spans else None, 0))
-        out += [(_op_text(op), op.span.line if op.spans else None, 2) for op in block.ops]
+        out += [(text, line, 2) for text, line in _op_lines(block.ops)]
         out.append(("}", None, 0))
     if out:
         out.append(("", None, 0))

@@ -67,12 +67,24 @@ class RawStatement:
 
 
 @dataclass(frozen=True, slots=True)
+class RawGroup:
+    """``NAME:`` or ``NAME if A == B:`` opening a line of a block definition: the ops after it on
+    that line are one named part of the block. ``cond`` is (left, ``==`` or ``!=``, right)."""
+
+    name: Tok
+    cond: tuple[Tok, Tok, Tok] | None
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
 class RawOp:
-    """One line of a block definition: an op's word and its options (``conv to mid``)."""
+    """One op of a block definition: its word and its options (``conv to mid``), and the group
+    it belongs to (None: an op of its own)."""
 
     kind: Tok
     items: tuple[Tok, ...]
     span: Span
+    group: RawGroup | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +145,9 @@ _TERMINAL_WORDS = {
     "X": "'x'",
     "COMMA": "','",
     "STAR": "'*'",
+    "COLON": "':'",
+    "IF": "'if'",
+    "CMP": "'==' or '!='",
     "$END": "end of file",
 }
 
@@ -215,9 +230,18 @@ def parse_file(text: str) -> RawFile:
 def _block_def(tree: Tree[Token]) -> RawBlockDef:
     name, *lines = tree.children
     ops = []
+    group: RawGroup | None = None
     for line in lines:
-        kind, *items = (_tok(k) for k in _subtree(line).children)
-        ops.append(RawOp(kind, tuple(items), _span(_subtree(line).meta)))
+        children = list(_subtree(line).children)
+        if isinstance(children[0], Tree) and children[0].data == "group_label":
+            label = _subtree(children.pop(0))
+            words = [_tok(k) for k in label.children if not (isinstance(k, Token) and k.type == "IF")]
+            cond = (words[1], words[2], words[3]) if len(words) == 4 else None
+            group = RawGroup(words[0], cond, _span(label.meta))
+        elif group is not None and group.span.line != _span(_subtree(line).meta).line:
+            group = None  # a group is one line: its label and the ops after it on that line
+        kind, *items = (_tok(k) for k in children)
+        ops.append(RawOp(kind, tuple(items), _span(_subtree(line).meta), group))
     meta = tree.meta
     return RawBlockDef(_tok(name), tuple(ops), _span(meta),
                        Span(meta.end_line, meta.end_column - 1, meta.end_line, meta.end_column))

@@ -1,4 +1,4 @@
-"""Files shipped with effdsl: the grammar and the built-in specs.
+"""Files shipped with effdsl: the grammar, the prelude (the built-in blocks) and the built-in specs.
 
 In an installed wheel they live inside the package (``effdsl/grammars``,
 ``effdsl/specs``); in a source checkout they are the top-level ``grammars/`` and
@@ -24,6 +24,12 @@ def _folder(name: str) -> Path:
 @functools.lru_cache(maxsize=1)
 def grammar_text() -> str:
     return (_folder("grammars") / "effdsl.lark").read_text(encoding="utf-8")
+
+
+@functools.lru_cache(maxsize=1)
+def prelude_text() -> str:
+    """The built-in block kinds in the block language (``grammars/prelude.eff``)."""
+    return (_folder("grammars") / "prelude.eff").read_text(encoding="utf-8")
 
 
 def builtin_specs() -> dict[str, Path]:

@@ -257,10 +257,16 @@ class OpLine(SpecNode):
     stage's stride on its first block, 1 after); ``to``: the output width, ``"in"``,
     ``"mid"``, ``"out"`` or a number (None: the width it is given). ``options``: a plug-in
     op's, as (name, value) with values numbers or the words above.
+
+    ``group``: the named part the op belongs to (``expand``; its name is then
+    ``expand.conv``), None for an op of its own; ``when``: the group's condition, as
+    (width, ``"=="`` or ``"!="``, width), None when the group is always there.
     """
 
     kind: str
     name: str
+    group: str | None = None
+    when: tuple[str, str, str] | None = None
     kernel: int | str = 1
     stride: int | str = 1
     to: int | str | None = None
@@ -283,7 +289,7 @@ class BlockDef(SpecNode):
     def uses(self, value: str) -> bool:
         """Whether an op names ``value`` (``"mid"``, ``"k"``, ``"s"``) as a width, kernel, stride or option."""
         return any(value in (op.kernel, op.stride, op.to) or any(v == value for _, v in op.options)
-                   for op in self.ops)
+                   or (op.when is not None and value in op.when) for op in self.ops)
 
     def has(self, kind: str) -> bool:
         return any(op.kind == kind for op in self.ops)
