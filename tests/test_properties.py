@@ -198,18 +198,22 @@ def test_bigger_phi_never_shrinks_anything(net: Network, pair: tuple[float, floa
 
 
 def _lost_an_expansion(small: Compiled, big: Compiled) -> bool:
-    """A block of ``big`` lacks the 1x1 expansion its twin in ``small`` has: as in torchvision,
-    there is none when the expanded width equals the input, which a fixed expansion input
-    (``e2 of c8``) can reach as the width grows; every other width still grows."""
-    def expanding(compiled: Compiled) -> set[str]:
-        return {op.name.rsplit(".", 2)[0] for op in compiled.graph.ops() if op.part == "expand"}
-
-    lost = expanding(small) - expanding(big)
-    if not lost:
-        return False
-    stages = {name.split(".")[1] for name in lost}
-    assert all(plan(big).stages[int(i)].expand_from is not None for i in stages), lost
-    return True
+    """A block of ``big`` has an expansion ratio other than 1 but no expansion layer: as in
+    torchvision, there is none when the expanded width equals the input, which a fixed
+    expansion input (``e2 of c8``) can reach as the width grows; every width still grows."""
+    parts: dict[tuple[int, int], set[str]] = {}
+    for op in big.graph.ops():
+        if op.name.startswith("stages."):
+            _, stage, block = op.name.split(".")[:3]
+            parts.setdefault((int(stage), int(block)), set()).add(op.part)
+    lost = []
+    for stage in plan(big).stages:
+        own = {"mbconv": "expand", "fused_mbconv": "project"}.get(stage.block)
+        groups = [g for g in stage.groups() for _ in range(g.repeats)]
+        lost += [(stage.index, j, g) for j, g in enumerate(groups)
+                 if own is not None and g.expand != 1 and own not in parts[(stage.index, j)]]
+    assert all(g.expand_from is not None for _, _, g in lost), lost  # only a fixed expansion input gets there
+    return bool(lost)
 
 
 # ---------------------------------------------------------------------------- 6. phi = 0 is the baseline
