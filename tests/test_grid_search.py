@@ -306,3 +306,15 @@ def test_resume_refuses_a_record_that_is_not_this_grids(zero_cost_grid, tmp_path
     result = _grid(out, *ZERO_COST, "--resume")
     assert result.exit_code == 2 and "error[E609]: candidate 2 in" in result.stderr
     assert len(_lines(out)) == 3  # nothing was run or added
+
+
+def test_without_the_search_packages_the_grid_says_which_command_needs_them(tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "sklearn" else real(name, *a))
+    result = _grid(tmp_path / "g", *ZERO_COST)
+    assert result.exit_code == 2
+    assert "error[E606]: effdsl grid needs scikit-learn, which is not installed" in result.stderr
+    assert "pip install 'effdsl[search]'" in result.stderr and not (tmp_path / "g").exists()

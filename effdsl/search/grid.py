@@ -271,7 +271,7 @@ def run_grid(options: GridOptions, events: GridEvents | None = None) -> GridResu
     """
     events = events or GridEvents()
     started = time.perf_counter()
-    require_packages(options.data)
+    require_packages(options.data, "grid")
     points = check_options(options)
     source = load_source(options.spec)
     network = analyze_source(source)

@@ -209,7 +209,7 @@ def _replayed(record: dict[str, Any], key: str, options: SearchOptions) -> dict[
     return record
 
 
-def require_packages(data: str) -> None:
+def require_packages(data: str, command: str = "search") -> None:
     """E606 before anything starts: the workers need torch (and scikit-learn or torchvision for the data)."""
     import importlib.util
 
@@ -218,7 +218,7 @@ def require_packages(data: str) -> None:
     if missing:
         names = ", ".join("scikit-learn" if name == "sklearn" else name for name in missing)
         verb = "is" if len(missing) == 1 else "are"
-        raise EffdslError(Diagnostic("E606", f"effdsl search needs {names}, which {verb} not installed", None,
+        raise EffdslError(Diagnostic("E606", f"effdsl {command} needs {names}, which {verb} not installed", None,
                                      "pip install 'effdsl[search]'"))
 
 
