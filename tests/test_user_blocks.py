@@ -574,3 +574,14 @@ def test_the_example_plugin_package_builds_with_the_entry_points_the_tests_insta
 
     assert entries(archive.read(entry_points).decode()) == entries(written.read_text(encoding="utf-8"))
     assert "grouped_pw=effdsl_example_ops:GROUPED_PW" in entries(written.read_text(encoding="utf-8"))
+
+
+def test_a_definition_reports_its_group_and_op_mistakes_together() -> None:
+    """A mistake in a group's condition does not hide a mistake in an op of the same block."""
+    text = CONVNEXT_NET.replace("  conv to mid bias\n", "  wide if mid != foo: conv to mid bias\n").replace(
+        "  act gelu\n", "  actt gelu\n")
+    with pytest.raises(EffdslError) as err:
+        parse_spec(text)
+    found = [(d.code, d.message) for d in err.value.diagnostics]
+    assert ("E104", "unknown width 'foo' in the condition of group 'wide'") in found
+    assert ("E120", "unknown op 'actt' in a block definition") in found

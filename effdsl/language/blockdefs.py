@@ -95,8 +95,7 @@ def _block_def(raw: RawBlockDef, errors: Collector, origin: str | None) -> Block
         errors.error("E215", f"block '{raw.name.text}' has {len(raw.ops)} ops; at most {MAX_BLOCK_OPS}",
                      raw.ops[MAX_BLOCK_OPS].span)
         return None
-    if not _groups(raw, errors):
-        return None
+    groups_ok = _groups(raw, errors)  # the ops are read even so: every mistake is reported at once
     # An op's name: its word, numbered when the word comes more than once among the ops of
     # its group (or among the ops of no group); a group's ops are named <group>.<name>, and
     # its dwconv is its conv (expand.conv, dw.conv: the names of conv + bn + act modules).
@@ -117,7 +116,7 @@ def _block_def(raw: RawBlockDef, errors: Collector, origin: str | None) -> Block
                 when = None if group.cond is None else (group.cond[0].text, group.cond[1].text, group.cond[2].text)
                 op = op.model_copy(update={"group": group.name.text, "when": when})
             ops.append(op)
-    if not ok:
+    if not (ok and groups_ok):
         return None
     if not _placement(raw, ops, errors):
         return None
