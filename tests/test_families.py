@@ -286,3 +286,20 @@ def test_cli_loads_a_model_by_name(tmp_path):
     assert result.exit_code == 0, result.output
     assert "loaded 314 tensors from a torchvision checkpoint" in result.stderr
     assert "mnasnet1_0 (preset mnasnet0_5)" in result.stdout
+
+
+def test_the_stage_table_gives_each_then_groups_settings() -> None:
+    """MobileNetV3-Large's fourth stage: expansions 240/40, 200/80, 184/80 and 184/80 (the
+    paper's table 1, torchvision's inverted_residual_setting): one row, each group's e."""
+    from effdsl.cli.commands import render_summary
+
+    summary = effdsl.compile_spec("mobilenet_v3_large").summary
+    stage4 = next(row for row in summary.rows if row.name == "stage4")
+    assert stage4.repeats == 4
+    assert stage4.groups == ((3, 6.0, 1), (3, 2.5, 1), (3, 2.3, 2))
+    line = next(line for line in render_summary(summary).splitlines() if "stage4" in line)
+    assert "6/2.5/2.3" in line and "40 -> 80" in line
+    stages = summary.to_json()["stages"]
+    assert stages[3]["groups"] == [{"kernel": 3, "expand": 6, "repeats": 1}, {"kernel": 3, "expand": 2.5, "repeats": 1},
+                                   {"kernel": 3, "expand": 2.3, "repeats": 2}]
+    assert "groups" not in stages[2]  # a stage of one kind of block says nothing more

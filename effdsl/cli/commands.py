@@ -371,6 +371,11 @@ def _num(value: float) -> str:
     return f"{value:g}"
 
 
+def _per_group(values: list[str]) -> str:
+    """A setting of a stage's 'then' groups: one value when they agree, else each one (6/2.5/2.3)."""
+    return values[0] if len(set(values)) == 1 else "/".join(values)
+
+
 def render_summary(summary: Summary, elapsed: float | None = None) -> str:
     """The stage table and totals as plain text (what ``effdsl compile`` prints)."""
     console = Console(record=True, width=100, force_terminal=False, color_system=None, file=io.StringIO())
@@ -380,7 +385,9 @@ def render_summary(summary: Summary, elapsed: float | None = None) -> str:
     for column in ("stage", "block", "k", "s", "e", "in -> out", "repeats", "res", "params", "MACs"):
         table.add_column(column, justify="left" if column in ("stage", "block", "in -> out") else "right")
     for row in summary.rows:
-        table.add_row(row.name, row.block, str(row.kernel), str(row.stride), _num(row.expand),
+        kernels = _per_group([str(k) for k, _, _ in row.groups]) or str(row.kernel)
+        expands = _per_group([_num(e) for _, e, _ in row.groups]) or _num(row.expand)
+        table.add_row(row.name, row.block, kernels, str(row.stride), expands,
                       f"{row.in_ch} -> {row.out_ch}", str(row.repeats), str(row.out_res),
                       f"{row.params:,}", f"{row.macs:,}")
     console.print(table)

@@ -23,6 +23,7 @@ class StageRow:
     out_res: int       # output feature-map side
     params: int
     macs: int
+    groups: tuple[tuple[int, float, int], ...] = ()  # (kernel, expand, repeats) of each 'then' group, if any
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +53,11 @@ class Summary:
         ]
         for entry in stages:
             entry["expand"] = _plain_number(entry["expand"])
+            if entry["groups"]:
+                entry["groups"] = [{"kernel": k, "expand": _plain_number(e), "repeats": r}
+                                   for k, e, r in entry["groups"]]
+            else:
+                del entry["groups"]  # a stage of one kind of block
         return {
             "name": self.name,
             "phi": self.phi,
@@ -95,8 +101,9 @@ def summarize(graph: CompiledGraph) -> Summary:
     rows = [StageRow("stem", "conv", plan.stem.kernel, plan.stem.stride, 1, plan.in_ch, plan.stem.out_ch, 1,
                      out_res[0], params[0], macs[0])]
     for s in plan.stages:
+        groups = tuple((g.kernel, g.expand, g.repeats) for g in s.groups()) if s.parts else ()
         rows.append(StageRow(f"stage{s.index + 1}", s.block, s.kernel, s.stride, s.expand, s.in_ch, s.out_ch,
-                             s.repeats, out_res[s.index + 1], params[s.index + 1], macs[s.index + 1]))
+                             s.repeats, out_res[s.index + 1], params[s.index + 1], macs[s.index + 1], groups))
     last = plan.stages[-1].out_ch
     head = plan.head
     rows.append(StageRow("head", "conv" if head else "pool", head.kernel if head else 1, head.stride if head else 1,
