@@ -12,12 +12,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
 
 from effdsl.cli.commands import app
 from effdsl.cli.files import check_destinations, write_output
 from effdsl.cli.reporting import reporting
-from effdsl.cli.search import Device, Proxy, ZeroCost
+from effdsl.cli.search import Device, Proxy, ZeroCost, progress_bar
 from effdsl.cli.terminal import Interrupted
 from effdsl.diagnostics import Diagnostic, EffdslError
 
@@ -112,40 +111,15 @@ def _write_best(result: GridResult, text: str, path: Path) -> None:
 
 @contextlib.contextmanager
 def _grid_progress() -> Iterator[GridEvents]:
-    """A rich progress bar on stderr: candidates done, time left, the best so far."""
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TaskID,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
+    """The progress bar of a grid: candidates done, time left, the best so far."""
     from effdsl.search.grid import GridEvents  # noqa: F811 (at run time too: it is built here)
 
-    progress = Progress(TextColumn("candidates"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.fields[best]}"),
-                        console=Console(stderr=True), transient=False)
-    tasks: list[TaskID] = []
+    def best_text(best: dict[str, Any] | None) -> str:
+        return "" if best is None else f"best: {best['alpha']:g} {best['beta']:g} {best['gamma']:g}"
 
-    def start(candidates: int, networks: int, done: int) -> None:
-        tasks.append(progress.add_task("grid", total=candidates, completed=done, best=""))
-        progress.start()
-
-    def candidate(record: dict[str, Any], best: dict[str, Any] | None, replayed: bool) -> None:
-        if tasks:
-            shown = ""
-            if best is not None:
-                shown = f"best: {best['alpha']:g} {best['beta']:g} {best['gamma']:g}"
-            progress.update(tasks[0], advance=0 if replayed else 1, best=shown)
-
-    try:
-        yield GridEvents(start, candidate)
-    finally:
-        if tasks:
-            progress.stop()
+    with progress_bar("candidates") as (start, advance):
+        yield GridEvents(lambda candidates, networks, done: start(candidates, done),
+                         lambda record, best, replayed: advance(best_text(best), replayed))
 
 
 def _report_grid(result: GridResult) -> None:

@@ -6,7 +6,7 @@ search's workers, never by these commands' set-up.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -175,8 +175,9 @@ def search_cmd(
 
 
 @contextlib.contextmanager
-def _search_progress() -> Iterator[Events]:
-    """A rich progress bar on stderr: trials done, time left, the best so far."""
+def progress_bar(unit: str) -> Iterator[tuple[Callable[[int, int], None], Callable[[str, bool], None]]]:
+    """A rich progress bar on stderr counting ``unit`` (trials, candidates), with time left and a
+    text for the best so far; yields ``start(total, done)`` and ``advance(best, replayed)``."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -187,30 +188,39 @@ def _search_progress() -> Iterator[Events]:
         TimeRemainingColumn,
     )
 
-    from effdsl.search.run import Events  # noqa: F811 (at run time too: it is built here)
-
-    progress = Progress(TextColumn("trials"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+    progress = Progress(TextColumn(unit), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.fields[best]}"),
                         console=Console(stderr=True), transient=False)
     tasks: list[TaskID] = []
 
-    def start(total: int, done: int) -> None:  # shown once the search has checked its options
-        tasks.append(progress.add_task("search", total=total, completed=done, best=""))
+    def start(total: int, done: int) -> None:  # shown once the command has checked its options
+        tasks.append(progress.add_task(unit, total=total, completed=done, best=""))
         progress.start()
 
-    def trial(record: dict[str, Any], best: dict[str, Any] | None, replayed: bool) -> None:
-        shown = ""
-        if best is not None:
-            quality = f"{best['accuracy']:.1%}" if best["accuracy"] is not None else f"{best['score']:.4g}"
-            shown = f"best: trial {best['trial']} {quality} reward {best['reward']:.4g}"
+    def advance(best: str, replayed: bool) -> None:
         if tasks:
-            progress.update(tasks[0], advance=0 if replayed else 1, best=shown)
+            progress.update(tasks[0], advance=0 if replayed else 1, best=best)
 
     try:
-        yield Events(start, trial)
+        yield start, advance
     finally:
         if tasks:
             progress.stop()
+
+
+@contextlib.contextmanager
+def _search_progress() -> Iterator[Events]:
+    """The progress bar of a search: trials done, time left, the best so far."""
+    from effdsl.search.run import Events  # noqa: F811 (at run time too: it is built here)
+
+    def best_text(best: dict[str, Any] | None) -> str:
+        if best is None:
+            return ""
+        quality = f"{best['accuracy']:.1%}" if best["accuracy"] is not None else f"{best['score']:.4g}"
+        return f"best: trial {best['trial']} {quality} reward {best['reward']:.4g}"
+
+    with progress_bar("trials") as (start, advance):
+        yield Events(start, lambda record, best, replayed: advance(best_text(best), replayed))
 
 
 def _report_search(result: SearchResult) -> None:

@@ -23,7 +23,7 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -40,7 +40,7 @@ from effdsl.search import records
 from effdsl.search.data import shape_of
 from effdsl.search.executor import Job, Proxy, make_executor
 from effdsl.search.grid_report import quality, write_reports
-from effdsl.search.proxy import TrainConfig, ZeroCost, cuda_available
+from effdsl.search.proxy import TrainConfig, ZeroCost, cuda_available, proxy_identity
 from effdsl.search.run import require_packages
 
 GRID = "grid.jsonl"
@@ -98,13 +98,7 @@ class GridOptions:
             "seed": self.seed,
             "device": self.device,
         }
-        if self.proxy == "train":
-            found["epochs"] = self.epochs
-            if self.train != TrainConfig():
-                found["train"] = asdict(self.recipe)
-        else:
-            found["zero_cost"] = self.zero_cost
-        return found
+        return found | proxy_identity(self.proxy, self.recipe, self.train != TrainConfig(), self.zero_cost)
 
 
 @dataclass

@@ -26,8 +26,8 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from contextlib import AbstractContextManager
@@ -60,6 +60,14 @@ class TrainConfig:
     label_smoothing: float = 0.1
     warmup: float = 0.15          # fraction of the steps spent warming up (OneCycleLR's pct_start)
     recalibrate: int = 512        # training images that re-estimate the batch-norm statistics
+
+
+def proxy_identity(proxy: str, recipe: TrainConfig, custom: bool, zero_cost: str) -> dict[str, Any]:
+    """What the proxy options add to a run's identity (search.json, grid.json): the epochs of
+    the train proxy (and its whole ``recipe`` when ``custom``, not the default), or the zero-cost score."""
+    if proxy != "train":
+        return {"zero_cost": zero_cost}
+    return {"epochs": recipe.epochs, **({"train": asdict(recipe)} if custom else {})}
 
 
 def cuda_available() -> bool:

@@ -20,7 +20,7 @@ import math
 import random
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ from effdsl.search import records
 from effdsl.search.cost import Cost, CostModel
 from effdsl.search.data import shape_of
 from effdsl.search.executor import Executor, Job, Proxy, make_executor
-from effdsl.search.proxy import TrainConfig, ZeroCost, cuda_available
+from effdsl.search.proxy import TrainConfig, ZeroCost, cuda_available, proxy_identity
 from effdsl.search.reward import Target, over_limit, reward
 from effdsl.search.space import Picks, Space, require_choices
 from effdsl.search.strategy import MAX_ATTEMPTS, Evolution, RandomSearch, StrategyKind, make_strategy
@@ -81,13 +81,7 @@ class SearchOptions:
         }
         if self.strategy == "evolution":
             found.update(population=self.population, tournament=self.tournament)
-        if self.proxy == "train":
-            found["epochs"] = self.epochs
-            if self.train != TrainConfig():
-                found["train"] = asdict(self.recipe)
-        else:
-            found["zero_cost"] = self.zero_cost
-        return found
+        return found | proxy_identity(self.proxy, self.recipe, self.train != TrainConfig(), self.zero_cost)
 
 
 @dataclass
